@@ -1,0 +1,279 @@
+/*
+ * device.c - device memory: segments, shared small blocks, HBM accounting.
+ */
+#include "device.h"
+
+#include "acl/acl_base.h"
+#include "acl/acl_rt.h"
+
+#define ALIGN_UP(x, a) (((x) + (a) - 1) & ~((uint64_t)(a) - 1))
+
+static gint cmp_u64(gconstpointer a, gconstpointer b, gpointer unused)
+{
+    (void)unused;
+    uint64_t x = (uint64_t)(uintptr_t)a, y = (uint64_t)(uintptr_t)b;
+    return x < y ? -1 : x > y;
+}
+
+#define KEY(v) ((gpointer)(uintptr_t)(v))
+
+Device *device_new(int index, uint64_t hbm_bytes, uint64_t va_lo, uint64_t va_hi)
+{
+    Device *d = g_new0(Device, 1);
+    d->index = index;
+    g_mutex_init(&d->lock);
+    hbm_init(&d->hbm, hbm_bytes);
+    d->heap = va_range_new(va_lo, va_hi);
+    d->segments = g_tree_new_full(cmp_u64, NULL, NULL, NULL);
+    d->allocs = g_hash_table_new_full(g_direct_hash, g_direct_equal, NULL, g_free);
+    d->blocks = g_hash_table_new_full(g_direct_hash, g_direct_equal, NULL, NULL);
+    return d;
+}
+
+static void segment_destroy(Device *d, Segment *s)
+{
+    g_tree_remove(d->segments, KEY(s->va));
+    va_range_release(d->heap, s->va, s->size);
+    hbm_give(&d->hbm, s->size, s->page_size);
+    if (s->slices) {
+        GList *l = g_hash_table_lookup(d->blocks, GUINT_TO_POINTER(s->owner));
+        l = g_list_remove(l, s);
+        if (l)
+            g_hash_table_insert(d->blocks, GUINT_TO_POINTER(s->owner), l);
+        else
+            g_hash_table_remove(d->blocks, GUINT_TO_POINTER(s->owner));
+        va_range_destroy(s->slices);
+    }
+    memobj_unref(s->obj);
+    g_free(s);
+}
+
+void device_destroy(Device *d)
+{
+    if (!d)
+        return;
+    device_release_owner(d, 0, NULL);
+    while (g_tree_nnodes(d->segments) > 0) {
+        GTreeNode *n = g_tree_node_first(d->segments);
+        segment_destroy(d, g_tree_node_value(n));
+    }
+    g_hash_table_destroy(d->allocs);
+    g_hash_table_destroy(d->blocks);
+    g_tree_destroy(d->segments);
+    va_range_destroy(d->heap);
+    g_mutex_clear(&d->lock);
+    g_free(d);
+}
+
+uint64_t device_malloc_size(uint64_t size, uint64_t page_size, bool align32_only)
+{
+    uint64_t m = ALIGN_UP(size, 32);
+    return page_size == HBM_PAGE_1G || align32_only ? m : m + 32;
+}
+
+uint64_t device_policy_page(uint32_t policy, uint64_t size)
+{
+    /* Bandwidth and read-only bits do not choose the page size. */
+    switch (policy & 0xffu) {
+    case ACL_MEM_MALLOC_HUGE_FIRST:
+    case ACL_MEM_MALLOC_HUGE_FIRST_P2P:
+        return size <= (1u << 20) ? HBM_PAGE_NORMAL : HBM_PAGE_HUGE;
+    case ACL_MEM_MALLOC_HUGE_ONLY:
+    case ACL_MEM_MALLOC_HUGE_ONLY_P2P:
+        return HBM_PAGE_HUGE;
+    case ACL_MEM_MALLOC_NORMAL_ONLY:
+    case ACL_MEM_MALLOC_NORMAL_ONLY_P2P:
+        return HBM_PAGE_NORMAL;
+    case ACL_MEM_MALLOC_HUGE1G_ONLY:
+    case ACL_MEM_MALLOC_HUGE1G_ONLY_P2P:
+        return HBM_PAGE_1G;
+    default:
+        /* Out of range: huge pages from 2 MiB on, normal pages below. */
+        return size >= HBM_PAGE_HUGE ? HBM_PAGE_HUGE : HBM_PAGE_NORMAL;
+    }
+}
+
+static Segment *segment_new(Device *d, uint32_t owner, uint64_t size, uint64_t page)
+{
+    uint64_t va;
+    if (!hbm_take(&d->hbm, size, page))
+        return NULL;
+    if (!va_range_alloc(d->heap, size, page, &va)) {
+        hbm_give(&d->hbm, size, page);
+        return NULL;
+    }
+    char name[48];
+    g_snprintf(name, sizeof(name), "npu%d-hbm-0x%" G_GINT64_MODIFIER "x", d->index, va);
+    MemObj *obj = memobj_new(name, size);
+    if (!obj) {
+        va_range_release(d->heap, va, size);
+        hbm_give(&d->hbm, size, page);
+        return NULL;
+    }
+    Segment *s = g_new0(Segment, 1);
+    s->va = va;
+    s->size = size;
+    s->obj = obj;
+    s->owner = owner;
+    s->page_size = (uint32_t)page;
+    g_tree_insert(d->segments, KEY(va), s);
+    return s;
+}
+
+/* A slice of one of the owner's shared small blocks, or of a new one. */
+static Segment *small_slice(Device *d, uint32_t owner, uint64_t size, uint64_t *va,
+                            bool *fresh)
+{
+    GList *l = g_hash_table_lookup(d->blocks, GUINT_TO_POINTER(owner));
+    for (; l; l = l->next) {
+        Segment *s = l->data;
+        if (va_range_alloc(s->slices, size, DEV_SMALL_ALIGN, va))
+            return s;
+    }
+    Segment *s = segment_new(d, owner, DEV_SMALL_BLOCK, HBM_PAGE_NORMAL);
+    if (!s)
+        return NULL;
+    s->slices = va_range_new(s->va, s->va + s->size);
+    GList *head = g_hash_table_lookup(d->blocks, GUINT_TO_POINTER(owner));
+    g_hash_table_insert(d->blocks, GUINT_TO_POINTER(owner), g_list_prepend(head, s));
+    va_range_alloc(s->slices, size, DEV_SMALL_ALIGN, va);
+    *fresh = true;
+    return s;
+}
+
+int device_mem_alloc(Device *d, uint32_t owner, uint64_t size, uint32_t policy,
+                     bool align32_only, DevAllocResult *out)
+{
+    uint64_t page = device_policy_page(policy, size);
+    uint64_t m = device_malloc_size(size, page, align32_only);
+    bool huge_first = (policy & 0xffu) == ACL_MEM_MALLOC_HUGE_FIRST ||
+                      (policy & 0xffu) == ACL_MEM_MALLOC_HUGE_FIRST_P2P;
+    Segment *s = NULL;
+    bool fresh = false;
+    uint64_t va = 0;
+
+    if (size > d->hbm.capacity)
+        return ACL_ERROR_RT_MEMORY_ALLOCATION;
+    g_mutex_lock(&d->lock);
+    if (page == HBM_PAGE_NORMAL && m < HBM_PAGE_NORMAL) {
+        s = small_slice(d, owner, m, &va, &fresh);
+    } else {
+        s = segment_new(d, owner, ALIGN_UP(m, page), page);
+        if (!s && huge_first && page == HBM_PAGE_HUGE) {
+            page = HBM_PAGE_NORMAL;     /* huge pages exhausted: fall back */
+            s = segment_new(d, owner, ALIGN_UP(m, page), page);
+        }
+        if (s)
+            va = s->va;
+        fresh = true;
+    }
+    if (!s) {
+        g_mutex_unlock(&d->lock);
+        return ACL_ERROR_RT_MEMORY_ALLOCATION;
+    }
+    s->nallocs++;
+    DevAlloc *a = g_new(DevAlloc, 1);
+    *a = (DevAlloc){ .va = va, .size = s->slices ? m : s->size, .seg = s, .owner = owner };
+    g_hash_table_insert(d->allocs, KEY(va), a);
+    *out = (DevAllocResult){
+        .va = va, .size = a->size, .seg_va = s->va, .seg_size = s->size,
+        .page_size = s->page_size, .new_obj = fresh ? memobj_ref(s->obj) : NULL,
+    };
+    g_mutex_unlock(&d->lock);
+    return ACL_SUCCESS;
+}
+
+/* Called with the lock held; frees one allocation and maybe its segment. */
+static void alloc_free_locked(Device *d, DevAlloc *a, DevFreeResult *out)
+{
+    Segment *s = a->seg;
+    DevFreeResult r = { .size = a->size, .seg_va = s->va, .seg_size = s->size };
+    if (s->slices)
+        va_range_release(s->slices, a->va, a->size);
+    g_hash_table_remove(d->allocs, KEY(a->va));
+    if (--s->nallocs == 0) {
+        segment_destroy(d, s);
+        r.seg_released = true;
+    }
+    if (out)
+        *out = r;
+}
+
+int device_mem_free(Device *d, uint32_t owner, uint64_t va, DevFreeResult *out)
+{
+    g_mutex_lock(&d->lock);
+    DevAlloc *a = g_hash_table_lookup(d->allocs, KEY(va));
+    if (!a || a->owner != owner) {
+        g_mutex_unlock(&d->lock);
+        return ACL_ERROR_RT_PARAM_INVALID;
+    }
+    alloc_free_locked(d, a, out);
+    g_mutex_unlock(&d->lock);
+    return ACL_SUCCESS;
+}
+
+typedef struct OwnerScan {
+    uint32_t owner;
+    bool all;
+    GPtrArray *found;
+} OwnerScan;
+
+static void collect_owned(gpointer key, gpointer value, gpointer data)
+{
+    (void)key;
+    OwnerScan *scan = data;
+    DevAlloc *a = value;
+    if (scan->all || a->owner == scan->owner)
+        g_ptr_array_add(scan->found, a);
+}
+
+unsigned device_release_owner(Device *d, uint32_t owner, uint64_t *bytes)
+{
+    /* owner 0 is never a session: it means everyone (device teardown). */
+    OwnerScan scan = { .owner = owner, .all = owner == 0, .found = g_ptr_array_new() };
+    uint64_t total = 0;
+    g_mutex_lock(&d->lock);
+    g_hash_table_foreach(d->allocs, collect_owned, &scan);
+    for (unsigned i = 0; i < scan.found->len; i++) {
+        DevAlloc *a = g_ptr_array_index(scan.found, i);
+        total += a->size;
+        alloc_free_locked(d, a, NULL);
+    }
+    g_mutex_unlock(&d->lock);
+    unsigned n = scan.found->len;
+    g_ptr_array_free(scan.found, TRUE);
+    if (bytes)
+        *bytes = total;
+    return n;
+}
+
+static Segment *segment_at(Device *d, uint64_t va)
+{
+    GTreeNode *n = g_tree_upper_bound(d->segments, KEY(va));
+    n = n ? g_tree_node_previous(n) : g_tree_node_last(d->segments);
+    if (!n)
+        return NULL;
+    Segment *s = g_tree_node_value(n);
+    return va >= s->va && va - s->va < s->size ? s : NULL;
+}
+
+uint8_t *device_resolve(Device *d, uint32_t owner, uint64_t va, uint64_t len, MemObj **ref)
+{
+    uint8_t *p = NULL;
+    g_mutex_lock(&d->lock);
+    Segment *s = segment_at(d, va);
+    if (s && s->owner == owner && len <= s->size - (va - s->va)) {
+        *ref = memobj_ref(s->obj);
+        p = s->obj->map + (va - s->va);
+    }
+    g_mutex_unlock(&d->lock);
+    return p;
+}
+
+void device_mem_info(Device *d, uint64_t *free_bytes, uint64_t *total)
+{
+    g_mutex_lock(&d->lock);
+    *free_bytes = hbm_free_bytes(&d->hbm);
+    *total = d->hbm.capacity;
+    g_mutex_unlock(&d->lock);
+}

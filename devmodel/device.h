@@ -1,0 +1,96 @@
+/*
+ * device.h - one NPU device: its HBM pool, its virtual address heap and the
+ * memory segments allocated on it.
+ *
+ * Concepts: an allocation lives in a segment; a segment is one memory object
+ * mapped at one device virtual address range.  Allocations of at least a page
+ * get a segment of their own, rounded to their page size (4 KiB, 2 MiB, 1 GiB)
+ * and aligned to it.  Smaller ones are 64-byte aligned slices of a shared 2 MiB
+ * block of normal pages that belongs to one owner (a client session), which is
+ * why such pointers are not page-aligned, as on hardware.  Every segment has an
+ * owner; a lookup on behalf of another owner finds nothing.  All functions are
+ * thread-safe (one lock per device); returned segments stay valid until freed
+ * by their owner, and device_resolve hands out a memory-object reference that
+ * outlives a concurrent free.
+ */
+#ifndef DEVMODEL_DEVICE_H
+#define DEVMODEL_DEVICE_H
+
+#include <glib.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "hbm.h"
+#include "memobj.h"
+#include "varange.h"
+
+#define DEV_SMALL_BLOCK   (2ull << 20)  /* shared block for sub-page allocations */
+#define DEV_SMALL_ALIGN   64ull
+
+typedef struct Segment {
+    uint64_t va;
+    uint64_t size;
+    MemObj *obj;
+    uint32_t owner;
+    uint32_t page_size;
+    uint32_t nallocs;
+    VaRange *slices;    /* shared small block: its free slices; NULL otherwise */
+} Segment;
+
+typedef struct DevAlloc {
+    uint64_t va;
+    uint64_t size;
+    Segment *seg;
+    uint32_t owner;
+} DevAlloc;
+
+typedef struct Device {
+    int index;
+    GMutex lock;
+    HbmPool hbm;
+    VaRange *heap;
+    GTree *segments;    /* va -> Segment *, for containment lookups */
+    GHashTable *allocs; /* va -> DevAlloc * */
+    GHashTable *blocks; /* owner -> GList of shared small blocks */
+} Device;
+
+typedef struct DevAllocResult {
+    uint64_t va;
+    uint64_t size;
+    uint64_t seg_va;
+    uint64_t seg_size;
+    uint32_t page_size;
+    MemObj *new_obj;    /* referenced: the segment is new, the owner must map it */
+} DevAllocResult;
+
+typedef struct DevFreeResult {
+    uint64_t size;
+    uint64_t seg_va;
+    uint64_t seg_size;
+    bool seg_released;  /* the owner must unmap the segment */
+} DevFreeResult;
+
+/* Creates device `index` with `hbm_bytes` of HBM and VA heap [va_lo, va_hi). */
+Device *device_new(int index, uint64_t hbm_bytes, uint64_t va_lo, uint64_t va_hi);
+void device_destroy(Device *d);
+
+/* The size aclrtMalloc really reserves for a request of `size` bytes on pages of
+ * page_size: rounded up to 32 bytes plus 32, except on 1 GiB pages (no extra 32). */
+uint64_t device_malloc_size(uint64_t size, uint64_t page_size, bool align32_only);
+/* The page size aclrtMalloc uses for `policy` and `size` (before any fallback). */
+uint64_t device_policy_page(uint32_t policy, uint64_t size);
+
+/* aclrtMalloc on this device for `owner`; returns an aclError. */
+int device_mem_alloc(Device *d, uint32_t owner, uint64_t size, uint32_t policy,
+                     bool align32_only, DevAllocResult *out);
+/* aclrtFree of `va`, which must be the start of an allocation of `owner`. */
+int device_mem_free(Device *d, uint32_t owner, uint64_t va, DevFreeResult *out);
+/* Frees everything `owner` has on the device; returns the number of allocations. */
+unsigned device_release_owner(Device *d, uint32_t owner, uint64_t *bytes);
+/* Host address of [va, va + len) in the emulator's view if it lies inside one
+ * segment of `owner`; *ref receives a memory-object reference to drop after use. */
+uint8_t *device_resolve(Device *d, uint32_t owner, uint64_t va, uint64_t len, MemObj **ref);
+/* Free and total HBM bytes. */
+void device_mem_info(Device *d, uint64_t *free_bytes, uint64_t *total);
+
+#endif

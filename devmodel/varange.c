@@ -1,0 +1,108 @@
+/*
+ * varange.c - first-fit range allocator over a GTree of free ranges
+ * (key: start, value: end), coalesced on release.
+ */
+#include "varange.h"
+
+#include <glib.h>
+
+struct VaRange {
+    GTree *free;        /* start -> end of each free range */
+    uint64_t lo, hi;
+    uint64_t free_bytes;
+};
+
+static gint cmp_u64(gconstpointer a, gconstpointer b, gpointer unused)
+{
+    (void)unused;
+    uint64_t x = (uint64_t)(uintptr_t)a, y = (uint64_t)(uintptr_t)b;
+    return x < y ? -1 : x > y;
+}
+
+#define KEY(v) ((gpointer)(uintptr_t)(v))
+#define VAL(p) ((uint64_t)(uintptr_t)(p))
+
+VaRange *va_range_new(uint64_t lo, uint64_t hi)
+{
+    VaRange *r = g_new0(VaRange, 1);
+    r->free = g_tree_new_full(cmp_u64, NULL, NULL, NULL);
+    r->lo = lo;
+    r->hi = hi;
+    r->free_bytes = hi - lo;
+    g_tree_insert(r->free, KEY(lo), KEY(hi));
+    return r;
+}
+
+void va_range_destroy(VaRange *r)
+{
+    if (!r)
+        return;
+    g_tree_destroy(r->free);
+    g_free(r);
+}
+
+typedef struct FitSearch {
+    uint64_t size, align;
+    uint64_t start, end, at;
+    bool found;
+} FitSearch;
+
+static gboolean find_fit(gpointer key, gpointer value, gpointer data)
+{
+    FitSearch *s = data;
+    uint64_t start = VAL(key), end = VAL(value);
+    uint64_t at = (start + s->align - 1) & ~(s->align - 1);
+    if (at < start || at > end || end - at < s->size)
+        return FALSE;
+    s->start = start;
+    s->end = end;
+    s->at = at;
+    s->found = true;
+    return TRUE;
+}
+
+bool va_range_alloc(VaRange *r, uint64_t size, uint64_t align, uint64_t *out)
+{
+    if (size == 0 || size > r->free_bytes || align == 0 || (align & (align - 1)))
+        return false;
+    FitSearch s = { .size = size, .align = align };
+    g_tree_foreach(r->free, find_fit, &s);
+    if (!s.found)
+        return false;
+    g_tree_remove(r->free, KEY(s.start));
+    if (s.at > s.start)
+        g_tree_insert(r->free, KEY(s.start), KEY(s.at));
+    if (s.at + size < s.end)
+        g_tree_insert(r->free, KEY(s.at + size), KEY(s.end));
+    r->free_bytes -= size;
+    *out = s.at;
+    return true;
+}
+
+void va_range_release(VaRange *r, uint64_t addr, uint64_t size)
+{
+    uint64_t start = addr, end = addr + size;
+    GTreeNode *next = g_tree_lower_bound(r->free, KEY(addr));
+    GTreeNode *prev = next ? g_tree_node_previous(next) : g_tree_node_last(r->free);
+
+    if (next && VAL(g_tree_node_key(next)) == end) {
+        end = VAL(g_tree_node_value(next));
+        g_tree_remove(r->free, KEY(addr + size));
+    }
+    if (prev && VAL(g_tree_node_value(prev)) == start) {
+        start = VAL(g_tree_node_key(prev));
+        g_tree_remove(r->free, KEY(start));
+    }
+    g_tree_insert(r->free, KEY(start), KEY(end));
+    r->free_bytes += size;
+}
+
+uint64_t va_range_free_bytes(const VaRange *r)
+{
+    return r->free_bytes;
+}
+
+bool va_range_is_empty(const VaRange *r)
+{
+    return r->free_bytes == r->hi - r->lo;
+}

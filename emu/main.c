@@ -1,0 +1,96 @@
+/*
+ * main.c - npu-emu: parse options, run the server.
+ */
+#define _GNU_SOURCE
+#include <glib.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "server.h"
+
+static EmuServer *running;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    if (running)
+        emu_server_stop(running);
+}
+
+int main(int argc, char **argv)
+{
+    gchar *socket_path = NULL, *profile = NULL, *log_path = NULL;
+    gint servers = 1, idle = 0;
+    gboolean quiet = FALSE, list = FALSE;
+    GOptionEntry entries[] = {
+        { "socket", 's', 0, G_OPTION_ARG_FILENAME, &socket_path,
+          "Unix socket to serve (default: $NPU_EMU_SOCKET, else /tmp/npu-emu-<uid>.sock)",
+          "PATH" },
+        { "profile", 'p', 0, G_OPTION_ARG_STRING, &profile,
+          "Hardware profile: a2 (8 x Ascend 910B, 64 GiB HBM each) or a3 (16 x Ascend 910C "
+          "dies per server, 64 GiB each); default $NPU_EMU_PROFILE, else a2", "NAME" },
+        { "servers", 'n', 0, G_OPTION_ARG_INT, &servers,
+          "Servers in the A3 SuperPoD (1-8; clients pick one with NPU_EMU_SERVER)", "N" },
+        { "idle-exit", 'i', 0, G_OPTION_ARG_INT, &idle,
+          "Exit after SECONDS without any client (0: run until SIGTERM/SIGINT)", "SECONDS" },
+        { "log", 'l', 0, G_OPTION_ARG_FILENAME, &log_path,
+          "Append the operator log to FILE instead of stderr", "FILE" },
+        { "quiet", 'q', 0, G_OPTION_ARG_NONE, &quiet, "Write no log", NULL },
+        { "list-profiles", 0, 0, G_OPTION_ARG_NONE, &list, "List the profiles and exit", NULL },
+        { NULL, 0, 0, 0, NULL, NULL, NULL },
+    };
+    GOptionContext *ctx = g_option_context_new("- emulated Ascend NPU devices for libascendcl");
+    g_option_context_set_summary(ctx,
+        "Runs the device side of an emulated Atlas A2 / A3 server: HBM, stream engines and\n"
+        "the sessions of every process that uses npu-emu's libascendcl.so.  Clients connect\n"
+        "over the Unix socket; only the user running npu-emu may connect.  A client that\n"
+        "finds no emulator starts one itself (with --idle-exit), so running this by hand\n"
+        "is only needed to choose options or watch the log.");
+    g_option_context_add_main_entries(ctx, entries, NULL);
+    GError *err = NULL;
+    if (!g_option_context_parse(ctx, &argc, &argv, &err)) {
+        fprintf(stderr, "npu-emu: %s (see --help)\n", err->message);
+        return 2;
+    }
+    g_option_context_free(ctx);
+    if (list) {
+        for (const EmuProfile *const *p = profile_all(); *p; p++)
+            printf("%-4s %-16s %s\n", (*p)->name, (*p)->soc_name, (*p)->description);
+        return 0;
+    }
+
+    EmuOptions opt = {
+        .socket_path = socket_path ? socket_path : emu_default_socket_path(),
+        .profile = profile ? profile : g_getenv("NPU_EMU_PROFILE"),
+        .servers = servers,
+        .idle_exit_sec = idle,
+        .log_path = log_path,
+        .quiet = quiet,
+    };
+    if (!opt.profile || !*opt.profile)
+        opt.profile = "a2";
+    emu_log_open(log_path, quiet);
+    EmuServer *srv = emu_server_new(&opt, &err);
+    if (!srv) {
+        fprintf(stderr, "npu-emu: %s\n", err->message);
+        return 2;
+    }
+    if (!emu_server_listen(srv, &err)) {
+        /* Losing the start-up race to another emulator is not a failure. */
+        int code = g_error_matches(err, G_FILE_ERROR, G_FILE_ERROR_EXIST) ? 3 : 1;
+        emu_log("%s", err->message);
+        emu_server_free(srv);
+        return code;
+    }
+    running = srv;
+    struct sigaction sa = { .sa_handler = on_signal };
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    emu_server_run(srv);
+    running = NULL;
+    emu_server_free(srv);
+    emu_log("exited");
+    return 0;
+}

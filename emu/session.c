@@ -1,0 +1,704 @@
+/*
+ * session.c - handshake, request dispatch and reclamation of one client.
+ */
+#define _GNU_SOURCE
+#include "session.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "acl/acl_base.h"
+#include "acl/acl_rt.h"
+#include "devmodel/engine.h"
+#include "npuemu/futex.h"
+
+typedef struct HostBuf {
+    uint64_t addr;          /* where the client mapped it */
+    uint64_t size;
+    MemObj *obj;
+} HostBuf;
+
+struct Session {
+    EmuServer *srv;
+    uint32_t id;
+    pid_t pid;
+    uid_t uid;
+    int server;             /* SuperPoD server index */
+    int sock;
+    MemObj *chan;
+    EmuChanHeader *hdr;
+    EmuSlot *slots;
+    EmuStreamState *states;
+    GThread *thread;
+    int dead;
+
+    GMutex lock;            /* protects host and streams against stream workers */
+    GTree *host;            /* client address -> HostBuf * */
+    EngineStream **streams; /* EMU_CHAN_STREAMS entries */
+    uint32_t streams_on[EMU_MAX_DEVICES];
+    uint32_t next_tag;
+    bool opened[EMU_MAX_DEVICES];
+};
+
+static gint cmp_u64(gconstpointer a, gconstpointer b, gpointer unused)
+{
+    (void)unused;
+    uint64_t x = (uint64_t)(uintptr_t)a, y = (uint64_t)(uintptr_t)b;
+    return x < y ? -1 : x > y;
+}
+
+#define KEY(v) ((gpointer)(uintptr_t)(v))
+
+static Device *session_device(Session *s, int32_t dev)
+{
+    if (dev < 0 || dev >= s->srv->profile->devices_per_server)
+        return NULL;
+    return s->srv->devices[s->server][dev];
+}
+
+/* ---- address resolution for the stream engine ---- */
+
+static HostBuf *host_at(Session *s, uint64_t addr)
+{
+    GTreeNode *n = g_tree_upper_bound(s->host, KEY(addr));
+    n = n ? g_tree_node_previous(n) : g_tree_node_last(s->host);
+    if (!n)
+        return NULL;
+    HostBuf *h = g_tree_node_value(n);
+    return addr - h->addr < h->size ? h : NULL;
+}
+
+static uint8_t *session_resolve(void *opaque, uint64_t addr, uint64_t len, MemObj **ref)
+{
+    Session *s = opaque;
+    if (addr >= EMU_VA_WINDOW_LO && addr < EMU_VA_WINDOW_HI) {
+        Device *d = session_device(s, (int32_t)((addr - EMU_VA_WINDOW_LO) / EMU_VA_DEVICE_SPAN));
+        return d ? device_resolve(d, s->id, addr, len, ref) : NULL;
+    }
+    uint8_t *p = NULL;
+    g_mutex_lock(&s->lock);
+    HostBuf *h = host_at(s, addr);
+    if (h && len <= h->size - (addr - h->addr)) {
+        *ref = memobj_ref(h->obj);
+        p = h->obj->map + (addr - h->addr);
+    }
+    g_mutex_unlock(&s->lock);
+    return p;
+}
+
+/* ---- request handlers: each returns an aclError ---- */
+
+typedef struct Reply {
+    void *resp;
+    uint32_t resp_len;
+    MemObj *fd_obj;         /* referenced; its fd goes to the client */
+} Reply;
+
+#define REQ(type, name)                                    \
+    const type *name = (const type *)req;                  \
+    if (len != sizeof(type))                               \
+        return ACL_ERROR_RT_PARAM_INVALID
+#define RESP(type, name)                                   \
+    type *name = (type *)r->resp;                          \
+    r->resp_len = sizeof(type)
+
+static int handle_device_open(Session *s, const void *req, uint32_t len)
+{
+    REQ(EmuReqDevice, q);
+    if (!session_device(s, q->device))
+        return ACL_ERROR_RT_INVALID_DEVICEID;
+    if (!s->opened[q->device])
+        emu_log("pid %d opened device %d (server %d)", (int)s->pid, q->device, s->server);
+    s->opened[q->device] = true;
+    return ACL_SUCCESS;
+}
+
+static void streams_release(Session *s, int32_t device, bool force, unsigned *count)
+{
+    for (uint32_t i = 0; i < EMU_CHAN_STREAMS; i++) {
+        EngineStream *st = s->streams[i];
+        if (!st || (device >= 0 && engine_stream_device(st) != device))
+            continue;
+        g_mutex_lock(&s->lock);
+        s->streams[i] = NULL;
+        s->streams_on[engine_stream_device(st)]--;
+        g_mutex_unlock(&s->lock);
+        engine_stream_destroy(st, force);
+        if (count)
+            (*count)++;
+    }
+}
+
+static int handle_device_close(Session *s, const void *req, uint32_t len)
+{
+    REQ(EmuReqDevice, q);
+    Device *d = session_device(s, q->device);
+    if (!d)
+        return ACL_ERROR_RT_INVALID_DEVICEID;
+    unsigned streams = 0;
+    uint64_t bytes = 0;
+    streams_release(s, q->device, q->force != 0, &streams);
+    unsigned n = device_release_owner(d, s->id, &bytes);
+    if (s->opened[q->device] || n || streams)
+        emu_log("pid %d reset device %d: released %u allocations (%" G_GUINT64_FORMAT
+                " bytes), %u streams", (int)s->pid, q->device, n, bytes, streams);
+    s->opened[q->device] = false;
+    return ACL_SUCCESS;
+}
+
+static int handle_device_sync(Session *s, const void *req, uint32_t len, Reply *r)
+{
+    REQ(EmuReqDevice, q);
+    if (!session_device(s, q->device))
+        return ACL_ERROR_RT_INVALID_DEVICEID;
+    RESP(EmuRespDeviceSync, p);
+    p->nstreams = s->streams_on[q->device];
+    return ACL_SUCCESS;
+}
+
+static int handle_mem_alloc(Session *s, const void *req, uint32_t len, Reply *r)
+{
+    REQ(EmuReqMemAlloc, q);
+    Device *d = session_device(s, q->device);
+    if (!d)
+        return ACL_ERROR_RT_INVALID_DEVICEID;
+    if (q->size == 0)
+        return ACL_ERROR_RT_PARAM_INVALID;
+    DevAllocResult a;
+    if (q->flags & ~EMU_ALLOC_ALIGN32_ONLY)
+        return ACL_ERROR_RT_PARAM_INVALID;
+    int err = device_mem_alloc(d, s->id, q->size, q->policy,
+                               (q->flags & EMU_ALLOC_ALIGN32_ONLY) != 0, &a);
+    if (err != ACL_SUCCESS)
+        return err;
+    RESP(EmuRespMemAlloc, p);
+    *p = (EmuRespMemAlloc){
+        .va = a.va, .size = a.size, .seg_va = a.seg_va, .seg_size = a.seg_size,
+        .new_seg = a.new_obj != NULL, .page_size = a.page_size,
+    };
+    r->fd_obj = a.new_obj;
+    return ACL_SUCCESS;
+}
+
+static int handle_mem_free(Session *s, const void *req, uint32_t len, Reply *r)
+{
+    REQ(EmuReqMemFree, q);
+    if (q->va < EMU_VA_WINDOW_LO || q->va >= EMU_VA_WINDOW_HI)
+        return ACL_ERROR_RT_PARAM_INVALID;
+    int32_t dev = (int32_t)((q->va - EMU_VA_WINDOW_LO) / EMU_VA_DEVICE_SPAN);
+    Device *d = session_device(s, dev);
+    if (!d)
+        return ACL_ERROR_RT_PARAM_INVALID;
+    DevFreeResult f;
+    int err = device_mem_free(d, s->id, q->va, &f);
+    if (err != ACL_SUCCESS)
+        return err;
+    RESP(EmuRespMemFree, p);
+    *p = (EmuRespMemFree){
+        .device = dev, .seg_released = f.seg_released, .seg_va = f.seg_va,
+        .seg_size = f.seg_size, .size = f.size,
+    };
+    return ACL_SUCCESS;
+}
+
+static int handle_mem_info(Session *s, const void *req, uint32_t len, Reply *r)
+{
+    REQ(EmuReqMemInfo, q);
+    Device *d = session_device(s, q->device);
+    if (!d)
+        return ACL_ERROR_RT_INVALID_DEVICEID;
+    RESP(EmuRespMemInfo, p);
+    switch (q->attr) {
+    case ACL_DDR_MEM:
+    case ACL_DDR_MEM_HUGE:
+    case ACL_DDR_MEM_NORMAL:
+    case ACL_DDR_MEM_P2P_HUGE:
+    case ACL_DDR_MEM_P2P_NORMAL:
+        /* A2 / A3 devices carry HBM only. */
+        *p = (EmuRespMemInfo){ 0, 0 };
+        return ACL_SUCCESS;
+    case ACL_HBM_MEM:
+    case ACL_HBM_MEM_HUGE:
+    case ACL_HBM_MEM_NORMAL:
+    case ACL_HBM_MEM_P2P_HUGE:
+    case ACL_HBM_MEM_P2P_NORMAL:
+    case ACL_HBM_MEM_HUGE1G:
+    case ACL_HBM_MEM_P2P_HUGE1G:
+        device_mem_info(d, &p->free, &p->total);
+        return ACL_SUCCESS;
+    default:
+        r->resp_len = 0;
+        return ACL_ERROR_RT_PARAM_INVALID;
+    }
+}
+
+static int handle_host_alloc(Session *s, const void *req, uint32_t len, Reply *r)
+{
+    REQ(EmuReqHostAlloc, q);
+    if (q->size == 0 || q->size % HBM_PAGE_NORMAL || q->size > (1ull << 40) ||
+        q->client_addr % HBM_PAGE_NORMAL || q->client_addr + q->size < q->client_addr)
+        return ACL_ERROR_RT_PARAM_INVALID;
+    g_mutex_lock(&s->lock);
+    bool overlaps = host_at(s, q->client_addr) || host_at(s, q->client_addr + q->size - 1);
+    g_mutex_unlock(&s->lock);
+    if (overlaps)
+        return ACL_ERROR_RT_PARAM_INVALID;
+    MemObj *obj = memobj_new("npu-emu-host", q->size);
+    if (!obj)
+        return ACL_ERROR_RT_MEMORY_ALLOCATION;
+    HostBuf *h = g_new(HostBuf, 1);
+    *h = (HostBuf){ .addr = q->client_addr, .size = q->size, .obj = obj };
+    g_mutex_lock(&s->lock);
+    g_tree_insert(s->host, KEY(h->addr), h);
+    g_mutex_unlock(&s->lock);
+    r->fd_obj = memobj_ref(obj);
+    return ACL_SUCCESS;
+}
+
+static int handle_host_free(Session *s, const void *req, uint32_t len)
+{
+    REQ(EmuReqHostFree, q);
+    g_mutex_lock(&s->lock);
+    HostBuf *h = g_tree_lookup(s->host, KEY(q->client_addr));
+    if (h)
+        g_tree_remove(s->host, KEY(q->client_addr));
+    g_mutex_unlock(&s->lock);
+    if (!h)
+        return ACL_ERROR_RT_PARAM_INVALID;
+    memobj_unref(h->obj);
+    g_free(h);
+    return ACL_SUCCESS;
+}
+
+static int handle_stream_create(Session *s, const void *req, uint32_t len, Reply *r)
+{
+    REQ(EmuReqStreamCreate, q);
+    if (!session_device(s, q->device))
+        return ACL_ERROR_RT_INVALID_DEVICEID;
+    if (s->streams_on[q->device] >= EMU_STREAMS_PER_DEVICE)
+        return ACL_ERROR_RT_NO_STREAM_RESOURCE;
+    uint32_t i;
+    for (i = 0; i < EMU_CHAN_STREAMS && s->streams[i]; i++)
+        ;
+    if (i == EMU_CHAN_STREAMS)
+        return ACL_ERROR_RT_RESOURCE_ALLOC_FAIL;
+    EmuStreamState *st = &s->states[i];
+    __atomic_store_n(&st->error, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&st->error_seq, 0, __ATOMIC_RELAXED);
+    EngineStream *es = engine_stream_new(q->device, st, session_resolve, s);
+    if (!es)
+        return ACL_ERROR_RT_RESOURCE_ALLOC_FAIL;
+    g_mutex_lock(&s->lock);
+    s->streams[i] = es;
+    s->streams_on[q->device]++;
+    g_mutex_unlock(&s->lock);
+    RESP(EmuRespStreamCreate, p);
+    p->stream = i;
+    return ACL_SUCCESS;
+}
+
+static EngineStream *session_stream(Session *s, uint32_t i)
+{
+    return i < EMU_CHAN_STREAMS ? s->streams[i] : NULL;
+}
+
+static int handle_stream_destroy(Session *s, const void *req, uint32_t len)
+{
+    REQ(EmuReqStreamDestroy, q);
+    EngineStream *st = session_stream(s, q->stream);
+    if (!st)
+        return ACL_ERROR_RT_PARAM_INVALID;
+    g_mutex_lock(&s->lock);
+    s->streams[q->stream] = NULL;
+    s->streams_on[engine_stream_device(st)]--;
+    g_mutex_unlock(&s->lock);
+    engine_stream_destroy(st, q->force != 0);
+    return ACL_SUCCESS;
+}
+
+static int handle_stream_submit(Session *s, const void *req, uint32_t len, Reply *r)
+{
+    REQ(EmuReqSubmit, q);
+    EngineStream *st = session_stream(s, q->stream);
+    if (!st)
+        return ACL_ERROR_RT_PARAM_INVALID;
+    switch (q->task.type) {
+    case EMU_TASK_MEMCPY:
+    case EMU_TASK_MEMSET:
+        break;
+    case EMU_TASK_MEMSET32:
+        if (q->task.size % 4)
+            return ACL_ERROR_RT_PARAM_INVALID;
+        break;
+    default:
+        return ACL_ERROR_RT_PARAM_INVALID;
+    }
+    RESP(EmuRespSubmit, p);
+    p->seq = engine_stream_submit(st, &q->task);
+    return ACL_SUCCESS;
+}
+
+/* The whole protocol in one place. */
+static int dispatch(Session *s, uint32_t cmd, const void *req, uint32_t len, Reply *r)
+{
+    switch (cmd) {
+    case EMU_CMD_NOP:
+        return ACL_SUCCESS;
+    case EMU_CMD_DEVICE_OPEN:
+        return handle_device_open(s, req, len);
+    case EMU_CMD_DEVICE_CLOSE:
+        return handle_device_close(s, req, len);
+    case EMU_CMD_DEVICE_SYNC:
+        return handle_device_sync(s, req, len, r);
+    case EMU_CMD_MEM_ALLOC:
+        return handle_mem_alloc(s, req, len, r);
+    case EMU_CMD_MEM_FREE:
+        return handle_mem_free(s, req, len, r);
+    case EMU_CMD_MEM_INFO:
+        return handle_mem_info(s, req, len, r);
+    case EMU_CMD_HOST_ALLOC:
+        return handle_host_alloc(s, req, len, r);
+    case EMU_CMD_HOST_FREE:
+        return handle_host_free(s, req, len);
+    case EMU_CMD_STREAM_CREATE:
+        return handle_stream_create(s, req, len, r);
+    case EMU_CMD_STREAM_DESTROY:
+        return handle_stream_destroy(s, req, len);
+    case EMU_CMD_STREAM_SUBMIT:
+        return handle_stream_submit(s, req, len, r);
+    default:
+        return ACL_ERROR_RT_PARAM_INVALID;
+    }
+}
+
+static bool send_fd(Session *s, int fd, uint32_t tag)
+{
+    EmuFdMsg m = { .magic = EMU_PROTO_MAGIC, .tag = tag };
+    struct iovec iov = { .iov_base = &m, .iov_len = sizeof(m) };
+    union {
+        char buf[CMSG_SPACE(sizeof(int))];
+        struct cmsghdr align;
+    } u;
+    struct msghdr msg = {
+        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof(u.buf),
+    };
+    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(c), &fd, sizeof(int));
+    ssize_t n;
+    do
+        n = sendmsg(s->sock, &msg, MSG_NOSIGNAL);
+    while (n < 0 && errno == EINTR);
+    return n == (ssize_t)sizeof(m);
+}
+
+void emu_session_handle(Session *s, EmuSlot *slot)
+{
+    /* Copy everything out first: the client can rewrite the slot at any time. */
+    uint32_t cmd = __atomic_load_n(&slot->cmd, __ATOMIC_RELAXED);
+    uint32_t len = __atomic_load_n(&slot->req_len, __ATOMIC_RELAXED);
+    uint64_t req[EMU_SLOT_PAYLOAD / 8], resp[EMU_SLOT_PAYLOAD / 8];
+    Reply r = { .resp = resp };
+    int status;
+
+    if (len > EMU_SLOT_PAYLOAD) {
+        status = ACL_ERROR_RT_PARAM_INVALID;
+    } else {
+        memcpy(req, slot->req, len);
+        status = dispatch(s, cmd, req, len, &r);
+    }
+    if (status != ACL_SUCCESS)
+        r.resp_len = 0;
+    uint32_t tag = 0;
+    if (r.fd_obj) {
+        tag = ++s->next_tag ? s->next_tag : ++s->next_tag;
+        if (!send_fd(s, r.fd_obj->fd, tag))
+            tag = 0;    /* the client is gone; its reclaim frees the object */
+        memobj_unref(r.fd_obj);
+    }
+    memcpy(slot->resp, resp, r.resp_len);
+    slot->resp_len = r.resp_len;
+    slot->status = status;
+    slot->fd_tag = tag;
+    __atomic_store_n(&slot->state, EMU_SLOT_DONE, __ATOMIC_SEQ_CST);
+    if (__atomic_load_n(&slot->client_waiting, __ATOMIC_SEQ_CST))
+        emu_futex_wake(&slot->state, 1);
+}
+
+EmuSlot *emu_session_slot(Session *s, unsigned i)
+{
+    return i < EMU_CHAN_SLOTS ? &s->slots[i] : NULL;
+}
+
+/* ---- life cycle ---- */
+
+static Session *session_alloc(EmuServer *srv, int sock)
+{
+    Session *s = g_new0(Session, 1);
+    s->srv = srv;
+    s->sock = sock;
+    g_mutex_init(&s->lock);
+    s->host = g_tree_new_full(cmp_u64, NULL, NULL, NULL);
+    s->streams = g_new0(EngineStream *, EMU_CHAN_STREAMS);
+    return s;
+}
+
+static bool session_channel(Session *s)
+{
+    s->chan = memobj_new("npu-emu-channel", EMU_CHAN_SIZE);
+    if (!s->chan)
+        return false;
+    s->hdr = (EmuChanHeader *)s->chan->map;
+    *s->hdr = (EmuChanHeader){
+        .magic = EMU_PROTO_MAGIC, .version = EMU_PROTO_VERSION,
+        .nslots = EMU_CHAN_SLOTS, .nstreams = EMU_CHAN_STREAMS,
+        .slots_off = EMU_CHAN_SLOTS_OFF, .streams_off = EMU_CHAN_STREAMS_OFF,
+    };
+    s->slots = (EmuSlot *)(s->chan->map + EMU_CHAN_SLOTS_OFF);
+    s->states = (EmuStreamState *)(s->chan->map + EMU_CHAN_STREAMS_OFF);
+    return true;
+}
+
+static void session_register(Session *s)
+{
+    EmuServer *srv = s->srv;
+    g_mutex_lock(&srv->lock);
+    s->id = ++srv->next_session_id;
+    g_hash_table_insert(srv->sessions, GUINT_TO_POINTER(s->id), s);
+    g_hash_table_insert(srv->pids, GINT_TO_POINTER(s->pid), s);
+    srv->idle_since = 0;
+    g_mutex_unlock(&srv->lock);
+}
+
+Session *emu_session_new_detached(EmuServer *srv, int sock, pid_t pid, int server)
+{
+    Session *s = session_alloc(srv, sock);
+    s->pid = pid;
+    s->server = server;
+    if (!session_channel(s)) {
+        emu_session_reclaim(s);
+        return NULL;
+    }
+    session_register(s);
+    return s;
+}
+
+static int recv_full(int fd, void *buf, size_t len, int timeout_ms)
+{
+    size_t got = 0;
+    while (got < len) {
+        struct pollfd p = { .fd = fd, .events = POLLIN };
+        if (poll(&p, 1, timeout_ms) <= 0)
+            return -1;
+        ssize_t n = recv(fd, (char *)buf + got, len - got, 0);
+        if (n <= 0) {
+            if (n < 0 && errno == EINTR)
+                continue;
+            return -1;
+        }
+        got += (size_t)n;
+    }
+    return 0;
+}
+
+static void send_welcome(Session *s, EmuWelcome *w, int fd)
+{
+    struct iovec iov = { .iov_base = w, .iov_len = sizeof(*w) };
+    union {
+        char buf[CMSG_SPACE(sizeof(int))];
+        struct cmsghdr align;
+    } u;
+    struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
+    if (fd >= 0) {
+        msg.msg_control = u.buf;
+        msg.msg_controllen = sizeof(u.buf);
+        struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(c), &fd, sizeof(int));
+    }
+    while (sendmsg(s->sock, &msg, MSG_NOSIGNAL) < 0 && errno == EINTR)
+        ;
+}
+
+/* Returns the status to put in the welcome; ACL_SUCCESS admits the client. */
+static int handshake(Session *s)
+{
+    EmuServer *srv = s->srv;
+    struct ucred cred;
+    socklen_t cl = sizeof(cred);
+    EmuHello hello;
+
+    if (getsockopt(s->sock, SOL_SOCKET, SO_PEERCRED, &cred, &cl) < 0)
+        return ACL_ERROR_RT_INTERNAL_ERROR;
+    s->pid = cred.pid;
+    s->uid = cred.uid;
+    if (cred.uid != srv->uid) {
+        emu_log("refused pid %d: uid %u is not the emulator's user (uid %u)",
+                (int)cred.pid, (unsigned)cred.uid, (unsigned)srv->uid);
+        return ACL_ERROR_RT_NO_PERMISSION;
+    }
+    if (recv_full(s->sock, &hello, sizeof(hello), 5000) < 0) {
+        emu_log("pid %d: no greeting, dropped", (int)cred.pid);
+        return -1;
+    }
+    if (hello.magic != EMU_PROTO_MAGIC || hello.version != EMU_PROTO_VERSION) {
+        emu_log("refused pid %d: protocol version %u, expected %u", (int)cred.pid,
+                hello.version, EMU_PROTO_VERSION);
+        return ACL_ERROR_RT_DRV_INTERNAL_ERROR;
+    }
+    if (hello.server < 0 || hello.server >= srv->nservers) {
+        emu_log("refused pid %d: no server %d (SuperPoD has %d)", (int)cred.pid,
+                hello.server, srv->nservers);
+        return ACL_ERROR_RT_INVALID_DEVICEID;
+    }
+    s->server = hello.server;
+    g_mutex_lock(&srv->lock);
+    bool dup = g_hash_table_contains(srv->pids, GINT_TO_POINTER(cred.pid));
+    g_mutex_unlock(&srv->lock);
+    if (dup) {
+        emu_log("refused pid %d: it already has a session", (int)cred.pid);
+        return ACL_ERROR_REPEAT_INITIALIZE;
+    }
+    if (!session_channel(s))
+        return ACL_ERROR_RT_MEMORY_ALLOCATION;
+    return ACL_SUCCESS;
+}
+
+static void serve(Session *s)
+{
+    EmuChanHeader *h = s->hdr;
+    while (!__atomic_load_n(&s->dead, __ATOMIC_ACQUIRE)) {
+        uint32_t bell = __atomic_load_n(&h->doorbell, __ATOMIC_SEQ_CST);
+        uint64_t posted = __atomic_exchange_n(&h->posted, 0, __ATOMIC_SEQ_CST);
+        if (posted) {
+            for (unsigned i = 0; i < EMU_CHAN_SLOTS; i++) {
+                if (!(posted & (1ull << i)))
+                    continue;
+                EmuSlot *slot = &s->slots[i];
+                if (__atomic_load_n(&slot->state, __ATOMIC_ACQUIRE) == EMU_SLOT_POSTED)
+                    emu_session_handle(s, slot);
+            }
+            continue;
+        }
+        __atomic_store_n(&h->server_sleeping, 1, __ATOMIC_SEQ_CST);
+        if (__atomic_load_n(&h->posted, __ATOMIC_SEQ_CST) == 0 &&
+            !__atomic_load_n(&s->dead, __ATOMIC_SEQ_CST))
+            emu_futex_wait(&h->doorbell, bell, 1000000000);
+        __atomic_store_n(&h->server_sleeping, 0, __ATOMIC_SEQ_CST);
+    }
+}
+
+static gpointer session_thread(gpointer data)
+{
+    Session *s = data;
+    int status = handshake(s);
+    if (status != ACL_SUCCESS) {
+        if (status > 0) {
+            EmuWelcome w = { .magic = EMU_PROTO_MAGIC, .version = EMU_PROTO_VERSION,
+                             .status = status };
+            send_welcome(s, &w, -1);
+        }
+        emu_session_reclaim(s);
+        return NULL;
+    }
+    session_register(s);
+    EmuServer *srv = s->srv;
+    EmuWelcome w = {
+        .magic = EMU_PROTO_MAGIC, .version = EMU_PROTO_VERSION, .status = ACL_SUCCESS,
+        .session_id = s->id, .ndevices = (uint32_t)srv->profile->devices_per_server,
+        .nservers = (uint32_t)srv->nservers, .server = s->server,
+        .client_pid = (uint32_t)s->pid, .hbm_bytes = srv->profile->hbm_bytes,
+        .chan_size = EMU_CHAN_SIZE,
+    };
+    g_strlcpy(w.profile, srv->profile->name, sizeof(w.profile));
+    g_strlcpy(w.soc_name, srv->profile->soc_name, sizeof(w.soc_name));
+    send_welcome(s, &w, s->chan->fd);
+    emu_log("client pid %d connected: session %u on server %d", (int)s->pid, s->id, s->server);
+
+    struct epoll_event ev = { .events = EPOLLIN | EPOLLRDHUP | EPOLLONESHOT, .data.u64 = s->id };
+    if (epoll_ctl(srv->epoll_fd, EPOLL_CTL_ADD, s->sock, &ev) == 0)
+        serve(s);
+    epoll_ctl(srv->epoll_fd, EPOLL_CTL_DEL, s->sock, NULL);
+    emu_session_reclaim(s);
+    return NULL;
+}
+
+bool emu_session_start(EmuServer *srv, int sock)
+{
+    Session *s = session_alloc(srv, sock);
+    GError *err = NULL;
+    /* The accept loop joins sessions only at shutdown; until then the thread owns s. */
+    s->thread = g_thread_try_new("npu-session", session_thread, s, &err);
+    if (!s->thread) {
+        emu_log("cannot start a session thread: %s", err->message);
+        g_error_free(err);
+        emu_session_reclaim(s);
+        return false;
+    }
+    g_thread_unref(s->thread);
+    return true;
+}
+
+void emu_session_kill(Session *s)
+{
+    __atomic_store_n(&s->dead, 1, __ATOMIC_SEQ_CST);
+    if (s->hdr) {
+        __atomic_add_fetch(&s->hdr->doorbell, 1, __ATOMIC_SEQ_CST);
+        emu_futex_wake(&s->hdr->doorbell, 1);
+    }
+}
+
+void emu_session_reclaim(Session *s)
+{
+    EmuServer *srv = s->srv;
+    unsigned streams = 0, allocs = 0, hosts = 0;
+    uint64_t bytes = 0;
+
+    if (s->id) {
+        g_mutex_lock(&srv->lock);
+        g_hash_table_remove(srv->sessions, GUINT_TO_POINTER(s->id));
+        if (g_hash_table_lookup(srv->pids, GINT_TO_POINTER(s->pid)) == s)
+            g_hash_table_remove(srv->pids, GINT_TO_POINTER(s->pid));
+        if (g_hash_table_size(srv->sessions) == 0)
+            srv->idle_since = g_get_monotonic_time();
+        g_mutex_unlock(&srv->lock);
+    }
+    /* Streams first: their workers write into the channel and touch memory. */
+    streams_release(s, -1, true, &streams);
+    if (s->id) {
+        for (int d = 0; d < srv->profile->devices_per_server; d++) {
+            uint64_t b = 0;
+            allocs += device_release_owner(srv->devices[s->server][d], s->id, &b);
+            bytes += b;
+        }
+    }
+    while (g_tree_nnodes(s->host) > 0) {
+        HostBuf *h = g_tree_node_value(g_tree_node_first(s->host));
+        g_tree_remove(s->host, KEY(h->addr));
+        memobj_unref(h->obj);
+        g_free(h);
+        hosts++;
+    }
+    if (s->id)
+        emu_log("client pid %d gone: reclaimed %u allocations (%" G_GUINT64_FORMAT
+                " bytes of HBM), %u streams, %u pinned host buffers",
+                (int)s->pid, allocs, bytes, streams, hosts);
+    if (s->hdr)
+        __atomic_store_n(&s->hdr->dead, 1, __ATOMIC_RELEASE);
+    memobj_unref(s->chan);
+    if (s->sock >= 0)
+        close(s->sock);
+    g_tree_destroy(s->host);
+    g_free(s->streams);
+    g_mutex_clear(&s->lock);
+    g_free(s);
+}

@@ -1,0 +1,254 @@
+/*
+ * proto.h - the wire protocol between libascendcl.so (runtime/) and npu-emu (emu/).
+ *
+ * Concepts:
+ *  - Bootstrap: the client connects to the emulator's Unix stream socket and sends
+ *    an EmuHello.  The emulator identifies the peer with SO_PEERCRED (never a pid
+ *    the client claims), refuses other users, and answers with an EmuWelcome that
+ *    carries the channel memfd (SCM_RIGHTS).  After that the socket only carries
+ *    EmuFdMsg messages (emulator -> client, one memory-object fd each) and its
+ *    closure, which tells the emulator the client is gone.
+ *  - Work: the channel is a shared memory file: EmuChanHeader, EMU_CHAN_SLOTS
+ *    request slots and EMU_CHAN_STREAMS stream completion words.  A client thread
+ *    owns a slot while its call is in flight: it writes the request, marks the slot
+ *    POSTED, sets its bit in `posted`, bumps `doorbell` and wakes the emulator's
+ *    session thread if it sleeps.  The emulator copies the request out of shared
+ *    memory before looking at it (the client may scribble on it at any time),
+ *    writes the response, sends an fd first if the response carries one, then marks
+ *    the slot DONE and wakes the client.
+ *  - Streams: each stream owns one EmuStreamState; the device's stream engine
+ *    advances `done` after every task, so synchronising a stream is a futex wait in
+ *    the client, with no request to the emulator.
+ *  - Every struct is fixed-size with explicit padding; the same layout is used by
+ *    both sides of one build, and `version` guards against mixing builds.
+ */
+#ifndef NPUEMU_PROTO_H
+#define NPUEMU_PROTO_H
+
+#include <stdint.h>
+
+#define EMU_PROTO_MAGIC   0x4e505545u /* "NPUE" */
+#define EMU_PROTO_VERSION 1u
+
+/* Device virtual-address window: real device pointers look like 0x12c041200000. */
+#define EMU_VA_WINDOW_LO    0x100000000000ull /* 16 TiB */
+#define EMU_VA_WINDOW_HI    0x180000000000ull /* 24 TiB */
+#define EMU_VA_DEVICE_SPAN  0x8000000000ull   /* 512 GiB of VA per device */
+/* Each device's aclrtMalloc heap starts 4 GiB into its span and is 256 GiB long.
+ * The gap keeps device 0 clear of AddressSanitizer's shadow, which on x86-64
+ * reaches just past 16 TiB, so sanitizer builds can reserve the window too. */
+#define EMU_VA_HEAP_OFFSET  0x100000000ull
+#define EMU_VA_MALLOC_SPAN  0x4000000000ull
+#define EMU_VA_RESERVE_LO   (EMU_VA_WINDOW_LO + EMU_VA_HEAP_OFFSET)
+#define EMU_MAX_DEVICES     16                /* per server */
+#define EMU_MAX_SERVERS     8
+
+#define EMU_CHAN_SLOTS        64
+#define EMU_SLOT_PAYLOAD      1536
+#define EMU_CHAN_STREAMS      32768
+#define EMU_STREAMS_PER_DEVICE 1984 /* A2 / A3 limit per device and process */
+
+typedef enum EmuSlotState {
+    EMU_SLOT_FREE = 0,
+    EMU_SLOT_POSTED = 1,
+    EMU_SLOT_DONE = 2,
+} EmuSlotState;
+
+typedef enum EmuCmd {
+    EMU_CMD_NOP = 1,        /* -: one round trip, used to measure the floor */
+    EMU_CMD_DEVICE_OPEN,    /* EmuReqDevice */
+    EMU_CMD_DEVICE_CLOSE,   /* EmuReqDevice: releases the session's resources on it */
+    EMU_CMD_DEVICE_SYNC,    /* EmuReqDevice -> EmuRespDeviceSync */
+    EMU_CMD_MEM_ALLOC,      /* EmuReqMemAlloc -> EmuRespMemAlloc (+fd if new_seg) */
+    EMU_CMD_MEM_FREE,       /* EmuReqMemFree -> EmuRespMemFree */
+    EMU_CMD_MEM_INFO,       /* EmuReqMemInfo -> EmuRespMemInfo */
+    EMU_CMD_HOST_ALLOC,     /* EmuReqHostAlloc -> EmuRespHostAlloc (+fd) */
+    EMU_CMD_HOST_FREE,      /* EmuReqHostFree */
+    EMU_CMD_STREAM_CREATE,  /* EmuReqStreamCreate -> EmuRespStreamCreate */
+    EMU_CMD_STREAM_DESTROY, /* EmuReqStreamDestroy */
+    EMU_CMD_STREAM_SUBMIT,  /* EmuReqSubmit -> EmuRespSubmit */
+    EMU_CMD_COUNT
+} EmuCmd;
+
+/* ---- socket messages ---- */
+
+typedef struct EmuHello {
+    uint32_t magic;
+    uint32_t version;
+    int32_t server;     /* SuperPoD server index the client belongs to */
+    uint32_t flags;
+} EmuHello;
+
+typedef struct EmuWelcome {
+    uint32_t magic;
+    uint32_t version;
+    int32_t status;     /* ACL_SUCCESS or the reason the session was refused */
+    uint32_t session_id;
+    char profile[16];
+    char soc_name[32];
+    uint32_t ndevices;  /* devices of the client's server */
+    uint32_t nservers;
+    int32_t server;
+    uint32_t client_pid; /* as the kernel reported it (SO_PEERCRED) */
+    uint64_t hbm_bytes; /* per device */
+    uint64_t chan_size;
+} EmuWelcome;
+
+typedef struct EmuFdMsg {
+    uint32_t magic;
+    uint32_t tag;
+} EmuFdMsg;
+
+/* ---- channel ---- */
+
+typedef struct EmuChanHeader {
+    uint32_t magic;
+    uint32_t version;
+    uint32_t doorbell;        /* futex: bumped by a client after posting */
+    uint32_t server_sleeping; /* 1 while the session thread waits on doorbell */
+    uint64_t posted;          /* bit i set: slot i was posted */
+    uint32_t nslots;
+    uint32_t nstreams;
+    uint64_t slots_off;
+    uint64_t streams_off;
+    uint32_t dead;            /* set by the emulator when the session ends */
+    uint32_t pad;
+} EmuChanHeader;
+
+typedef struct EmuSlot {
+    uint32_t state;           /* EmuSlotState; futex word */
+    uint32_t client_waiting;  /* 1 while the client sleeps on state */
+    uint32_t cmd;
+    uint32_t req_len;
+    int32_t status;           /* aclError of the call */
+    uint32_t fd_tag;          /* nonzero: an EmuFdMsg with this tag precedes DONE */
+    uint32_t resp_len;
+    uint32_t pad;
+    uint8_t req[EMU_SLOT_PAYLOAD];
+    uint8_t resp[EMU_SLOT_PAYLOAD];
+} EmuSlot;
+
+typedef struct EmuStreamState {
+    uint32_t done;            /* futex: sequence number of the last finished task */
+    uint32_t waiters;         /* client threads sleeping on done */
+    int32_t error;            /* first task error since the last synchronise */
+    uint32_t error_seq;       /* sequence number of the failed task */
+} EmuStreamState;
+
+#define EMU_CHAN_SLOTS_OFF   4096ull
+#define EMU_CHAN_STREAMS_OFF (EMU_CHAN_SLOTS_OFF + EMU_CHAN_SLOTS * sizeof(EmuSlot))
+#define EMU_CHAN_SIZE \
+    ((EMU_CHAN_STREAMS_OFF + EMU_CHAN_STREAMS * sizeof(EmuStreamState) + 4095) & ~4095ull)
+
+/* ---- requests and responses ---- */
+
+typedef struct EmuReqDevice {
+    int32_t device;           /* physical device index within the server */
+    uint32_t force;
+} EmuReqDevice;
+
+typedef struct EmuRespDeviceSync {
+    uint32_t nstreams;        /* streams of this session on the device */
+    uint32_t pad;
+} EmuRespDeviceSync;
+
+typedef struct EmuReqMemAlloc {
+    int32_t device;
+    uint32_t policy;          /* aclrtMemMallocPolicy */
+    uint64_t size;            /* bytes the caller asked for, already checked > 0 */
+    uint32_t flags;           /* EMU_ALLOC_* */
+    uint32_t pad;
+} EmuReqMemAlloc;
+
+#define EMU_ALLOC_ALIGN32_ONLY 1u /* aclrtMallocAlign32: no extra 32 bytes */
+
+typedef struct EmuRespMemAlloc {
+    uint64_t va;
+    uint64_t size;            /* bytes reserved for this allocation */
+    uint64_t seg_va;          /* the memory object (segment) the slice lives in */
+    uint64_t seg_size;
+    uint32_t new_seg;         /* 1: the segment's fd follows; map it */
+    uint32_t page_size;
+} EmuRespMemAlloc;
+
+typedef struct EmuReqMemFree {
+    uint64_t va;
+} EmuReqMemFree;
+
+typedef struct EmuRespMemFree {
+    int32_t device;
+    uint32_t seg_released;    /* 1: the segment is gone; unmap it */
+    uint64_t seg_va;
+    uint64_t seg_size;
+    uint64_t size;
+} EmuRespMemFree;
+
+typedef struct EmuReqMemInfo {
+    int32_t device;
+    uint32_t attr;            /* aclrtMemAttr */
+} EmuReqMemInfo;
+
+typedef struct EmuRespMemInfo {
+    uint64_t free;
+    uint64_t total;
+} EmuRespMemInfo;
+
+typedef struct EmuReqHostAlloc {
+    uint64_t size;            /* page-rounded */
+    uint64_t client_addr;     /* where the client will map it */
+} EmuReqHostAlloc;
+
+typedef struct EmuReqHostFree {
+    uint64_t client_addr;
+} EmuReqHostFree;
+
+typedef struct EmuReqStreamCreate {
+    int32_t device;
+    uint32_t priority;
+    uint32_t flags;
+    uint32_t pad;
+} EmuReqStreamCreate;
+
+typedef struct EmuRespStreamCreate {
+    uint32_t stream;          /* index of its EmuStreamState in the channel */
+    uint32_t pad;
+} EmuRespStreamCreate;
+
+typedef struct EmuReqStreamDestroy {
+    uint32_t stream;
+    uint32_t force;           /* 1: drop queued tasks instead of running them */
+} EmuReqStreamDestroy;
+
+typedef enum EmuTaskType {
+    EMU_TASK_MEMCPY = 1,      /* dst, src: device VAs or pinned host addresses */
+    EMU_TASK_MEMSET = 2,      /* dst, size, value (byte) */
+    EMU_TASK_MEMSET32 = 3,    /* dst, size bytes, value (32-bit pattern) */
+} EmuTaskType;
+
+typedef struct EmuTask {
+    uint32_t type;            /* EmuTaskType */
+    uint32_t flags;
+    uint64_t dst;
+    uint64_t src;
+    uint64_t size;
+    uint64_t value;
+} EmuTask;
+
+typedef struct EmuReqSubmit {
+    uint32_t stream;
+    uint32_t pad;
+    EmuTask task;
+} EmuReqSubmit;
+
+typedef struct EmuRespSubmit {
+    uint32_t seq;             /* the stream is past this task when done reaches seq */
+    uint32_t pad;
+} EmuRespSubmit;
+
+/* True when sequence a is at or past b, tolerant of 32-bit wrap-around. */
+static inline int emu_seq_reached(uint32_t a, uint32_t b)
+{
+    return (int32_t)(a - b) >= 0;
+}
+
+#endif

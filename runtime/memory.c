@@ -1,0 +1,392 @@
+/*
+ * memory.c - device and pinned host memory as the client sees it
+ * (aclrtMalloc family, aclrtFree, aclrtMallocHost, aclrtFreeHost,
+ * aclrtGetMemInfo, aclrtPointerGetAttributes).
+ *
+ * The emulator owns the memory; the client keeps three ordered tables:
+ * segments (device VA range -> host alias of the memory object), allocations
+ * (device VA -> size, for attributes and fault reports) and pinned host
+ * buffers.  One rwlock guards them: copies only read-lock, so they run in
+ * parallel; the fault handler only try-locks.
+ */
+#define _GNU_SOURCE
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "rt.h"
+
+typedef struct RtSegment {
+    uint64_t va;
+    uint64_t size;
+    uint8_t *alias;
+    int32_t phys;
+    int32_t user;
+    uint32_t page_size;
+} RtSegment;
+
+typedef struct RtAlloc {
+    uint64_t va;
+    uint64_t size;
+    int32_t user;
+} RtAlloc;
+
+typedef struct RtHostBuf {
+    uint64_t addr;
+    uint64_t size;
+} RtHostBuf;
+
+static pthread_rwlock_t mem_lock = PTHREAD_RWLOCK_INITIALIZER;
+static GTree *segments;     /* va -> RtSegment * */
+static GTree *allocs;       /* va -> RtAlloc * */
+static GTree *hostbufs;     /* addr -> RtHostBuf * */
+
+#define KEY(v) ((gpointer)(uintptr_t)(v))
+#define ALIGN_UP(x, a) (((x) + (a) - 1) & ~((uint64_t)(a) - 1))
+
+static gint cmp_u64(gconstpointer a, gconstpointer b, gpointer unused)
+{
+    (void)unused;
+    uint64_t x = (uint64_t)(uintptr_t)a, y = (uint64_t)(uintptr_t)b;
+    return x < y ? -1 : x > y;
+}
+
+/* The entry with the greatest key <= addr; every value starts with {va, size}. */
+static void *range_at(GTree *t, uint64_t addr)
+{
+    if (!t)
+        return NULL;
+    GTreeNode *n = g_tree_upper_bound(t, KEY(addr));
+    n = n ? g_tree_node_previous(n) : g_tree_node_last(t);
+    if (!n)
+        return NULL;
+    uint64_t *r = g_tree_node_value(n);
+    return addr - r[0] < r[1] ? r : NULL;
+}
+
+void rt_memory_init(void)
+{
+    pthread_rwlock_wrlock(&mem_lock);
+    segments = g_tree_new_full(cmp_u64, NULL, NULL, NULL);
+    allocs = g_tree_new_full(cmp_u64, NULL, NULL, g_free);
+    hostbufs = g_tree_new_full(cmp_u64, NULL, NULL, g_free);
+    pthread_rwlock_unlock(&mem_lock);
+}
+
+static void segment_unmap(RtSegment *s)
+{
+    munmap(s->alias, s->size);
+    g_free(s);
+}
+
+void rt_memory_release(void)
+{
+    pthread_rwlock_wrlock(&mem_lock);
+    while (segments && g_tree_nnodes(segments)) {
+        RtSegment *s = g_tree_node_value(g_tree_node_first(segments));
+        g_tree_remove(segments, KEY(s->va));
+        segment_unmap(s);
+    }
+    while (hostbufs && g_tree_nnodes(hostbufs)) {
+        RtHostBuf *h = g_tree_node_value(g_tree_node_first(hostbufs));
+        munmap((void *)(uintptr_t)h->addr, h->size);
+        g_tree_remove(hostbufs, KEY(h->addr));
+    }
+    if (segments) {
+        g_tree_destroy(segments);
+        g_tree_destroy(allocs);
+        g_tree_destroy(hostbufs);
+    }
+    segments = allocs = hostbufs = NULL;
+    pthread_rwlock_unlock(&mem_lock);
+}
+
+void rt_memory_forget_after_fork(void)
+{
+    pthread_rwlock_init(&mem_lock, NULL);
+    segments = allocs = hostbufs = NULL;
+}
+
+bool rt_in_window(const void *ptr)
+{
+    uint64_t a = (uint64_t)(uintptr_t)ptr;
+    return a >= EMU_VA_WINDOW_LO && a < EMU_VA_WINDOW_HI;
+}
+
+RtMemKind rt_mem_lookup(const void *ptr, uint64_t len, RtMemRef *ref)
+{
+    uint64_t a = (uint64_t)(uintptr_t)ptr;
+    *ref = (RtMemRef){ .kind = RT_MEM_PAGEABLE, .device = -1, .host = (uint8_t *)ptr };
+    pthread_rwlock_rdlock(&mem_lock);
+    if (rt_in_window(ptr)) {
+        RtSegment *s = range_at(segments, a);
+        ref->kind = RT_MEM_DEVICE_BAD;
+        ref->host = NULL;
+        if (s && len <= s->size - (a - s->va)) {
+            ref->kind = RT_MEM_DEVICE;
+            ref->device = s->user;
+            ref->host = s->alias + (a - s->va);
+            ref->page_size = s->page_size;
+        }
+    } else {
+        RtHostBuf *h = range_at(hostbufs, a);
+        if (h) {
+            ref->kind = len <= h->size - (a - h->addr) ? RT_MEM_PINNED : RT_MEM_PAGEABLE;
+            ref->page_size = 4096;
+        }
+    }
+    pthread_rwlock_unlock(&mem_lock);
+    return ref->kind;
+}
+
+bool rt_fault_lookup(uint64_t addr, RtFaultAlloc *out)
+{
+    /* Runs in the SIGSEGV handler: try-lock only, never wait. */
+    if (pthread_rwlock_tryrdlock(&mem_lock) != 0)
+        return false;
+    RtAlloc *a = range_at(allocs, addr);
+    if (a)
+        *out = (RtFaultAlloc){ .device = a->user, .base = a->va, .size = a->size };
+    pthread_rwlock_unlock(&mem_lock);
+    return a != NULL;
+}
+
+void rt_memory_drop_device(int32_t phys)
+{
+    pthread_rwlock_wrlock(&mem_lock);
+    GPtrArray *gone = g_ptr_array_new();
+    for (GTreeNode *n = segments ? g_tree_node_first(segments) : NULL; n; n = g_tree_node_next(n)) {
+        RtSegment *s = g_tree_node_value(n);
+        if (s->phys == phys)
+            g_ptr_array_add(gone, s);
+    }
+    for (unsigned i = 0; i < gone->len; i++) {
+        RtSegment *s = g_ptr_array_index(gone, i);
+        /* Forget the allocations inside the segment too. */
+        for (;;) {
+            RtAlloc *a = range_at(allocs, s->va + s->size - 1);
+            if (!a || a->va < s->va)
+                break;
+            g_tree_remove(allocs, KEY(a->va));
+        }
+        g_tree_remove(segments, KEY(s->va));
+        segment_unmap(s);
+    }
+    g_ptr_array_free(gone, TRUE);
+    pthread_rwlock_unlock(&mem_lock);
+}
+
+/* ---- device memory ---- */
+
+static aclError dev_malloc(const char *api, void **devPtr, size_t size, uint32_t policy,
+                           bool align32_only)
+{
+    RT_CHECK_INIT();
+    if (!devPtr)
+        return rt_fail(ACL_ERROR_RT_PARAM_INVALID, api, "devPtr must not be NULL");
+    if (size == 0)
+        return rt_fail(ACL_ERROR_RT_PARAM_INVALID, api, "size must not be 0");
+    aclError err;
+    RtContext *ctx = rt_require_ctx(api, &err);
+    if (!ctx)
+        return err;
+    EmuReqMemAlloc q = { .device = rt_device_phys(ctx->device), .policy = policy, .size = size,
+                         .flags = align32_only ? EMU_ALLOC_ALIGN32_ONLY : 0 };
+    EmuRespMemAlloc r;
+    int fd;
+    err = rt_call(EMU_CMD_MEM_ALLOC, &q, sizeof(q), &r, sizeof(r), &fd);
+    if (err != ACL_SUCCESS)
+        return rt_fail(err, api, "cannot allocate %zu bytes on device %d (policy 0x%x)", size,
+                       ctx->device, policy);
+    RtSegment *seg = NULL;
+    if (r.new_seg) {
+        void *alias = mmap(NULL, r.seg_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        close(fd);
+        if (alias == MAP_FAILED) {
+            EmuReqMemFree f = { .va = r.va };
+            EmuRespMemFree fr;
+            rt_call(EMU_CMD_MEM_FREE, &f, sizeof(f), &fr, sizeof(fr), NULL);
+            return rt_fail(ACL_ERROR_RT_MEMORY_ALLOCATION, api, "cannot map %llu bytes",
+                           (unsigned long long)r.seg_size);
+        }
+        seg = g_new(RtSegment, 1);
+        *seg = (RtSegment){ .va = r.seg_va, .size = r.seg_size, .alias = alias,
+                            .phys = q.device, .user = ctx->device, .page_size = r.page_size };
+    } else if (fd >= 0) {
+        close(fd);
+    }
+    RtAlloc *a = g_new(RtAlloc, 1);
+    *a = (RtAlloc){ .va = r.va, .size = r.size, .user = ctx->device };
+    pthread_rwlock_wrlock(&mem_lock);
+    if (seg)
+        g_tree_insert(segments, KEY(seg->va), seg);
+    g_tree_insert(allocs, KEY(a->va), a);
+    pthread_rwlock_unlock(&mem_lock);
+    *devPtr = (void *)(uintptr_t)r.va;
+    return ACL_SUCCESS;
+}
+
+RT_EXPORT aclError aclrtMalloc(void **devPtr, size_t size, aclrtMemMallocPolicy policy)
+{
+    return dev_malloc(__func__, devPtr, size, (uint32_t)policy, false);
+}
+
+RT_EXPORT aclError aclrtMallocAlign32(void **devPtr, size_t size, aclrtMemMallocPolicy policy)
+{
+    return dev_malloc(__func__, devPtr, size, (uint32_t)policy, true);
+}
+
+RT_EXPORT aclError aclrtMallocCached(void **devPtr, size_t size, aclrtMemMallocPolicy policy)
+{
+    switch (policy) {
+    case ACL_MEM_MALLOC_HUGE_FIRST:
+    case ACL_MEM_MALLOC_HUGE_ONLY:
+    case ACL_MEM_MALLOC_NORMAL_ONLY:
+    case ACL_MEM_MALLOC_HUGE1G_ONLY:
+        return dev_malloc(__func__, devPtr, size, (uint32_t)policy, false);
+    default:
+        RT_CHECK_INIT();
+        return RT_FAIL(ACL_ERROR_RT_PARAM_INVALID,
+                       "policy %d is not one of HUGE_FIRST, HUGE_ONLY, NORMAL_ONLY, HUGE1G_ONLY",
+                       (int)policy);
+    }
+}
+
+RT_EXPORT aclError aclrtFree(void *devPtr)
+{
+    RT_CHECK_INIT();
+    if (!devPtr)
+        return RT_FAIL(ACL_ERROR_RT_PARAM_INVALID, "devPtr must not be NULL");
+    uint64_t va = (uint64_t)(uintptr_t)devPtr;
+    pthread_rwlock_rdlock(&mem_lock);
+    RtAlloc *a = g_tree_lookup(allocs, KEY(va));
+    bool pinned = range_at(hostbufs, va) != NULL;
+    pthread_rwlock_unlock(&mem_lock);
+    if (!a)
+        return RT_FAIL(ACL_ERROR_RT_PARAM_INVALID,
+                       "%p is not the start of device memory allocated by aclrtMalloc%s", devPtr,
+                       pinned ? " (it is host memory: use aclrtFreeHost)" : " (or it was freed)");
+    EmuReqMemFree q = { .va = va };
+    EmuRespMemFree r;
+    aclError err = rt_call(EMU_CMD_MEM_FREE, &q, sizeof(q), &r, sizeof(r), NULL);
+    if (err != ACL_SUCCESS)
+        return RT_FAIL(err, "the emulator refused to free %p", devPtr);
+    RtSegment *gone = NULL;
+    pthread_rwlock_wrlock(&mem_lock);
+    g_tree_remove(allocs, KEY(va));
+    if (r.seg_released) {
+        gone = g_tree_lookup(segments, KEY(r.seg_va));
+        if (gone)
+            g_tree_remove(segments, KEY(r.seg_va));
+    }
+    pthread_rwlock_unlock(&mem_lock);
+    if (gone)
+        segment_unmap(gone);
+    return ACL_SUCCESS;
+}
+
+RT_EXPORT aclError aclrtGetMemInfo(aclrtMemAttr attr, size_t *free, size_t *total)
+{
+    RT_CHECK_INIT();
+    if (!free || !total)
+        return RT_FAIL(ACL_ERROR_RT_PARAM_INVALID, "free and total must not be NULL");
+    aclError err;
+    RtContext *ctx = rt_require_ctx(__func__, &err);
+    if (!ctx)
+        return err;
+    uint32_t a = (uint32_t)attr;
+    /* The hardware-neutral attributes name the same pools as the HBM ones. */
+    if (a >= ACL_MEM_NORMAL && a <= ACL_MEM_P2P_HUGE1G)
+        a = ACL_HBM_MEM;
+    EmuReqMemInfo q = { .device = rt_device_phys(ctx->device), .attr = a };
+    EmuRespMemInfo r;
+    err = rt_call(EMU_CMD_MEM_INFO, &q, sizeof(q), &r, sizeof(r), NULL);
+    if (err != ACL_SUCCESS)
+        return RT_FAIL(err, "attribute %d is not an aclrtMemAttr", (int)attr);
+    *free = r.free;
+    *total = r.total;
+    return ACL_SUCCESS;
+}
+
+RT_EXPORT aclError aclrtPointerGetAttributes(const void *ptr, aclrtPtrAttributes *attributes)
+{
+    RT_CHECK_INIT();
+    if (!ptr || !attributes)
+        return RT_FAIL(ACL_ERROR_RT_PARAM_INVALID, "ptr and attributes must not be NULL");
+    RtMemRef ref;
+    memset(attributes, 0, sizeof(*attributes));
+    switch (rt_mem_lookup(ptr, 1, &ref)) {
+    case RT_MEM_DEVICE:
+        attributes->location.type = ACL_MEM_LOCATION_TYPE_DEVICE;
+        attributes->location.id = (uint32_t)ref.device;
+        attributes->pageSize = ref.page_size;
+        break;
+    case RT_MEM_PINNED:
+        attributes->location.type = ACL_MEM_LOCATION_TYPE_HOST;
+        attributes->pageSize = ref.page_size;
+        break;
+    default:
+        attributes->location.type = ACL_MEM_LOCATION_TYPE_UNREGISTERED;
+        break;
+    }
+    return ACL_SUCCESS;
+}
+
+/* ---- pinned host memory ---- */
+
+RT_EXPORT aclError aclrtMallocHost(void **hostPtr, size_t size)
+{
+    RT_CHECK_INIT();
+    if (!hostPtr)
+        return RT_FAIL(ACL_ERROR_RT_PARAM_INVALID, "hostPtr must not be NULL");
+    if (size == 0 || size > (1ull << 40))
+        return RT_FAIL(ACL_ERROR_RT_PARAM_INVALID, "size %zu is 0 or too large", size);
+    uint64_t len = ALIGN_UP((uint64_t)size, 4096);
+    /* Reserve the address first so the emulator can learn it in the same request. */
+    void *at = mmap(NULL, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (at == MAP_FAILED)
+        return RT_FAIL(ACL_ERROR_RT_MEMORY_ALLOCATION, "no address space for %zu bytes", size);
+    EmuReqHostAlloc q = { .size = len, .client_addr = (uint64_t)(uintptr_t)at };
+    int fd;
+    aclError err = rt_call(EMU_CMD_HOST_ALLOC, &q, sizeof(q), NULL, 0, &fd);
+    if (err != ACL_SUCCESS) {
+        munmap(at, len);
+        return RT_FAIL(err, "cannot allocate %zu bytes of pinned host memory", size);
+    }
+    void *p = mmap(at, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 0);
+    close(fd);
+    if (p == MAP_FAILED) {
+        EmuReqHostFree f = { .client_addr = q.client_addr };
+        rt_call(EMU_CMD_HOST_FREE, &f, sizeof(f), NULL, 0, NULL);
+        munmap(at, len);
+        return RT_FAIL(ACL_ERROR_RT_MEMORY_ALLOCATION, "cannot map pinned host memory");
+    }
+    RtHostBuf *h = g_new(RtHostBuf, 1);
+    *h = (RtHostBuf){ .addr = q.client_addr, .size = len };
+    pthread_rwlock_wrlock(&mem_lock);
+    g_tree_insert(hostbufs, KEY(h->addr), h);
+    pthread_rwlock_unlock(&mem_lock);
+    *hostPtr = p;
+    return ACL_SUCCESS;
+}
+
+RT_EXPORT aclError aclrtFreeHost(void *hostPtr)
+{
+    RT_CHECK_INIT();
+    if (!hostPtr)
+        return RT_FAIL(ACL_ERROR_RT_PARAM_INVALID, "hostPtr must not be NULL");
+    uint64_t addr = (uint64_t)(uintptr_t)hostPtr;
+    pthread_rwlock_wrlock(&mem_lock);
+    RtHostBuf *h = g_tree_lookup(hostbufs, KEY(addr));
+    uint64_t len = h ? h->size : 0;
+    if (h)
+        g_tree_remove(hostbufs, KEY(addr));
+    pthread_rwlock_unlock(&mem_lock);
+    if (!h)
+        return RT_FAIL(ACL_ERROR_RT_PARAM_INVALID,
+                       "%p is not memory allocated by aclrtMallocHost (or it was freed)", hostPtr);
+    EmuReqHostFree q = { .client_addr = addr };
+    aclError err = rt_call(EMU_CMD_HOST_FREE, &q, sizeof(q), NULL, 0, NULL);
+    munmap(hostPtr, len);
+    return err == ACL_SUCCESS ? ACL_SUCCESS : RT_FAIL(err, "the emulator refused the free");
+}

@@ -1,0 +1,183 @@
+/*
+ * rt.h - internals of libascendcl.so shared by the runtime's API files.
+ *
+ * Concepts:
+ *  - One process-wide RtGlobal: the connection to npu-emu (conn.c), the visible
+ *    devices and their Set/Reset counts (device.c), contexts and streams
+ *    (context.c, stream.c) and the client-side view of memory (memory.c).
+ *  - Per-thread state (RtThread): the current context, the last error and the
+ *    recent error messages (error.c).
+ *  - Handles given to the application (aclrtContext, aclrtStream) are pointers to
+ *    RtContext / RtStream; they are looked up in a registry before use, so a
+ *    forged or stale handle is an error, not a crash.
+ *  - Device pointers are device virtual addresses in the PROT_NONE window; the
+ *    runtime copies through its own host alias of each segment (rt_dev_alias).
+ *  - Device ids: the application uses user ids (index into ASCEND_RT_VISIBLE_DEVICES);
+ *    the wire protocol uses physical ids (index within the server).
+ * Locking: g_rt.lock protects the registries and device table; memory tables
+ * have their own rwlock (memory.c), so copies never take g_rt.lock.
+ */
+#ifndef RUNTIME_RT_H
+#define RUNTIME_RT_H
+
+#include <glib.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "acl/acl.h"
+#include "npuemu/proto.h"
+
+#define RT_EXPORT __attribute__((visibility("default")))
+
+typedef struct RtStream RtStream;
+
+typedef struct RtContext {
+    uint32_t magic;
+    int32_t device;             /* user device id */
+    bool is_default;
+    RtStream *default_stream;
+} RtContext;
+
+struct RtStream {
+    uint32_t magic;
+    RtContext *ctx;
+    int32_t device;             /* user device id */
+    uint32_t id;                /* index of its EmuStreamState */
+    uint32_t submitted;         /* sequence number of the last task queued */
+    bool is_default;
+};
+
+typedef struct RtDevice {
+    int32_t phys;               /* physical id within the server */
+    uint32_t set_count;         /* aclrtSetDevice references */
+    bool open;                  /* opened on the emulator, default context alive */
+    RtContext *default_ctx;
+} RtDevice;
+
+typedef struct RtFdStash {
+    uint32_t tag;
+    int fd;
+} RtFdStash;
+
+typedef struct RtConn {
+    int sock;
+    EmuWelcome welcome;
+    uint8_t *chan;
+    EmuChanHeader *hdr;
+    EmuSlot *slots;
+    EmuStreamState *states;
+    uint64_t slot_busy;         /* bit i: slot i is in use by a thread of ours */
+    pthread_mutex_t fd_lock;
+    RtFdStash stash[EMU_CHAN_SLOTS];
+    bool broken;                /* the emulator went away */
+} RtConn;
+
+typedef struct RtGlobal {
+    pthread_mutex_t lock;
+    uint64_t init_count;
+    bool initialized;
+    RtConn conn;
+    int32_t ndev;               /* visible devices */
+    RtDevice dev[EMU_MAX_DEVICES];
+    GHashTable *contexts;       /* RtContext * set */
+    GHashTable *streams;        /* RtStream * set */
+} RtGlobal;
+
+extern RtGlobal g_rt;
+
+/* ---- error.c ---- */
+/* Records `code` as the thread's last error, queues a message for
+ * aclGetRecentErrMsg, and returns code. */
+aclError rt_fail(aclError code, const char *api, const char *fmt, ...) G_GNUC_PRINTF(3, 4);
+#define RT_FAIL(code, ...) rt_fail((code), __func__, __VA_ARGS__)
+/* Sets the last error without a message (errors that come from the device). */
+aclError rt_set_error(aclError code);
+
+/* ---- conn.c ---- */
+/* Connects (starting an emulator if none answers); returns an aclError. */
+aclError rt_conn_open(RtConn *c);
+void rt_conn_close(RtConn *c);
+/* One request / response round trip. If the response carries a memory object,
+ * *fd_out receives its fd (else -1). Returns the emulator's aclError. */
+aclError rt_call(uint32_t cmd, const void *req, uint32_t req_len, void *resp,
+                 uint32_t resp_len, int *fd_out);
+/* Waits until stream state `id` reached `seq`. Returns ACL_SUCCESS, or
+ * ACL_ERROR_RT_STREAM_SYNC_TIMEOUT after timeout_ms (< 0: forever), or
+ * ACL_ERROR_RT_SOCKET_CLOSE if the emulator is gone. */
+aclError rt_wait_stream(uint32_t id, uint32_t seq, int64_t timeout_ms);
+
+/* ---- init.c ---- */
+/* ACL_SUCCESS when aclInit has been called, else records and returns the error. */
+aclError rt_check_init(const char *api);
+#define RT_CHECK_INIT()                                  \
+    do {                                                 \
+        aclError e_ = rt_check_init(__func__);           \
+        if (e_ != ACL_SUCCESS)                           \
+            return e_;                                   \
+    } while (0)
+
+/* ---- device.c ---- */
+void rt_devices_init(void);
+bool rt_device_valid(int32_t user_id);
+int32_t rt_device_phys(int32_t user_id);
+/* Opens a device (and its default context) without an aclrtSetDevice reference. */
+aclError rt_device_open(int32_t user_id);
+/* Releases all device state (aclFinalize). */
+void rt_devices_release(void);
+
+/* ---- context.c ---- */
+RtContext *rt_ctx_new(int32_t device, bool is_default, aclError *err);
+void rt_ctx_free(RtContext *ctx);
+bool rt_ctx_valid(RtContext *ctx);
+/* The calling thread's current context, or NULL. */
+RtContext *rt_current_ctx(void);
+void rt_set_current_ctx(RtContext *ctx);
+/* Current context, or records ACL_ERROR_RT_CONTEXT_NULL. */
+RtContext *rt_require_ctx(const char *api, aclError *err);
+/* Forgets every context of `device` (its resources are gone). */
+void rt_ctx_drop_device(int32_t device);
+
+/* ---- stream.c ---- */
+RtStream *rt_stream_new(RtContext *ctx, bool is_default, uint32_t priority, uint32_t flags,
+                        aclError *err);
+bool rt_stream_valid(RtStream *s);
+/* The stream an API call means: `stream`, or the current context's default stream
+ * for NULL. Checks that it belongs to the current device (107003 otherwise). */
+RtStream *rt_stream_resolve(aclrtStream stream, const char *api, aclError *err);
+/* Queues a task; returns an aclError. */
+aclError rt_stream_submit(RtStream *s, const EmuTask *t);
+/* Waits for the stream's queued work and collects its error. */
+aclError rt_stream_sync(RtStream *s, int64_t timeout_ms);
+/* Drops the client side of every stream of `device` (the emulator freed them). */
+void rt_stream_drop_device(int32_t device);
+void rt_stream_free(RtStream *s);
+
+/* ---- memory.c ---- */
+typedef enum RtMemKind {
+    RT_MEM_PAGEABLE = 0,        /* host memory unknown to the runtime */
+    RT_MEM_PINNED,              /* aclrtMallocHost memory */
+    RT_MEM_DEVICE,              /* inside a device segment of ours */
+    RT_MEM_DEVICE_BAD,          /* in the device window but not mapped for us */
+} RtMemKind;
+
+typedef struct RtMemRef {
+    RtMemKind kind;
+    int32_t device;             /* user id, for RT_MEM_DEVICE */
+    uint8_t *host;              /* where the runtime can touch [ptr, ptr + len) */
+    uint32_t page_size;
+} RtMemRef;
+
+void rt_memory_init(void);
+void rt_memory_release(void);
+/* Classifies [ptr, ptr + len) and finds where the runtime can touch it. */
+RtMemKind rt_mem_lookup(const void *ptr, uint64_t len, RtMemRef *ref);
+/* Forgets every segment of physical device `phys` (the emulator freed them). */
+void rt_memory_drop_device(int32_t phys);
+bool rt_in_window(const void *ptr);
+void rt_memory_forget_after_fork(void);
+/* Fault-handler lookup (fault.h): the allocation containing addr. */
+#include "fault.h"
+bool rt_fault_lookup(uint64_t addr, RtFaultAlloc *out);
+
+#endif

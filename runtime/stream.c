@@ -1,0 +1,221 @@
+/*
+ * stream.c - streams (chapter 06) on the client side.
+ *
+ * A stream is executed by the device's stream engine inside npu-emu; the
+ * client only remembers the sequence number of the last task it queued and
+ * waits in the channel for the engine to reach it.  Synchronising therefore
+ * costs no request to the emulator.  A failed task leaves its error in the
+ * stream's shared state; the next synchronise reports it (and clears it).
+ */
+#include "rt.h"
+
+#define STREAM_MAGIC 0x53545231u /* "STR1" */
+
+/* Called with g_rt.lock held (or during context set-up under it). */
+RtStream *rt_stream_new(RtContext *ctx, bool is_default, uint32_t priority, uint32_t flags,
+                        aclError *err)
+{
+    EmuReqStreamCreate q = { .device = rt_device_phys(ctx->device), .priority = priority,
+                             .flags = flags };
+    EmuRespStreamCreate r;
+    *err = rt_call(EMU_CMD_STREAM_CREATE, &q, sizeof(q), &r, sizeof(r), NULL);
+    if (*err != ACL_SUCCESS)
+        return NULL;
+    RtStream *s = g_new0(RtStream, 1);
+    s->magic = STREAM_MAGIC;
+    s->ctx = ctx;
+    s->device = ctx->device;
+    s->id = r.stream;
+    s->is_default = is_default;
+    s->submitted = __atomic_load_n(&g_rt.conn.states[r.stream].done, __ATOMIC_ACQUIRE);
+    g_hash_table_add(g_rt.streams, s);
+    return s;
+}
+
+void rt_stream_free(RtStream *s)
+{
+    g_hash_table_remove(g_rt.streams, s);
+    s->magic = 0;
+    g_free(s);
+}
+
+bool rt_stream_valid(RtStream *s)
+{
+    return s && g_rt.streams && g_hash_table_contains(g_rt.streams, s);
+}
+
+static RtStream *lookup(aclrtStream stream, const char *api, bool same_device, aclError *err)
+{
+    RtContext *ctx = rt_require_ctx(api, err);
+    if (!ctx)
+        return NULL;
+    if (!stream)
+        return ctx->default_stream;
+    pthread_mutex_lock(&g_rt.lock);
+    bool ok = rt_stream_valid(stream);
+    pthread_mutex_unlock(&g_rt.lock);
+    RtStream *s = stream;
+    if (!ok) {
+        *err = rt_fail(ACL_ERROR_RT_INVALID_HANDLE, api, "%p is not a live stream", stream);
+        return NULL;
+    }
+    if (same_device && s->device != ctx->device) {
+        *err = rt_fail(ACL_ERROR_RT_STREAM_CONTEXT, api,
+                       "the stream belongs to device %d, the current context to device %d",
+                       s->device, ctx->device);
+        return NULL;
+    }
+    return s;
+}
+
+RtStream *rt_stream_resolve(aclrtStream stream, const char *api, aclError *err)
+{
+    return lookup(stream, api, true, err);
+}
+
+aclError rt_stream_submit(RtStream *s, const EmuTask *t)
+{
+    EmuReqSubmit q = { .stream = s->id, .task = *t };
+    EmuRespSubmit r;
+    aclError err = rt_call(EMU_CMD_STREAM_SUBMIT, &q, sizeof(q), &r, sizeof(r), NULL);
+    if (err != ACL_SUCCESS)
+        return err;
+    /* Keep the newest number when threads submit to one stream concurrently. */
+    uint32_t cur = __atomic_load_n(&s->submitted, __ATOMIC_RELAXED);
+    while (emu_seq_reached(r.seq, cur) &&
+           !__atomic_compare_exchange_n(&s->submitted, &cur, r.seq, true, __ATOMIC_RELEASE,
+                                        __ATOMIC_RELAXED))
+        ;
+    return ACL_SUCCESS;
+}
+
+aclError rt_stream_sync(RtStream *s, int64_t timeout_ms)
+{
+    uint32_t target = __atomic_load_n(&s->submitted, __ATOMIC_ACQUIRE);
+    aclError err = rt_wait_stream(s->id, target, timeout_ms);
+    if (err != ACL_SUCCESS)
+        return err;
+    EmuStreamState *st = &g_rt.conn.states[s->id];
+    if (__atomic_load_n(&st->error, __ATOMIC_ACQUIRE) != ACL_SUCCESS)
+        return __atomic_exchange_n(&st->error, ACL_SUCCESS, __ATOMIC_ACQ_REL);
+    return ACL_SUCCESS;
+}
+
+/* Called with g_rt.lock held: waits for the device's streams, then forgets them
+ * (the emulator destroys them when the device closes). */
+void rt_stream_drop_device(int32_t device)
+{
+    GPtrArray *gone = g_ptr_array_new();
+    GHashTableIter it;
+    gpointer key;
+    g_hash_table_iter_init(&it, g_rt.streams);
+    while (g_hash_table_iter_next(&it, &key, NULL))
+        if (((RtStream *)key)->device == device)
+            g_ptr_array_add(gone, key);
+    for (unsigned i = 0; i < gone->len; i++) {
+        RtStream *s = g_ptr_array_index(gone, i);
+        rt_stream_sync(s, -1);
+        rt_stream_free(s);
+    }
+    g_ptr_array_free(gone, TRUE);
+}
+
+static aclError create(const char *api, aclrtStream *stream, uint32_t priority, uint32_t flags)
+{
+    RT_CHECK_INIT();
+    if (!stream)
+        return rt_fail(ACL_ERROR_RT_PARAM_INVALID, api, "stream must not be NULL");
+    aclError err;
+    RtContext *ctx = rt_require_ctx(api, &err);
+    if (!ctx)
+        return err;
+    pthread_mutex_lock(&g_rt.lock);
+    RtStream *s = rt_ctx_valid(ctx) ? rt_stream_new(ctx, false, priority, flags, &err) : NULL;
+    pthread_mutex_unlock(&g_rt.lock);
+    if (!s)
+        return rt_fail(err, api, "cannot create a stream on device %d (at most %d streams "
+                                 "per device, default streams included)",
+                       ctx->device, EMU_STREAMS_PER_DEVICE);
+    *stream = s;
+    return ACL_SUCCESS;
+}
+
+RT_EXPORT aclError aclrtCreateStream(aclrtStream *stream)
+{
+    return create(__func__, stream, 0, 0);
+}
+
+RT_EXPORT aclError aclrtCreateStreamWithConfig(aclrtStream *stream, uint32_t priority,
+                                               uint32_t flag)
+{
+    return create(__func__, stream, priority, flag);
+}
+
+static aclError destroy(const char *api, aclrtStream stream, bool force)
+{
+    RT_CHECK_INIT();
+    if (!stream)
+        return rt_fail(ACL_ERROR_RT_PARAM_INVALID, api, "stream must not be NULL");
+    aclError err;
+    RtStream *s = lookup(stream, api, true, &err);
+    if (!s)
+        return err;
+    if (s->is_default)
+        return rt_fail(ACL_ERROR_RT_PARAM_INVALID, api,
+                       "a default stream is released with its context or device");
+    pthread_mutex_lock(&g_rt.lock);
+    if (!rt_stream_valid(s)) {
+        pthread_mutex_unlock(&g_rt.lock);
+        return rt_fail(ACL_ERROR_RT_INVALID_HANDLE, api, "%p is not a live stream", stream);
+    }
+    g_hash_table_remove(g_rt.streams, s);
+    pthread_mutex_unlock(&g_rt.lock);
+    if (!force)
+        rt_stream_sync(s, -1);      /* documented: pending tasks finish first */
+    EmuReqStreamDestroy q = { .stream = s->id, .force = force };
+    err = rt_call(EMU_CMD_STREAM_DESTROY, &q, sizeof(q), NULL, 0, NULL);
+    s->magic = 0;
+    g_free(s);
+    return err == ACL_SUCCESS ? ACL_SUCCESS : rt_fail(err, api, "the emulator refused");
+}
+
+RT_EXPORT aclError aclrtDestroyStream(aclrtStream stream)
+{
+    return destroy(__func__, stream, false);
+}
+
+RT_EXPORT aclError aclrtDestroyStreamForce(aclrtStream stream)
+{
+    return destroy(__func__, stream, true);
+}
+
+static aclError sync_stream(const char *api, aclrtStream stream, int64_t timeout_ms)
+{
+    RT_CHECK_INIT();
+    aclError err;
+    RtStream *s = lookup(stream, api, false, &err);
+    if (!s)
+        return err;
+    err = rt_stream_sync(s, timeout_ms);
+    if (err == ACL_ERROR_RT_STREAM_SYNC_TIMEOUT)
+        return rt_fail(err, api, "the stream's tasks did not finish within %lld ms",
+                       (long long)timeout_ms);
+    if (err != ACL_SUCCESS)
+        return rt_fail(err, api, "a task on the stream failed on device %d", s->device);
+    return ACL_SUCCESS;
+}
+
+RT_EXPORT aclError aclrtSynchronizeStream(aclrtStream stream)
+{
+    return sync_stream(__func__, stream, -1);
+}
+
+RT_EXPORT aclError aclrtSynchronizeStreamWithTimeout(aclrtStream stream, int32_t timeout)
+{
+    if (timeout < -1 || timeout == 0) {
+        RT_CHECK_INIT();
+        return RT_FAIL(ACL_ERROR_RT_PARAM_INVALID, "timeout %d: use -1 (forever) or > 0 ms",
+                       timeout);
+    }
+    return sync_stream(__func__, stream, timeout);
+}
