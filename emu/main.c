@@ -22,6 +22,7 @@ int main(int argc, char **argv)
 {
     gchar *socket_path = NULL, *profile = NULL, *log_path = NULL;
     gint servers = 1, idle = 0;
+    gchar *mode = NULL;
     gboolean quiet = FALSE, list = FALSE;
     GOptionEntry entries[] = {
         { "socket", 's', 0, G_OPTION_ARG_FILENAME, &socket_path,
@@ -36,6 +37,9 @@ int main(int argc, char **argv)
           "Exit after SECONDS without any client (0: run until SIGTERM/SIGINT)", "SECONDS" },
         { "log", 'l', 0, G_OPTION_ARG_FILENAME, &log_path,
           "Append the operator log to FILE instead of stderr", "FILE" },
+        { "socket-mode", 'm', 0, G_OPTION_ARG_STRING, &mode,
+          "Permissions of the socket file, octal (default 0600). Other users are refused\n"
+          "                             by their kernel-verified uid whatever the mode", "MODE" },
         { "quiet", 'q', 0, G_OPTION_ARG_NONE, &quiet, "Write no log", NULL },
         { "list-profiles", 0, 0, G_OPTION_ARG_NONE, &list, "List the profiles and exit", NULL },
         { NULL, 0, 0, 0, NULL, NULL, NULL },
@@ -67,6 +71,7 @@ int main(int argc, char **argv)
         .idle_exit_sec = idle,
         .log_path = log_path,
         .quiet = quiet,
+        .socket_mode = mode ? (unsigned)strtoul(mode, NULL, 8) & 0777u : 0600u,
     };
     if (!opt.profile || !*opt.profile)
         opt.profile = "a2";

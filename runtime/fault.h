@@ -41,10 +41,14 @@
  * SA_NODEFER and SA_RESETHAND are emulated so it runs under the conditions
  * it asked for.
  *
- * Sanitizers: AddressSanitizer on x86-64 owns [0x02008fff7000,
- * 0x10007fff7fff] as shadow memory, which overlaps the first ~2 GiB of a
- * window starting at 16 TiB; a runtime reserving the window must start at
- * or above 0x10007fff8000 under ASan.
+ * Sanitizers: under AddressSanitizer our handler sits in front of ASan's
+ * (installed before main) and passes it every fault outside the window,
+ * so ASan's own SEGV reports are unchanged.  ASAN_OPTIONS=
+ * allow_user_segv_handler=0 makes ASan silently refuse our sigaction, and
+ * then ASan reports window faults itself.  ASan on x86-64 also owns
+ * [0x02008fff7000, 0x10007fff7fff] as shadow memory, which overlaps the
+ * first ~2 GiB of a window starting at 16 TiB: a reservation of the window
+ * must start at or above 0x10007fff8000 under ASan.
  */
 #ifndef NPU_EMU_RUNTIME_FAULT_H
 #define NPU_EMU_RUNTIME_FAULT_H

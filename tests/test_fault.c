@@ -73,6 +73,9 @@ static bool lookup_none(uint64_t addr, RtFaultAlloc *out)
 }
 
 static volatile uint64_t g_sink;
+/* Whether a SEGV handler (ASan's, unless ASAN_OPTIONS=handle_segv=0) was
+ * there before main: then out-of-window faults must reach its report. */
+static bool g_startup_segv_handler;
 /* Opaque so that gcc -O2 does not reject the deliberate bad access. */
 static volatile uintptr_t g_outside_addr = 8;
 
@@ -299,10 +302,14 @@ static void child_exec(void)
 }
 
 #if defined(__x86_64__)
+/* Inline asm, not intrinsics: at -O2 the compiler narrows an intrinsic
+ * load whose upper half is unused to a plain 8-byte mov. */
 static void child_sse_read16(void)
 {
     install();
-    __m128i v = _mm_loadu_si128((const __m128i *)(uintptr_t)(ALLOC_A_BASE + 0x40));
+    __m128i v;
+    const void *p = (const void *)(uintptr_t)(ALLOC_A_BASE + 0x40);
+    __asm__ volatile("movdqu (%1), %0" : "=x"(v) : "r"(p) : "memory");
     g_sink = (uint64_t)_mm_cvtsi128_si64(v);
 }
 
@@ -311,7 +318,9 @@ static void child_sse_read16(void)
 static void child_sse_write16(void)
 {
     install();
-    _mm_storeu_si128((__m128i *)(uintptr_t)(ALLOC_A_BASE + 0x50), _mm_set1_epi32(5));
+    __m128i v = _mm_set1_epi32(5);
+    void *p = (void *)(uintptr_t)(ALLOC_A_BASE + 0x50);
+    __asm__ volatile("movups %1, (%0)" : : "r"(p), "x"(v) : "memory");
 }
 
 static void child_rmw(void)
@@ -431,7 +440,7 @@ static void test_reinstall_updates_lookup(void)
 static void check_outside(const ChildResult *r)
 {
     CU_ASSERT(lacks(r, "npu-emu"));
-    if (TEST_ASAN) {
+    if (TEST_ASAN && g_startup_segv_handler) {
         bool segv = WIFSIGNALED(r->status) && WTERMSIG(r->status) == SIGSEGV;
         bool asan_exit = WIFEXITED(r->status) && WEXITSTATUS(r->status) != 0 &&
                          WEXITSTATUS(r->status) != 77;
@@ -461,12 +470,7 @@ static void test_uninstalled_is_silent(void)
 {
     ChildResult r;
     run_child(child_uninstalled, &r);
-    CU_ASSERT(lacks(&r, "npu-emu"));
-    if (TEST_ASAN) {
-        CU_ASSERT(has(&r, "AddressSanitizer: SEGV"));
-    } else {
-        CU_ASSERT(died_by_segv(&r));
-    }
+    check_outside(&r);
 }
 
 static void test_chain_siginfo(void)
@@ -633,6 +637,9 @@ static void test_uninstall_restores(void)
 
 int main(void)
 {
+    struct sigaction startup;
+    if (sigaction(SIGSEGV, NULL, &startup) == 0)
+        g_startup_segv_handler = startup.sa_handler != SIG_DFL;
     if (CU_initialize_registry() != CUE_SUCCESS)
         return 2;
     CU_pSuite s = CU_add_suite("fault", NULL, NULL);
