@@ -392,11 +392,21 @@ static bool send_fd(Session *s, int fd, uint32_t tag)
     c->cmsg_type = SCM_RIGHTS;
     c->cmsg_len = CMSG_LEN(sizeof(int));
     memcpy(CMSG_DATA(c), &fd, sizeof(int));
-    ssize_t n;
-    do
-        n = sendmsg(s->sock, &msg, MSG_NOSIGNAL);
-    while (n < 0 && errno == EINTR);
-    return n == (ssize_t)sizeof(m);
+    /* A client that stops reading its socket must not hold this thread forever:
+     * wait at most ~5 s for room, then treat it as gone. */
+    for (int tries = 0; tries < 50 && !__atomic_load_n(&s->dead, __ATOMIC_ACQUIRE); tries++) {
+        ssize_t n = sendmsg(s->sock, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n == (ssize_t)sizeof(m))
+            return true;
+        if (n >= 0 || (errno != EAGAIN && errno != EINTR))
+            break;
+        struct pollfd p = { .fd = s->sock, .events = POLLOUT };
+        poll(&p, 1, 100);
+    }
+    emu_log("pid %d does not take its memory objects off the socket: ending its session",
+            (int)s->pid);
+    __atomic_store_n(&s->dead, 1, __ATOMIC_RELEASE);
+    return false;
 }
 
 void emu_session_handle(Session *s, EmuSlot *slot)

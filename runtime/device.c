@@ -203,8 +203,9 @@ static aclError sync_device(const char *api, int64_t timeout_ms)
     err = rt_call(EMU_CMD_DEVICE_SYNC, &q, sizeof(q), &r, sizeof(r), NULL);
     if (err != ACL_SUCCESS)
         return rt_fail(err, api, "device %d is not reachable", ctx->device);
-    /* Snapshot the device's streams, then wait for each without the lock. */
-    GPtrArray *list = g_ptr_array_new();
+    /* Snapshot (stream, last task) pairs, then wait without the lock: other
+     * threads keep working meanwhile. */
+    GArray *list = g_array_new(FALSE, FALSE, sizeof(RtStreamMark));
     pthread_mutex_lock(&g_rt.lock);
     GHashTableIter it;
     gpointer key;
@@ -212,16 +213,17 @@ static aclError sync_device(const char *api, int64_t timeout_ms)
     while (g_hash_table_iter_next(&it, &key, NULL)) {
         RtStream *s = key;
         if (s->device == ctx->device)
-            g_ptr_array_add(list, s);
+            g_array_append_val(list, ((RtStreamMark){ s->id, rt_stream_mark(s) }));
     }
+    pthread_mutex_unlock(&g_rt.lock);
     aclError first = ACL_SUCCESS;
     for (unsigned i = 0; i < list->len; i++) {
-        err = rt_stream_sync(g_ptr_array_index(list, i), timeout_ms);
+        RtStreamMark *m = &g_array_index(list, RtStreamMark, i);
+        err = rt_stream_wait_mark(m->id, m->seq, timeout_ms);
         if (err != ACL_SUCCESS && first == ACL_SUCCESS)
             first = err;
     }
-    pthread_mutex_unlock(&g_rt.lock);
-    g_ptr_array_free(list, TRUE);
+    g_array_free(list, TRUE);
     if (first != ACL_SUCCESS)
         return rt_fail(first, api, "a task on device %d failed or did not finish in time",
                        ctx->device);

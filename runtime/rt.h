@@ -149,6 +149,13 @@ RtStream *rt_stream_resolve(aclrtStream stream, const char *api, aclError *err);
 aclError rt_stream_submit(RtStream *s, const EmuTask *t);
 /* Waits for the stream's queued work and collects its error. */
 aclError rt_stream_sync(RtStream *s, int64_t timeout_ms);
+/* The same in two steps, for waiting without holding g_rt.lock. */
+typedef struct RtStreamMark {
+    uint32_t id;
+    uint32_t seq;
+} RtStreamMark;
+uint32_t rt_stream_mark(RtStream *s);
+aclError rt_stream_wait_mark(uint32_t id, uint32_t seq, int64_t timeout_ms);
 /* Drops the client side of every stream of `device` (the emulator freed them). */
 void rt_stream_drop_device(int32_t device);
 void rt_stream_free(RtStream *s);

@@ -89,16 +89,25 @@ aclError rt_stream_submit(RtStream *s, const EmuTask *t)
     return ACL_SUCCESS;
 }
 
-aclError rt_stream_sync(RtStream *s, int64_t timeout_ms)
+uint32_t rt_stream_mark(RtStream *s)
 {
-    uint32_t target = __atomic_load_n(&s->submitted, __ATOMIC_ACQUIRE);
-    aclError err = rt_wait_stream(s->id, target, timeout_ms);
+    return __atomic_load_n(&s->submitted, __ATOMIC_ACQUIRE);
+}
+
+aclError rt_stream_wait_mark(uint32_t id, uint32_t seq, int64_t timeout_ms)
+{
+    aclError err = rt_wait_stream(id, seq, timeout_ms);
     if (err != ACL_SUCCESS)
         return err;
-    EmuStreamState *st = &g_rt.conn.states[s->id];
+    EmuStreamState *st = &g_rt.conn.states[id];
     if (__atomic_load_n(&st->error, __ATOMIC_ACQUIRE) != ACL_SUCCESS)
         return __atomic_exchange_n(&st->error, ACL_SUCCESS, __ATOMIC_ACQ_REL);
     return ACL_SUCCESS;
+}
+
+aclError rt_stream_sync(RtStream *s, int64_t timeout_ms)
+{
+    return rt_stream_wait_mark(s->id, rt_stream_mark(s), timeout_ms);
 }
 
 /* Called with g_rt.lock held: waits for the device's streams, then forgets them
