@@ -76,7 +76,9 @@ static void publish(EngineStream *s, uint32_t seq, int err)
         __atomic_store_n(&s->state->error_seq, seq, __ATOMIC_RELAXED);
         __atomic_store_n(&s->state->error, err, __ATOMIC_RELEASE);
     }
-    __atomic_store_n(&s->state->done, seq, __ATOMIC_RELEASE);
+    /* seq_cst pairs with the waiter's increment of `waiters`: either we see it,
+     * or it sees the new `done` before sleeping. */
+    __atomic_store_n(&s->state->done, seq, __ATOMIC_SEQ_CST);
     if (__atomic_load_n(&s->state->waiters, __ATOMIC_SEQ_CST))
         emu_futex_wake(&s->state->done, INT32_MAX);
 }
@@ -131,11 +133,13 @@ uint32_t engine_stream_submit(EngineStream *s, const EmuTask *t)
     QueuedTask *q = g_new(QueuedTask, 1);
     q->task = *t;
     g_mutex_lock(&s->lock);
-    q->seq = ++s->last_seq;
+    /* Read the number under the lock: once it is released the worker may run
+     * and free the task. */
+    uint32_t seq = q->seq = ++s->last_seq;
     g_queue_push_tail(&s->queue, q);
     g_cond_signal(&s->cond);
     g_mutex_unlock(&s->lock);
-    return q->seq;
+    return seq;
 }
 
 uint32_t engine_stream_last(EngineStream *s)

@@ -240,11 +240,16 @@ static int handle_mem_info(Session *s, const void *req, uint32_t len, Reply *r)
 static int handle_host_alloc(Session *s, const void *req, uint32_t len, Reply *r)
 {
     REQ(EmuReqHostAlloc, q);
+    uint64_t end = q->client_addr + q->size;
     if (q->size == 0 || q->size % HBM_PAGE_NORMAL || q->size > (1ull << 40) ||
-        q->client_addr % HBM_PAGE_NORMAL || q->client_addr + q->size < q->client_addr)
+        q->client_addr % HBM_PAGE_NORMAL || end < q->client_addr ||
+        (q->client_addr < EMU_VA_WINDOW_HI && end > EMU_VA_WINDOW_LO))
         return ACL_ERROR_RT_PARAM_INVALID;
     g_mutex_lock(&s->lock);
-    bool overlaps = host_at(s, q->client_addr) || host_at(s, q->client_addr + q->size - 1);
+    /* Overlap: a buffer containing the start, or one starting inside the range. */
+    GTreeNode *next = g_tree_lower_bound(s->host, KEY(q->client_addr));
+    bool overlaps = host_at(s, q->client_addr) ||
+                    (next && (uint64_t)(uintptr_t)g_tree_node_key(next) < end);
     g_mutex_unlock(&s->lock);
     if (overlaps)
         return ACL_ERROR_RT_PARAM_INVALID;
@@ -480,7 +485,10 @@ static void session_register(Session *s)
 {
     EmuServer *srv = s->srv;
     g_mutex_lock(&srv->lock);
-    s->id = ++srv->next_session_id;
+    /* 0 is never a session id: device_release_owner(0) means "everyone". */
+    if (++srv->next_session_id == 0)
+        ++srv->next_session_id;
+    s->id = srv->next_session_id;
     g_hash_table_insert(srv->sessions, GUINT_TO_POINTER(s->id), s);
     g_hash_table_insert(srv->pids, GINT_TO_POINTER(s->pid), s);
     srv->idle_since = 0;

@@ -62,7 +62,7 @@ typedef enum EmuCmd {
     EMU_CMD_MEM_ALLOC,      /* EmuReqMemAlloc -> EmuRespMemAlloc (+fd if new_seg) */
     EMU_CMD_MEM_FREE,       /* EmuReqMemFree -> EmuRespMemFree */
     EMU_CMD_MEM_INFO,       /* EmuReqMemInfo -> EmuRespMemInfo */
-    EMU_CMD_HOST_ALLOC,     /* EmuReqHostAlloc -> EmuRespHostAlloc (+fd) */
+    EMU_CMD_HOST_ALLOC,     /* EmuReqHostAlloc -> - (+fd) */
     EMU_CMD_HOST_FREE,      /* EmuReqHostFree */
     EMU_CMD_STREAM_CREATE,  /* EmuReqStreamCreate -> EmuRespStreamCreate */
     EMU_CMD_STREAM_DESTROY, /* EmuReqStreamDestroy */

@@ -1,0 +1,1552 @@
+/*
+ * test_session.c - request dispatch of emu/session.c, driven in-process.
+ *
+ * A detached session (no thread, no handshake) is bound to one end of a
+ * socketpair; the test plays the client: it fills a channel slot, calls
+ * emu_session_handle() and reads the reply in place, and receives the memory
+ * object fds that replies announce with fd_tag from the other end.  Stream
+ * completion words are found through the channel layout of proto.h.
+ *
+ * The fuzz test sends a few hundred thousand random requests, half of them
+ * garbage and half well-formed with random field values, and checks that
+ * every reply is complete and carries a documented status, and that
+ * reclaiming the session gives every byte of HBM back.
+ */
+#define _GNU_SOURCE
+#include "emu/session.h"
+
+#include <CUnit/Basic.h>
+#include <dirent.h>
+#include <errno.h>
+#include <poll.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "acl/acl_base.h"
+#include "acl/acl_rt.h"
+#include "emu/server.h"
+#include "npuemu/proto.h"
+
+#define KiB (1ull << 10)
+#define MiB (1ull << 20)
+#define GiB (1ull << 30)
+
+
+static EmuServer *srv;
+static int ndev;
+
+typedef struct Client {
+    Session *s;
+    int peer;               /* our end of the session's socket */
+    uint32_t fds_received;
+} Client;
+
+/* ---- plumbing ---- */
+
+static int open_fd_count(void)
+{
+    int n = 0;
+    DIR *d = opendir("/proc/self/fd");
+    if (!d)
+        return -1;
+    while (readdir(d))
+        n++;
+    closedir(d);
+    return n;
+}
+
+static EmuServer *make_server(const char *profile, int servers)
+{
+    EmuOptions opt = {
+        .socket_path = "/nonexistent/npu-emu-test.sock",
+        .profile = profile,
+        .servers = servers,
+        .quiet = true,
+    };
+    GError *err = NULL;
+    EmuServer *s = emu_server_new(&opt, &err);
+    if (!s) {
+        fprintf(stderr, "emu_server_new: %s\n", err ? err->message : "?");
+        g_clear_error(&err);
+    }
+    return s;
+}
+
+static bool client_open_on(EmuServer *server, Client *c, pid_t pid, int server_index)
+{
+    int sv[2];
+    memset(c, 0, sizeof(*c));
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+        return false;
+    c->peer = sv[1];
+    c->s = emu_session_new_detached(server, sv[0], pid, server_index);
+    if (!c->s) {
+        close(sv[0]);
+        close(sv[1]);
+        return false;
+    }
+    return true;
+}
+
+static bool client_open(Client *c, pid_t pid)
+{
+    return client_open_on(srv, c, pid, 0);
+}
+
+static void client_close(Client *c)
+{
+    if (c->s)
+        emu_session_reclaim(c->s); /* closes the session's end */
+    c->s = NULL;
+    if (c->peer >= 0)
+        close(c->peer);
+    c->peer = -1;
+}
+
+static EmuChanHeader *chan_header(Client *c)
+{
+    return (EmuChanHeader *)((uint8_t *)emu_session_slot(c->s, 0) - EMU_CHAN_SLOTS_OFF);
+}
+
+static EmuStreamState *stream_state(Client *c, uint32_t i)
+{
+    return (EmuStreamState *)((uint8_t *)chan_header(c) + EMU_CHAN_STREAMS_OFF) + i;
+}
+
+/* Receives the EmuFdMsg announced by fd_tag; returns the fd or -1. */
+static int recv_fd(Client *c, uint32_t tag)
+{
+    struct pollfd p = { .fd = c->peer, .events = POLLIN };
+    if (poll(&p, 1, 2000) <= 0)
+        return -1;
+    EmuFdMsg m = { 0 };
+    struct iovec iov = { .iov_base = &m, .iov_len = sizeof(m) };
+    union {
+        char buf[CMSG_SPACE(sizeof(int))];
+        struct cmsghdr align;
+    } u;
+    struct msghdr msg = {
+        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof(u.buf),
+    };
+    ssize_t n;
+    do
+        n = recvmsg(c->peer, &msg, MSG_WAITALL | MSG_CMSG_CLOEXEC);
+    while (n < 0 && errno == EINTR);
+    if (n != (ssize_t)sizeof(m))
+        return -1;
+    struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+    int fd = -1;
+    if (cm && cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS)
+        memcpy(&fd, CMSG_DATA(cm), sizeof(int));
+    if (m.magic != EMU_PROTO_MAGIC || m.tag != tag) {
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    c->fds_received++;
+    return fd;
+}
+
+static bool socket_empty(Client *c)
+{
+    struct pollfd p = { .fd = c->peer, .events = POLLIN };
+    return poll(&p, 1, 0) == 0;
+}
+
+/*
+ * Posts a request in slot `slot_index` and serves it.  The reply is copied to
+ * resp (resp_cap bytes at most); *fd_out receives the announced fd, if any
+ * (closed here when fd_out is NULL).  Returns the status.
+ */
+static int call_slot(Client *c, unsigned slot_index, uint32_t cmd, const void *req, uint32_t len,
+                     void *resp, uint32_t resp_cap, uint32_t *resp_len, int *fd_out)
+{
+    EmuSlot *slot = emu_session_slot(c->s, slot_index);
+    slot->cmd = cmd;
+    slot->req_len = len;
+    if (req && len)
+        memcpy(slot->req, req, len <= EMU_SLOT_PAYLOAD ? len : EMU_SLOT_PAYLOAD);
+    slot->status = 0x7eadbeef;
+    slot->fd_tag = 0xffffffffu;
+    slot->resp_len = 0xffffffffu;
+    __atomic_store_n(&slot->state, EMU_SLOT_POSTED, __ATOMIC_SEQ_CST);
+    emu_session_handle(c->s, slot);
+    CU_ASSERT_EQUAL(__atomic_load_n(&slot->state, __ATOMIC_SEQ_CST), EMU_SLOT_DONE);
+    CU_ASSERT_TRUE(slot->resp_len <= EMU_SLOT_PAYLOAD);
+    if (slot->status != ACL_SUCCESS)
+        CU_ASSERT_EQUAL(slot->resp_len, 0);
+    if (resp_len)
+        *resp_len = slot->resp_len;
+    if (resp && slot->resp_len <= EMU_SLOT_PAYLOAD)
+        memcpy(resp, slot->resp, slot->resp_len < resp_cap ? slot->resp_len : resp_cap);
+    int fd = -1;
+    if (slot->fd_tag) {
+        fd = recv_fd(c, slot->fd_tag);
+        CU_ASSERT_TRUE(fd >= 0);
+    }
+    if (fd_out)
+        *fd_out = fd;
+    else if (fd >= 0)
+        close(fd);
+    return slot->status;
+}
+
+static int call(Client *c, uint32_t cmd, const void *req, uint32_t len, void *resp,
+                uint32_t resp_cap, int *fd_out)
+{
+    return call_slot(c, 0, cmd, req, len, resp, resp_cap, NULL, fd_out);
+}
+
+static void hbm_info(EmuServer *server, int sv, int d, uint64_t *free_bytes, uint64_t *total)
+{
+    device_mem_info(server->devices[sv][d], free_bytes, total);
+}
+
+static bool all_hbm_free(EmuServer *server)
+{
+    bool ok = true;
+    for (int sv = 0; sv < server->nservers; sv++)
+        for (int d = 0; d < server->profile->devices_per_server; d++) {
+            uint64_t f, t;
+            hbm_info(server, sv, d, &f, &t);
+            if (f != t) {
+                fprintf(stderr, "server %d device %d: %llu of %llu bytes free\n", sv, d,
+                        (unsigned long long)f, (unsigned long long)t);
+                ok = false;
+            }
+        }
+    return ok;
+}
+
+static bool wait_done(EmuStreamState *st, uint32_t seq)
+{
+    for (int i = 0; i < 10000; i++) {
+        if (emu_seq_reached(__atomic_load_n(&st->done, __ATOMIC_ACQUIRE), seq))
+            return true;
+        g_usleep(1000);
+    }
+    return false;
+}
+
+/* Typed wrappers for the directed tests. */
+static int mem_alloc(Client *c, int32_t dev, uint64_t size, uint32_t policy, uint32_t flags,
+                     EmuRespMemAlloc *out, int *fd_out)
+{
+    EmuReqMemAlloc q = { .device = dev, .policy = policy, .size = size, .flags = flags };
+    memset(out, 0, sizeof(*out));
+    return call(c, EMU_CMD_MEM_ALLOC, &q, sizeof(q), out, sizeof(*out), fd_out);
+}
+
+static int mem_free(Client *c, uint64_t va, EmuRespMemFree *out)
+{
+    EmuReqMemFree q = { .va = va };
+    EmuRespMemFree dummy;
+    return call(c, EMU_CMD_MEM_FREE, &q, sizeof(q), out ? out : &dummy, sizeof(dummy), NULL);
+}
+
+static int stream_create(Client *c, int32_t dev, uint32_t *id)
+{
+    EmuReqStreamCreate q = { .device = dev };
+    EmuRespStreamCreate r = { .stream = 0xffffffffu };
+    int err = call(c, EMU_CMD_STREAM_CREATE, &q, sizeof(q), &r, sizeof(r), NULL);
+    *id = r.stream;
+    return err;
+}
+
+static int stream_destroy(Client *c, uint32_t id, uint32_t force)
+{
+    EmuReqStreamDestroy q = { .stream = id, .force = force };
+    return call(c, EMU_CMD_STREAM_DESTROY, &q, sizeof(q), NULL, 0, NULL);
+}
+
+static int submit(Client *c, uint32_t stream, EmuTask t, uint32_t *seq)
+{
+    EmuReqSubmit q = { .stream = stream, .task = t };
+    EmuRespSubmit r = { 0 };
+    int err = call(c, EMU_CMD_STREAM_SUBMIT, &q, sizeof(q), &r, sizeof(r), NULL);
+    if (seq)
+        *seq = r.seq;
+    return err;
+}
+
+static int device_cmd(Client *c, uint32_t cmd, int32_t dev, uint32_t force, void *resp,
+                      uint32_t resp_cap)
+{
+    EmuReqDevice q = { .device = dev, .force = force };
+    return call(c, cmd, &q, sizeof(q), resp, resp_cap, NULL);
+}
+
+static int host_alloc(Client *c, uint64_t addr, uint64_t size, int *fd_out)
+{
+    EmuReqHostAlloc q = { .size = size, .client_addr = addr };
+    return call(c, EMU_CMD_HOST_ALLOC, &q, sizeof(q), NULL, 0, fd_out);
+}
+
+static int host_free(Client *c, uint64_t addr)
+{
+    EmuReqHostFree q = { .client_addr = addr };
+    return call(c, EMU_CMD_HOST_FREE, &q, sizeof(q), NULL, 0, NULL);
+}
+
+static uint64_t fd_size(int fd)
+{
+    struct stat st;
+    return fstat(fd, &st) == 0 ? (uint64_t)st.st_size : 0;
+}
+
+/* ---- suite ---- */
+
+static int suite_init(void)
+{
+    emu_log_open(NULL, true);
+    srv = make_server("a2", 0);
+    if (!srv)
+        return -1;
+    ndev = srv->profile->devices_per_server;
+    return 0;
+}
+
+static int suite_clean(void)
+{
+    emu_server_free(srv);
+    srv = NULL;
+    return 0;
+}
+
+/* ---- directed tests ---- */
+
+static void test_channel_layout(void)
+{
+    Client c;
+    CU_ASSERT_TRUE_FATAL(client_open(&c, 1000));
+    EmuChanHeader *h = chan_header(&c);
+    CU_ASSERT_EQUAL(h->magic, EMU_PROTO_MAGIC);
+    CU_ASSERT_EQUAL(h->version, EMU_PROTO_VERSION);
+    CU_ASSERT_EQUAL(h->nslots, EMU_CHAN_SLOTS);
+    CU_ASSERT_EQUAL(h->nstreams, EMU_CHAN_STREAMS);
+    CU_ASSERT_EQUAL(h->slots_off, EMU_CHAN_SLOTS_OFF);
+    CU_ASSERT_EQUAL(h->streams_off, EMU_CHAN_STREAMS_OFF);
+    CU_ASSERT_EQUAL(h->dead, 0);
+    CU_ASSERT_PTR_EQUAL(emu_session_slot(c.s, 1), emu_session_slot(c.s, 0) + 1);
+    CU_ASSERT_PTR_NOT_NULL(emu_session_slot(c.s, EMU_CHAN_SLOTS - 1));
+    CU_ASSERT_PTR_NULL(emu_session_slot(c.s, EMU_CHAN_SLOTS));
+    CU_ASSERT_PTR_NULL(emu_session_slot(c.s, UINT32_MAX));
+    /* every slot serves requests */
+    for (unsigned i = 0; i < EMU_CHAN_SLOTS; i++)
+        CU_ASSERT_EQUAL(call_slot(&c, i, EMU_CMD_NOP, NULL, 0, NULL, 0, NULL, NULL), ACL_SUCCESS);
+    client_close(&c);
+}
+
+static void test_nop_and_device_cmds(void)
+{
+    Client c;
+    CU_ASSERT_TRUE_FATAL(client_open(&c, 1001));
+    uint32_t rl = 99;
+    CU_ASSERT_EQUAL(call_slot(&c, 5, EMU_CMD_NOP, NULL, 0, NULL, 0, &rl, NULL), ACL_SUCCESS);
+    CU_ASSERT_EQUAL(rl, 0);
+    for (int d = 0; d < ndev; d++) {
+        CU_ASSERT_EQUAL(device_cmd(&c, EMU_CMD_DEVICE_OPEN, d, 0, NULL, 0), ACL_SUCCESS);
+        CU_ASSERT_EQUAL(device_cmd(&c, EMU_CMD_DEVICE_OPEN, d, 0, NULL, 0), ACL_SUCCESS);
+        EmuRespDeviceSync r = { .nstreams = 77 };
+        CU_ASSERT_EQUAL(device_cmd(&c, EMU_CMD_DEVICE_SYNC, d, 0, &r, sizeof(r)), ACL_SUCCESS);
+        CU_ASSERT_EQUAL(r.nstreams, 0);
+        CU_ASSERT_EQUAL(device_cmd(&c, EMU_CMD_DEVICE_CLOSE, d, 0, NULL, 0), ACL_SUCCESS);
+        /* closing a device that is not open is harmless */
+        CU_ASSERT_EQUAL(device_cmd(&c, EMU_CMD_DEVICE_CLOSE, d, 1, NULL, 0), ACL_SUCCESS);
+    }
+    CU_ASSERT_TRUE(socket_empty(&c));
+    client_close(&c);
+}
+
+static void test_mem_alloc_free(void)
+{
+    Client c;
+    CU_ASSERT_TRUE_FATAL(client_open(&c, 1002));
+    const int dev = 3;
+    uint64_t f0, total;
+    hbm_info(srv, 0, dev, &f0, &total);
+    CU_ASSERT_EQUAL(total, srv->profile->hbm_bytes);
+
+    EmuRespMemAlloc a;
+    int fd = -1;
+    CU_ASSERT_EQUAL_FATAL(mem_alloc(&c, dev, 3 * MiB, ACL_MEM_MALLOC_HUGE_FIRST, 0, &a, &fd),
+                          ACL_SUCCESS);
+    CU_ASSERT_EQUAL(a.new_seg, 1);
+    CU_ASSERT_EQUAL(a.page_size, HBM_PAGE_HUGE);
+    CU_ASSERT_EQUAL(a.seg_size, 4 * MiB);
+    CU_ASSERT_EQUAL(a.va, a.seg_va);
+    CU_ASSERT_EQUAL(a.va % (2 * MiB), 0);
+    CU_ASSERT_TRUE(a.va >= EMU_VA_WINDOW_LO + dev * EMU_VA_DEVICE_SPAN + EMU_VA_HEAP_OFFSET);
+    CU_ASSERT_EQUAL((a.va - EMU_VA_WINDOW_LO) / EMU_VA_DEVICE_SPAN, (uint64_t)dev);
+    CU_ASSERT_TRUE_FATAL(fd >= 0);
+    CU_ASSERT_EQUAL(fd_size(fd), a.seg_size);
+    uint64_t f1;
+    hbm_info(srv, 0, dev, &f1, &total);
+    CU_ASSERT_EQUAL(f0 - f1, a.seg_size);
+    /* the client's mapping is the device memory */
+    uint8_t *map = mmap(NULL, a.seg_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    CU_ASSERT_NOT_EQUAL_FATAL(map, MAP_FAILED);
+    map[0] = 0x42;
+    map[a.seg_size - 1] = 0x43;
+    munmap(map, a.seg_size);
+    close(fd);
+
+    /* small allocations: one shared block, a single fd */
+    EmuRespMemAlloc s1, s2;
+    CU_ASSERT_EQUAL(mem_alloc(&c, dev, 100, ACL_MEM_MALLOC_HUGE_FIRST, 0, &s1, &fd), ACL_SUCCESS);
+    CU_ASSERT_EQUAL(s1.new_seg, 1);
+    CU_ASSERT_TRUE(fd >= 0);
+    if (fd >= 0)
+        close(fd);
+    CU_ASSERT_EQUAL(mem_alloc(&c, dev, 100, ACL_MEM_MALLOC_HUGE_FIRST, EMU_ALLOC_ALIGN32_ONLY,
+                              &s2, &fd), ACL_SUCCESS);
+    CU_ASSERT_EQUAL(s2.new_seg, 0);
+    CU_ASSERT_EQUAL(fd, -1);
+    CU_ASSERT_EQUAL(s2.seg_va, s1.seg_va);
+    CU_ASSERT_EQUAL(s1.size, 160);
+    CU_ASSERT_EQUAL(s2.size, 128);
+    CU_ASSERT_EQUAL(s1.va % 64, 0);
+    CU_ASSERT_EQUAL(s2.va % 64, 0);
+    CU_ASSERT_TRUE(socket_empty(&c));
+
+    /* bad requests */
+    EmuRespMemAlloc x;
+    CU_ASSERT_EQUAL(mem_alloc(&c, dev, 0, 0, 0, &x, NULL), ACL_ERROR_RT_PARAM_INVALID);
+    CU_ASSERT_EQUAL(mem_alloc(&c, dev, 64, 0, 2, &x, NULL), ACL_ERROR_RT_PARAM_INVALID);
+    CU_ASSERT_EQUAL(mem_alloc(&c, dev, 64, 0, 0x80000001u, &x, NULL), ACL_ERROR_RT_PARAM_INVALID);
+    CU_ASSERT_EQUAL(mem_alloc(&c, dev, 65 * GiB, 0, 0, &x, NULL), ACL_ERROR_RT_MEMORY_ALLOCATION);
+    CU_ASSERT_EQUAL(mem_alloc(&c, dev, UINT64_MAX, 0, 0, &x, NULL), ACL_ERROR_RT_MEMORY_ALLOCATION);
+
+    /* MEM_INFO */
+    EmuReqMemInfo qi = { .device = dev, .attr = ACL_HBM_MEM };
+    EmuRespMemInfo ri = { 0 };
+    CU_ASSERT_EQUAL(call(&c, EMU_CMD_MEM_INFO, &qi, sizeof(qi), &ri, sizeof(ri), NULL), ACL_SUCCESS);
+    CU_ASSERT_EQUAL(ri.total, srv->profile->hbm_bytes);
+    CU_ASSERT_EQUAL(ri.free, ri.total - 4 * MiB - DEV_SMALL_BLOCK);
+
+    /* MEM_FREE */
+    EmuRespMemFree rf;
+    memset(&rf, 0, sizeof(rf));
+    CU_ASSERT_EQUAL(mem_free(&c, s1.va, &rf), ACL_SUCCESS);
+    CU_ASSERT_EQUAL(rf.device, dev);
+    CU_ASSERT_EQUAL(rf.seg_released, 0);
+    CU_ASSERT_EQUAL(rf.size, 160);
+    CU_ASSERT_EQUAL(mem_free(&c, s1.va, &rf), ACL_ERROR_RT_PARAM_INVALID);
+    CU_ASSERT_EQUAL(mem_free(&c, s2.va, &rf), ACL_SUCCESS);
+    CU_ASSERT_EQUAL(rf.seg_released, 1);
+    CU_ASSERT_EQUAL(rf.seg_va, s1.seg_va);
+    CU_ASSERT_EQUAL(rf.seg_size, DEV_SMALL_BLOCK);
+    CU_ASSERT_EQUAL(mem_free(&c, a.va + 64, &rf), ACL_ERROR_RT_PARAM_INVALID);
+    CU_ASSERT_EQUAL(mem_free(&c, 0, &rf), ACL_ERROR_RT_PARAM_INVALID);
+    CU_ASSERT_EQUAL(mem_free(&c, EMU_VA_WINDOW_LO - 4096, &rf), ACL_ERROR_RT_PARAM_INVALID);
+    CU_ASSERT_EQUAL(mem_free(&c, EMU_VA_WINDOW_HI, &rf), ACL_ERROR_RT_PARAM_INVALID);
+    CU_ASSERT_EQUAL(mem_free(&c, UINT64_MAX, &rf), ACL_ERROR_RT_PARAM_INVALID);
+    /* in the window, but on a device the a2 server does not have */
+    CU_ASSERT_EQUAL(mem_free(&c, EMU_VA_WINDOW_LO + 12 * EMU_VA_DEVICE_SPAN + EMU_VA_HEAP_OFFSET,
+                             &rf), ACL_ERROR_RT_PARAM_INVALID);
+    CU_ASSERT_EQUAL(mem_free(&c, a.va, &rf), ACL_SUCCESS);
+    CU_ASSERT_EQUAL(rf.seg_released, 1);
+    CU_ASSERT_EQUAL(rf.size, 4 * MiB);
+    hbm_info(srv, 0, dev, &f1, &total);
+    CU_ASSERT_EQUAL(f1, f0);
+    client_close(&c);
+    CU_ASSERT_TRUE(all_hbm_free(srv));
+}
+
+static void test_mem_info_attrs(void)
+{
+    Client c;
+    CU_ASSERT_TRUE_FATAL(client_open(&c, 1003));
+    const uint32_t hbm[] = { ACL_HBM_MEM, ACL_HBM_MEM_HUGE, ACL_HBM_MEM_NORMAL,
+                             ACL_HBM_MEM_P2P_HUGE, ACL_HBM_MEM_P2P_NORMAL, ACL_HBM_MEM_HUGE1G,
+                             ACL_HBM_MEM_P2P_HUGE1G };
+    const uint32_t ddr[] = { ACL_DDR_MEM, ACL_DDR_MEM_HUGE, ACL_DDR_MEM_NORMAL,
+                             ACL_DDR_MEM_P2P_HUGE, ACL_DDR_MEM_P2P_NORMAL };
+    for (unsigned i = 0; i < sizeof(hbm) / sizeof(hbm[0]); i++) {
+        EmuReqMemInfo q = { .device = ndev - 1, .attr = hbm[i] };
+        EmuRespMemInfo r = { 0 };
+        uint32_t rl = 0;
+        CU_ASSERT_EQUAL(call_slot(&c, 1, EMU_CMD_MEM_INFO, &q, sizeof(q), &r, sizeof(r), &rl,
+                                  NULL), ACL_SUCCESS);
+        CU_ASSERT_EQUAL(rl, sizeof(r));
+        CU_ASSERT_EQUAL(r.total, srv->profile->hbm_bytes);
+        CU_ASSERT_EQUAL(r.free, r.total);
+    }
+    for (unsigned i = 0; i < sizeof(ddr) / sizeof(ddr[0]); i++) {
+        EmuReqMemInfo q = { .device = 0, .attr = ddr[i] };
+        EmuRespMemInfo r = { 1, 1 };
+        CU_ASSERT_EQUAL(call(&c, EMU_CMD_MEM_INFO, &q, sizeof(q), &r, sizeof(r), NULL),
+                        ACL_SUCCESS);
+        CU_ASSERT_EQUAL(r.total, 0);
+        CU_ASSERT_EQUAL(r.free, 0);
+    }
+    const uint32_t bad[] = { ACL_HBM_MEM_P2P_HUGE1G + 1, 100, 0x80000000u, UINT32_MAX };
+    for (unsigned i = 0; i < 4; i++) {
+        EmuReqMemInfo q = { .device = 0, .attr = bad[i] };
+        CU_ASSERT_EQUAL(call(&c, EMU_CMD_MEM_INFO, &q, sizeof(q), NULL, 0, NULL),
+                        ACL_ERROR_RT_PARAM_INVALID);
+    }
+    client_close(&c);
+}
+
+#define HOST_BASE 0x7e0000000000ull
+
+static void test_host_alloc_free(void)
+{
+    Client c;
+    CU_ASSERT_TRUE_FATAL(client_open(&c, 1004));
+    int fd = -1;
+    CU_ASSERT_EQUAL(host_alloc(&c, HOST_BASE, 64 * KiB, &fd), ACL_SUCCESS);
+    CU_ASSERT_TRUE(fd >= 0);
+    CU_ASSERT_EQUAL(fd_size(fd), 64 * KiB);
+    if (fd >= 0)
+        close(fd);
+    /* overlaps: same start, starting inside, ending inside */
+    CU_ASSERT_EQUAL(host_alloc(&c, HOST_BASE, 4 * KiB, NULL), ACL_ERROR_RT_PARAM_INVALID);
+    CU_ASSERT_EQUAL(host_alloc(&c, HOST_BASE + 60 * KiB, 8 * KiB, NULL),
+                    ACL_ERROR_RT_PARAM_INVALID);
+    CU_ASSERT_EQUAL(host_alloc(&c, HOST_BASE - 4 * KiB, 8 * KiB, NULL),
+                    ACL_ERROR_RT_PARAM_INVALID);
+    /* neighbours on both sides are fine */
+    CU_ASSERT_EQUAL(host_alloc(&c, HOST_BASE + 64 * KiB, 4 * KiB, NULL), ACL_SUCCESS);
+    CU_ASSERT_EQUAL(host_alloc(&c, HOST_BASE - 4 * KiB, 4 * KiB, NULL), ACL_SUCCESS);
+    /* malformed */
+    CU_ASSERT_EQUAL(host_alloc(&c, HOST_BASE + MiB, 0, NULL), ACL_ERROR_RT_PARAM_INVALID);
+    CU_ASSERT_EQUAL(host_alloc(&c, HOST_BASE + MiB, 100, NULL), ACL_ERROR_RT_PARAM_INVALID);
+    CU_ASSERT_EQUAL(host_alloc(&c, HOST_BASE + MiB + 8, 4 * KiB, NULL),
+                    ACL_ERROR_RT_PARAM_INVALID);
+    CU_ASSERT_EQUAL(host_alloc(&c, HOST_BASE + MiB, (1ull << 40) + 4096, NULL),
+                    ACL_ERROR_RT_PARAM_INVALID);
+    CU_ASSERT_EQUAL(host_alloc(&c, UINT64_MAX - 4095, 8 * KiB, NULL), ACL_ERROR_RT_PARAM_INVALID);
+    CU_ASSERT_EQUAL(host_alloc(&c, UINT64_MAX - 4095, 4 * KiB, NULL), ACL_ERROR_RT_PARAM_INVALID);
+    CU_ASSERT_EQUAL(host_alloc(&c, HOST_BASE + MiB, UINT64_MAX & ~4095ull, NULL),
+                    ACL_ERROR_RT_PARAM_INVALID);
+    CU_ASSERT_TRUE(socket_empty(&c));
+    /* HOST_FREE takes the exact start */
+    CU_ASSERT_EQUAL(host_free(&c, HOST_BASE + 4 * KiB), ACL_ERROR_RT_PARAM_INVALID);
+    CU_ASSERT_EQUAL(host_free(&c, 0), ACL_ERROR_RT_PARAM_INVALID);
+    CU_ASSERT_EQUAL(host_free(&c, HOST_BASE), ACL_SUCCESS);
+    CU_ASSERT_EQUAL(host_free(&c, HOST_BASE), ACL_ERROR_RT_PARAM_INVALID);
+    /* the freed range can be taken again */
+    CU_ASSERT_EQUAL(host_alloc(&c, HOST_BASE + 8 * KiB, 8 * KiB, NULL), ACL_SUCCESS);
+    CU_ASSERT_EQUAL(host_free(&c, HOST_BASE + 64 * KiB), ACL_SUCCESS);
+    /* the others are reclaimed with the session */
+    client_close(&c);
+}
+
+/*
+ * A new pinned buffer that strictly contains an existing one overlaps it too:
+ * neither its first nor its last byte lies inside the old buffer, so a check
+ * of the two ends alone lets it through.
+ */
+static void test_host_alloc_rejects_containing_range(void)
+{
+    Client c;
+    CU_ASSERT_TRUE_FATAL(client_open(&c, 1005));
+    CU_ASSERT_EQUAL(host_alloc(&c, HOST_BASE + 16 * KiB, 4 * KiB, NULL), ACL_SUCCESS);
+    CU_ASSERT_EQUAL(host_alloc(&c, HOST_BASE, 64 * KiB, NULL), ACL_ERROR_RT_PARAM_INVALID);
+    client_close(&c);
+}
+
+static void test_streams_end_to_end(void)
+{
+    Client c;
+    CU_ASSERT_TRUE_FATAL(client_open(&c, 1006));
+    const int dev = 1;
+    EmuRespMemAlloc a;
+    int dfd = -1, hfd = -1;
+    CU_ASSERT_EQUAL_FATAL(mem_alloc(&c, dev, 256 * KiB, ACL_MEM_MALLOC_NORMAL_ONLY, 0, &a, &dfd),
+                          ACL_SUCCESS);
+    CU_ASSERT_TRUE_FATAL(dfd >= 0);
+    uint8_t *dmap = mmap(NULL, a.seg_size, PROT_READ | PROT_WRITE, MAP_SHARED, dfd, 0);
+    close(dfd);
+    CU_ASSERT_NOT_EQUAL_FATAL(dmap, MAP_FAILED);
+    CU_ASSERT_EQUAL_FATAL(host_alloc(&c, HOST_BASE, 64 * KiB, &hfd), ACL_SUCCESS);
+    CU_ASSERT_TRUE_FATAL(hfd >= 0);
+    uint8_t *hmap = mmap(NULL, 64 * KiB, PROT_READ | PROT_WRITE, MAP_SHARED, hfd, 0);
+    close(hfd);
+    CU_ASSERT_NOT_EQUAL_FATAL(hmap, MAP_FAILED);
+    for (unsigned i = 0; i < 64 * KiB; i++)
+        hmap[i] = (uint8_t)(i * 13 + 1);
+
+    uint32_t sid = 0, sid2 = 0;
+    CU_ASSERT_EQUAL_FATAL(stream_create(&c, dev, &sid), ACL_SUCCESS);
+    CU_ASSERT_TRUE_FATAL(sid < EMU_CHAN_STREAMS);
+    CU_ASSERT_EQUAL_FATAL(stream_create(&c, dev, &sid2), ACL_SUCCESS);
+    CU_ASSERT_NOT_EQUAL(sid, sid2);
+    EmuRespDeviceSync ds = { 0 };
+    CU_ASSERT_EQUAL(device_cmd(&c, EMU_CMD_DEVICE_SYNC, dev, 0, &ds, sizeof(ds)), ACL_SUCCESS);
+    CU_ASSERT_EQUAL(ds.nstreams, 2);
+    CU_ASSERT_EQUAL(device_cmd(&c, EMU_CMD_DEVICE_SYNC, 0, 0, &ds, sizeof(ds)), ACL_SUCCESS);
+    CU_ASSERT_EQUAL(ds.nstreams, 0);
+
+    EmuStreamState *st = stream_state(&c, sid);
+    uint32_t seq1 = 0, seq2 = 0, seq3 = 0, seq4 = 0;
+    /* host -> device, device memset, device -> host, memset32 */
+    CU_ASSERT_EQUAL(submit(&c, sid, (EmuTask){ .type = EMU_TASK_MEMCPY, .dst = a.va + 4096,
+                                               .src = HOST_BASE, .size = 64 * KiB }, &seq1),
+                    ACL_SUCCESS);
+    CU_ASSERT_EQUAL(submit(&c, sid, (EmuTask){ .type = EMU_TASK_MEMSET, .dst = a.va,
+                                               .size = 4096, .value = 0xab }, &seq2),
+                    ACL_SUCCESS);
+    CU_ASSERT_EQUAL(submit(&c, sid, (EmuTask){ .type = EMU_TASK_MEMCPY, .dst = HOST_BASE,
+                                               .src = a.va, .size = 16 }, &seq3),
+                    ACL_SUCCESS);
+    CU_ASSERT_EQUAL(submit(&c, sid, (EmuTask){ .type = EMU_TASK_MEMSET32,
+                                               .dst = a.va + 128 * KiB, .size = 8,
+                                               .value = 0x01020304 }, &seq4),
+                    ACL_SUCCESS);
+    CU_ASSERT_EQUAL(seq2, seq1 + 1);
+    CU_ASSERT_EQUAL(seq4, seq1 + 3);
+    CU_ASSERT_TRUE_FATAL(wait_done(st, seq4));
+    CU_ASSERT_EQUAL(st->error, ACL_SUCCESS);
+    bool ok = true;
+    for (unsigned i = 0; i < 4096; i++)
+        ok &= dmap[i] == 0xab;
+    for (unsigned i = 16; i < 64 * KiB; i++)
+        ok &= dmap[4096 + i] == (uint8_t)(i * 13 + 1);
+    CU_ASSERT_TRUE(ok);
+    for (unsigned i = 0; i < 16; i++)
+        CU_ASSERT_EQUAL(hmap[i], 0xab);
+    const uint8_t pat[8] = { 4, 3, 2, 1, 4, 3, 2, 1 };
+    CU_ASSERT_EQUAL(memcmp(dmap + 128 * KiB, pat, 8), 0);
+
+    /* a task on memory the session does not own fails on the stream, not the call */
+    uint32_t bad = 0;
+    CU_ASSERT_EQUAL(submit(&c, sid, (EmuTask){ .type = EMU_TASK_MEMSET, .dst = a.va + a.seg_size,
+                                               .size = 1 }, &bad), ACL_SUCCESS);
+    CU_ASSERT_EQUAL(submit(&c, sid, (EmuTask){ .type = EMU_TASK_MEMCPY, .dst = a.va,
+                                               .src = HOST_BASE + 60 * KiB, .size = 8 * KiB },
+                           NULL), ACL_SUCCESS);
+    uint32_t after = 0;
+    CU_ASSERT_EQUAL(submit(&c, sid, (EmuTask){ .type = EMU_TASK_MEMSET, .dst = a.va,
+                                               .size = 1, .value = 0x5c }, &after), ACL_SUCCESS);
+    CU_ASSERT_TRUE_FATAL(wait_done(st, after));
+    CU_ASSERT_EQUAL(st->error, ACL_ERROR_RT_SYS_DMA);
+    CU_ASSERT_EQUAL(st->error_seq, bad);
+    CU_ASSERT_EQUAL(dmap[0], 0x5c);
+    CU_ASSERT_EQUAL(stream_state(&c, sid2)->error, ACL_SUCCESS);
+
+    /* rejected submissions */
+    CU_ASSERT_EQUAL(submit(&c, sid, (EmuTask){ .type = EMU_TASK_MEMSET32, .dst = a.va,
+                                               .size = 6 }, NULL), ACL_ERROR_RT_PARAM_INVALID);
+    CU_ASSERT_EQUAL(submit(&c, sid, (EmuTask){ .type = 0, .dst = a.va, .size = 4 }, NULL),
+                    ACL_ERROR_RT_PARAM_INVALID);
+    CU_ASSERT_EQUAL(submit(&c, sid, (EmuTask){ .type = 4, .dst = a.va, .size = 4 }, NULL),
+                    ACL_ERROR_RT_PARAM_INVALID);
+    CU_ASSERT_EQUAL(submit(&c, sid + 100, (EmuTask){ .type = EMU_TASK_MEMSET, .dst = a.va,
+                                                     .size = 4 }, NULL),
+                    ACL_ERROR_RT_PARAM_INVALID);
+    CU_ASSERT_EQUAL(submit(&c, EMU_CHAN_STREAMS, (EmuTask){ .type = EMU_TASK_MEMSET }, NULL),
+                    ACL_ERROR_RT_PARAM_INVALID);
+    CU_ASSERT_EQUAL(submit(&c, UINT32_MAX, (EmuTask){ .type = EMU_TASK_MEMSET }, NULL),
+                    ACL_ERROR_RT_PARAM_INVALID);
+
+    /* destroy runs what is queued and publishes the last seq */
+    uint32_t last = 0;
+    for (int i = 0; i < 64; i++)
+        CU_ASSERT_EQUAL(submit(&c, sid2, (EmuTask){ .type = EMU_TASK_MEMSET,
+                                                    .dst = a.va + 192 * KiB + (uint64_t)i * 64,
+                                                    .size = 64, .value = 0x99 }, &last),
+                        ACL_SUCCESS);
+    CU_ASSERT_EQUAL(stream_destroy(&c, sid2, 0), ACL_SUCCESS);
+    CU_ASSERT_EQUAL(stream_state(&c, sid2)->done, last);
+    ok = true;
+    for (unsigned i = 0; i < 64 * 64; i++)
+        ok &= dmap[192 * KiB + i] == 0x99;
+    CU_ASSERT_TRUE(ok);
+    CU_ASSERT_EQUAL(stream_destroy(&c, sid2, 0), ACL_ERROR_RT_PARAM_INVALID);
+    CU_ASSERT_EQUAL(stream_destroy(&c, EMU_CHAN_STREAMS + 5, 0), ACL_ERROR_RT_PARAM_INVALID);
+    CU_ASSERT_EQUAL(device_cmd(&c, EMU_CMD_DEVICE_SYNC, dev, 0, &ds, sizeof(ds)), ACL_SUCCESS);
+    CU_ASSERT_EQUAL(ds.nstreams, 1);
+    /* a new stream in a reused slot continues its sequence and starts without error */
+    uint32_t sid3 = 0;
+    CU_ASSERT_EQUAL(stream_create(&c, dev, &sid3), ACL_SUCCESS);
+    CU_ASSERT_EQUAL(sid3, sid2);
+    uint32_t s3 = 0;
+    CU_ASSERT_EQUAL(submit(&c, sid3, (EmuTask){ .type = EMU_TASK_MEMSET, .dst = a.va,
+                                                .size = 1, .value = 1 }, &s3), ACL_SUCCESS);
+    CU_ASSERT_EQUAL(s3, last + 1);
+    CU_ASSERT_TRUE(wait_done(stream_state(&c, sid3), s3));
+    CU_ASSERT_EQUAL(stream_state(&c, sid3)->error, ACL_SUCCESS);
+
+    CU_ASSERT_EQUAL(stream_destroy(&c, sid, 1), ACL_SUCCESS);
+    CU_ASSERT_EQUAL(stream_destroy(&c, sid3, 0), ACL_SUCCESS);
+    CU_ASSERT_EQUAL(mem_free(&c, a.va, NULL), ACL_SUCCESS);
+    CU_ASSERT_EQUAL(host_free(&c, HOST_BASE), ACL_SUCCESS);
+    munmap(dmap, a.seg_size);
+    munmap(hmap, 64 * KiB);
+    client_close(&c);
+    CU_ASSERT_TRUE(all_hbm_free(srv));
+}
+
+typedef struct CmdLen {
+    uint32_t cmd;
+    uint32_t len;
+} CmdLen;
+
+static const CmdLen cmd_lens[] = {
+    { EMU_CMD_DEVICE_OPEN, sizeof(EmuReqDevice) },
+    { EMU_CMD_DEVICE_CLOSE, sizeof(EmuReqDevice) },
+    { EMU_CMD_DEVICE_SYNC, sizeof(EmuReqDevice) },
+    { EMU_CMD_MEM_ALLOC, sizeof(EmuReqMemAlloc) },
+    { EMU_CMD_MEM_FREE, sizeof(EmuReqMemFree) },
+    { EMU_CMD_MEM_INFO, sizeof(EmuReqMemInfo) },
+    { EMU_CMD_HOST_ALLOC, sizeof(EmuReqHostAlloc) },
+    { EMU_CMD_HOST_FREE, sizeof(EmuReqHostFree) },
+    { EMU_CMD_STREAM_CREATE, sizeof(EmuReqStreamCreate) },
+    { EMU_CMD_STREAM_DESTROY, sizeof(EmuReqStreamDestroy) },
+    { EMU_CMD_STREAM_SUBMIT, sizeof(EmuReqSubmit) },
+};
+#define NCMDLEN (sizeof(cmd_lens) / sizeof(cmd_lens[0]))
+
+static void test_wrong_req_len(void)
+{
+    Client c;
+    CU_ASSERT_TRUE_FATAL(client_open(&c, 1007));
+    /* requests that would succeed with the right length */
+    EmuRespMemAlloc live;
+    CU_ASSERT_EQUAL_FATAL(mem_alloc(&c, 0, 3 * MiB, 0, 0, &live, NULL), ACL_SUCCESS);
+    uint32_t sid = 0;
+    CU_ASSERT_EQUAL_FATAL(stream_create(&c, 0, &sid), ACL_SUCCESS);
+    CU_ASSERT_EQUAL_FATAL(host_alloc(&c, HOST_BASE, 4096, NULL), ACL_SUCCESS);
+    uint8_t req[EMU_SLOT_PAYLOAD];
+    for (unsigned i = 0; i < NCMDLEN; i++) {
+        memset(req, 0, sizeof(req));
+        switch (cmd_lens[i].cmd) {
+        case EMU_CMD_MEM_ALLOC:
+            *(EmuReqMemAlloc *)(void *)req = (EmuReqMemAlloc){ .size = 64 };
+            break;
+        case EMU_CMD_MEM_FREE:
+            *(EmuReqMemFree *)(void *)req = (EmuReqMemFree){ .va = live.va };
+            break;
+        case EMU_CMD_HOST_ALLOC:
+            *(EmuReqHostAlloc *)(void *)req =
+                (EmuReqHostAlloc){ .size = 4096, .client_addr = HOST_BASE + MiB };
+            break;
+        case EMU_CMD_HOST_FREE:
+            *(EmuReqHostFree *)(void *)req = (EmuReqHostFree){ .client_addr = HOST_BASE };
+            break;
+        case EMU_CMD_STREAM_DESTROY:
+        case EMU_CMD_STREAM_SUBMIT:
+            *(EmuReqSubmit *)(void *)req = (EmuReqSubmit){
+                .stream = sid, .task = { .type = EMU_TASK_MEMSET, .dst = live.va, .size = 1 } };
+            break;
+        default:
+            break;
+        }
+        const uint32_t l = cmd_lens[i].len;
+        const uint32_t wrong[] = { 0, 1, l - 1, l + 1, l + 8, 2 * l, EMU_SLOT_PAYLOAD };
+        for (unsigned k = 0; k < sizeof(wrong) / sizeof(wrong[0]); k++) {
+            uint32_t rl = 1;
+            int st = call_slot(&c, 3, cmd_lens[i].cmd, req, wrong[k], NULL, 0, &rl, NULL);
+            CU_ASSERT_EQUAL(st, ACL_ERROR_RT_PARAM_INVALID);
+            if (st != ACL_ERROR_RT_PARAM_INVALID)
+                fprintf(stderr, "cmd %u len %u -> %d\n", cmd_lens[i].cmd, wrong[k], st);
+            CU_ASSERT_EQUAL(rl, 0);
+        }
+    }
+    CU_ASSERT_TRUE(socket_empty(&c));
+    /* nothing happened: the allocation, the stream and the buffer are still there */
+    uint64_t f, t;
+    hbm_info(srv, 0, 0, &f, &t);
+    CU_ASSERT_EQUAL(t - f, live.seg_size);
+    CU_ASSERT_EQUAL(stream_destroy(&c, sid, 0), ACL_SUCCESS);
+    CU_ASSERT_EQUAL(host_free(&c, HOST_BASE), ACL_SUCCESS);
+    CU_ASSERT_EQUAL(mem_free(&c, live.va, NULL), ACL_SUCCESS);
+    client_close(&c);
+}
+
+static void test_unknown_cmd_and_oversized(void)
+{
+    Client c;
+    CU_ASSERT_TRUE_FATAL(client_open(&c, 1008));
+    const uint32_t cmds[] = { 0, EMU_CMD_COUNT, EMU_CMD_COUNT + 1, 0x100, 0x80000000u, UINT32_MAX };
+    uint8_t req[EMU_SLOT_PAYLOAD] = { 0 };
+    for (unsigned i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
+        CU_ASSERT_EQUAL(call(&c, cmds[i], req, 0, NULL, 0, NULL), ACL_ERROR_RT_PARAM_INVALID);
+        CU_ASSERT_EQUAL(call(&c, cmds[i], req, 8, NULL, 0, NULL), ACL_ERROR_RT_PARAM_INVALID);
+    }
+    const uint32_t lens[] = { EMU_SLOT_PAYLOAD + 1, EMU_SLOT_PAYLOAD + 8, 1u << 20, UINT32_MAX };
+    for (unsigned k = 0; k < 4; k++) {
+        CU_ASSERT_EQUAL(call(&c, EMU_CMD_NOP, req, lens[k], NULL, 0, NULL),
+                        ACL_ERROR_RT_PARAM_INVALID);
+        for (unsigned i = 0; i < NCMDLEN; i++)
+            CU_ASSERT_EQUAL(call(&c, cmd_lens[i].cmd, req, lens[k], NULL, 0, NULL),
+                            ACL_ERROR_RT_PARAM_INVALID);
+    }
+    /* NOP ignores its payload */
+    CU_ASSERT_EQUAL(call(&c, EMU_CMD_NOP, req, EMU_SLOT_PAYLOAD, NULL, 0, NULL), ACL_SUCCESS);
+    client_close(&c);
+}
+
+static void test_bad_device(void)
+{
+    Client c;
+    CU_ASSERT_TRUE_FATAL(client_open(&c, 1009));
+    const int32_t bad[] = { -1, ndev, EMU_MAX_DEVICES, EMU_MAX_DEVICES + 1, 1000, INT32_MAX,
+                            INT32_MIN };
+    for (unsigned i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        int32_t d = bad[i];
+        CU_ASSERT_EQUAL(device_cmd(&c, EMU_CMD_DEVICE_OPEN, d, 0, NULL, 0),
+                        ACL_ERROR_RT_INVALID_DEVICEID);
+        CU_ASSERT_EQUAL(device_cmd(&c, EMU_CMD_DEVICE_CLOSE, d, 0, NULL, 0),
+                        ACL_ERROR_RT_INVALID_DEVICEID);
+        CU_ASSERT_EQUAL(device_cmd(&c, EMU_CMD_DEVICE_SYNC, d, 0, NULL, 0),
+                        ACL_ERROR_RT_INVALID_DEVICEID);
+        EmuRespMemAlloc a;
+        CU_ASSERT_EQUAL(mem_alloc(&c, d, 64, 0, 0, &a, NULL), ACL_ERROR_RT_INVALID_DEVICEID);
+        EmuReqMemInfo qi = { .device = d, .attr = ACL_HBM_MEM };
+        CU_ASSERT_EQUAL(call(&c, EMU_CMD_MEM_INFO, &qi, sizeof(qi), NULL, 0, NULL),
+                        ACL_ERROR_RT_INVALID_DEVICEID);
+        uint32_t sid;
+        CU_ASSERT_EQUAL(stream_create(&c, d, &sid), ACL_ERROR_RT_INVALID_DEVICEID);
+    }
+    client_close(&c);
+}
+
+/* A3: 16 devices per server; a session allocates on its own server's devices. */
+static void test_a3_servers(void)
+{
+    EmuServer *a3 = make_server("a3", 2);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(a3);
+    Client c;
+    CU_ASSERT_TRUE_FATAL(client_open_on(a3, &c, 2000, 1));
+    EmuRespMemAlloc a;
+    CU_ASSERT_EQUAL(mem_alloc(&c, 15, 3 * MiB, 0, 0, &a, NULL), ACL_SUCCESS);
+    CU_ASSERT_EQUAL((a.va - EMU_VA_WINDOW_LO) / EMU_VA_DEVICE_SPAN, 15);
+    uint64_t f, t;
+    hbm_info(a3, 1, 15, &f, &t);
+    CU_ASSERT_EQUAL(t - f, a.seg_size);
+    hbm_info(a3, 0, 15, &f, &t);
+    CU_ASSERT_EQUAL(f, t);
+    CU_ASSERT_EQUAL(mem_alloc(&c, 16, 64, 0, 0, &a, NULL), ACL_ERROR_RT_INVALID_DEVICEID);
+    uint32_t sid;
+    CU_ASSERT_EQUAL(stream_create(&c, 15, &sid), ACL_SUCCESS);
+    client_close(&c);
+    CU_ASSERT_TRUE(all_hbm_free(a3));
+    emu_server_free(a3);
+}
+
+static void test_cross_session(void)
+{
+    Client a, b;
+    CU_ASSERT_TRUE_FATAL(client_open(&a, 1010));
+    CU_ASSERT_TRUE_FATAL(client_open(&b, 1011));
+    EmuRespMemAlloc big, small;
+    CU_ASSERT_EQUAL_FATAL(mem_alloc(&a, 2, 3 * MiB, 0, 0, &big, NULL), ACL_SUCCESS);
+    CU_ASSERT_EQUAL_FATAL(mem_alloc(&a, 2, 100, 0, 0, &small, NULL), ACL_SUCCESS);
+    CU_ASSERT_EQUAL_FATAL(host_alloc(&a, HOST_BASE, 4096, NULL), ACL_SUCCESS);
+    uint32_t asid = 0, bsid = 0;
+    CU_ASSERT_EQUAL_FATAL(stream_create(&a, 2, &asid), ACL_SUCCESS);
+
+    /* b can neither free a's memory nor its pinned buffers nor its streams */
+    CU_ASSERT_EQUAL(mem_free(&b, big.va, NULL), ACL_ERROR_RT_PARAM_INVALID);
+    CU_ASSERT_EQUAL(mem_free(&b, small.va, NULL), ACL_ERROR_RT_PARAM_INVALID);
+    CU_ASSERT_EQUAL(host_free(&b, HOST_BASE), ACL_ERROR_RT_PARAM_INVALID);
+    CU_ASSERT_EQUAL(stream_destroy(&b, asid, 1), ACL_ERROR_RT_PARAM_INVALID);
+    /* b's small allocations do not land in a's block */
+    EmuRespMemAlloc bs;
+    CU_ASSERT_EQUAL(mem_alloc(&b, 2, 100, 0, 0, &bs, NULL), ACL_SUCCESS);
+    CU_ASSERT_EQUAL(bs.new_seg, 1);
+    CU_ASSERT_NOT_EQUAL(bs.seg_va, small.seg_va);
+    /* nor can b's tasks touch a's memory */
+    CU_ASSERT_EQUAL_FATAL(stream_create(&b, 2, &bsid), ACL_SUCCESS);
+    uint32_t s1 = 0, s2 = 0, s3 = 0;
+    CU_ASSERT_EQUAL(submit(&b, bsid, (EmuTask){ .type = EMU_TASK_MEMSET, .dst = big.va,
+                                                .size = 16 }, &s1), ACL_SUCCESS);
+    CU_ASSERT_EQUAL(submit(&b, bsid, (EmuTask){ .type = EMU_TASK_MEMCPY, .dst = bs.va,
+                                                .src = small.va, .size = 16 }, &s2), ACL_SUCCESS);
+    CU_ASSERT_EQUAL(submit(&b, bsid, (EmuTask){ .type = EMU_TASK_MEMCPY, .dst = bs.va,
+                                                .src = HOST_BASE, .size = 16 }, &s3), ACL_SUCCESS);
+    CU_ASSERT_TRUE(wait_done(stream_state(&b, bsid), s3));
+    CU_ASSERT_EQUAL(stream_state(&b, bsid)->error, ACL_ERROR_RT_SYS_DMA);
+    CU_ASSERT_EQUAL(stream_state(&b, bsid)->error_seq, s1);
+    /* closing the device in b leaves a's resources alone */
+    CU_ASSERT_EQUAL(device_cmd(&b, EMU_CMD_DEVICE_CLOSE, 2, 0, NULL, 0), ACL_SUCCESS);
+    uint64_t f, t;
+    hbm_info(srv, 0, 2, &f, &t);
+    CU_ASSERT_EQUAL(t - f, big.seg_size + DEV_SMALL_BLOCK);
+    /* b's reclaim neither */
+    client_close(&b);
+    hbm_info(srv, 0, 2, &f, &t);
+    CU_ASSERT_EQUAL(t - f, big.seg_size + DEV_SMALL_BLOCK);
+    uint32_t sa = 0;
+    CU_ASSERT_EQUAL(submit(&a, asid, (EmuTask){ .type = EMU_TASK_MEMCPY, .dst = big.va,
+                                                .src = HOST_BASE, .size = 4096 }, &sa),
+                    ACL_SUCCESS);
+    CU_ASSERT_TRUE(wait_done(stream_state(&a, asid), sa));
+    CU_ASSERT_EQUAL(stream_state(&a, asid)->error, ACL_SUCCESS);
+    CU_ASSERT_EQUAL(mem_free(&a, big.va, NULL), ACL_SUCCESS);
+    CU_ASSERT_EQUAL(mem_free(&a, small.va, NULL), ACL_SUCCESS);
+    client_close(&a);
+    CU_ASSERT_TRUE(all_hbm_free(srv));
+}
+
+static void test_device_close_releases(void)
+{
+    Client c;
+    CU_ASSERT_TRUE_FATAL(client_open(&c, 1012));
+    EmuRespMemAlloc a0, a0s, a1;
+    CU_ASSERT_EQUAL_FATAL(mem_alloc(&c, 0, 5 * MiB, 0, 0, &a0, NULL), ACL_SUCCESS);
+    CU_ASSERT_EQUAL_FATAL(mem_alloc(&c, 0, 10, 0, 0, &a0s, NULL), ACL_SUCCESS);
+    CU_ASSERT_EQUAL_FATAL(mem_alloc(&c, 1, 5 * MiB, 0, 0, &a1, NULL), ACL_SUCCESS);
+    uint32_t s0 = 0, s1 = 0;
+    CU_ASSERT_EQUAL_FATAL(stream_create(&c, 0, &s0), ACL_SUCCESS);
+    CU_ASSERT_EQUAL_FATAL(stream_create(&c, 1, &s1), ACL_SUCCESS);
+    uint32_t last = 0;
+    for (int i = 0; i < 32; i++)
+        submit(&c, s0, (EmuTask){ .type = EMU_TASK_MEMSET, .dst = a0.va + (uint64_t)i * 4096,
+                                  .size = 4096, .value = 1 }, &last);
+    CU_ASSERT_EQUAL(device_cmd(&c, EMU_CMD_DEVICE_OPEN, 0, 0, NULL, 0), ACL_SUCCESS);
+    CU_ASSERT_EQUAL(device_cmd(&c, EMU_CMD_DEVICE_CLOSE, 0, 1, NULL, 0), ACL_SUCCESS);
+    /* the stream is gone, its last seq published */
+    CU_ASSERT_EQUAL(stream_state(&c, s0)->done, last);
+    EmuRespDeviceSync ds = { .nstreams = 9 };
+    CU_ASSERT_EQUAL(device_cmd(&c, EMU_CMD_DEVICE_SYNC, 0, 0, &ds, sizeof(ds)), ACL_SUCCESS);
+    CU_ASSERT_EQUAL(ds.nstreams, 0);
+    CU_ASSERT_EQUAL(submit(&c, s0, (EmuTask){ .type = EMU_TASK_MEMSET, .dst = a0.va, .size = 1 },
+                           NULL), ACL_ERROR_RT_PARAM_INVALID);
+    CU_ASSERT_EQUAL(mem_free(&c, a0.va, NULL), ACL_ERROR_RT_PARAM_INVALID);
+    CU_ASSERT_EQUAL(mem_free(&c, a0s.va, NULL), ACL_ERROR_RT_PARAM_INVALID);
+    uint64_t f, t;
+    hbm_info(srv, 0, 0, &f, &t);
+    CU_ASSERT_EQUAL(f, t);
+    /* device 1 untouched */
+    hbm_info(srv, 0, 1, &f, &t);
+    CU_ASSERT_EQUAL(t - f, a1.seg_size);
+    CU_ASSERT_EQUAL(device_cmd(&c, EMU_CMD_DEVICE_SYNC, 1, 0, &ds, sizeof(ds)), ACL_SUCCESS);
+    CU_ASSERT_EQUAL(ds.nstreams, 1);
+    CU_ASSERT_EQUAL(mem_free(&c, a1.va, NULL), ACL_SUCCESS);
+    /* the device can be used again */
+    CU_ASSERT_EQUAL(mem_alloc(&c, 0, 5 * MiB, 0, 0, &a0, NULL), ACL_SUCCESS);
+    client_close(&c);
+    CU_ASSERT_TRUE(all_hbm_free(srv));
+}
+
+static void test_stream_limit(void)
+{
+    Client c;
+    CU_ASSERT_TRUE_FATAL(client_open(&c, 1013));
+    uint32_t sid = 0, first = 0, err_at = 0;
+    int err = ACL_SUCCESS;
+    for (uint32_t i = 0; i < EMU_STREAMS_PER_DEVICE; i++) {
+        err = stream_create(&c, 0, &sid);
+        if (err != ACL_SUCCESS) {
+            err_at = i;
+            break;
+        }
+        if (i == 0)
+            first = sid;
+    }
+    CU_ASSERT_EQUAL_FATAL(err, ACL_SUCCESS);
+    if (err != ACL_SUCCESS)
+        fprintf(stderr, "stream %u: %d\n", err_at, err);
+    EmuRespDeviceSync ds = { 0 };
+    CU_ASSERT_EQUAL(device_cmd(&c, EMU_CMD_DEVICE_SYNC, 0, 0, &ds, sizeof(ds)), ACL_SUCCESS);
+    CU_ASSERT_EQUAL(ds.nstreams, EMU_STREAMS_PER_DEVICE);
+    CU_ASSERT_EQUAL(stream_create(&c, 0, &sid), ACL_ERROR_RT_NO_STREAM_RESOURCE);
+    CU_ASSERT_EQUAL(ACL_ERROR_RT_NO_STREAM_RESOURCE, 207008);
+    CU_ASSERT_EQUAL(stream_create(&c, 0, &sid), ACL_ERROR_RT_NO_STREAM_RESOURCE);
+    /* the limit is per device */
+    uint32_t other = 0;
+    CU_ASSERT_EQUAL(stream_create(&c, 1, &other), ACL_SUCCESS);
+    /* one destroyed, one more allowed */
+    CU_ASSERT_EQUAL(stream_destroy(&c, first, 0), ACL_SUCCESS);
+    CU_ASSERT_EQUAL(stream_create(&c, 0, &sid), ACL_SUCCESS);
+    CU_ASSERT_EQUAL(sid, first);
+    CU_ASSERT_EQUAL(stream_create(&c, 0, &sid), ACL_ERROR_RT_NO_STREAM_RESOURCE);
+    /* closing the device releases them all */
+    CU_ASSERT_EQUAL(device_cmd(&c, EMU_CMD_DEVICE_CLOSE, 0, 1, NULL, 0), ACL_SUCCESS);
+    CU_ASSERT_EQUAL(device_cmd(&c, EMU_CMD_DEVICE_SYNC, 0, 0, &ds, sizeof(ds)), ACL_SUCCESS);
+    CU_ASSERT_EQUAL(ds.nstreams, 0);
+    CU_ASSERT_EQUAL(stream_create(&c, 0, &sid), ACL_SUCCESS);
+    client_close(&c); /* reclaims the rest */
+}
+
+/* A client that went away before its fd arrived: no SIGPIPE, no fd_tag. */
+static void test_peer_gone(void)
+{
+    Client c;
+    CU_ASSERT_TRUE_FATAL(client_open(&c, 1014));
+    close(c.peer);
+    c.peer = -1;
+    EmuRespMemAlloc a;
+    int fd = -1;
+    CU_ASSERT_EQUAL(mem_alloc(&c, 0, 3 * MiB, 0, 0, &a, &fd), ACL_SUCCESS);
+    CU_ASSERT_EQUAL(emu_session_slot(c.s, 0)->fd_tag, 0);
+    CU_ASSERT_EQUAL(fd, -1);
+    CU_ASSERT_EQUAL(host_alloc(&c, HOST_BASE, 4096, &fd), ACL_SUCCESS);
+    CU_ASSERT_EQUAL(emu_session_slot(c.s, 0)->fd_tag, 0);
+    client_close(&c);
+    CU_ASSERT_TRUE(all_hbm_free(srv));
+}
+
+/* ---- fuzz ---- */
+
+static uint64_t rng;
+
+static uint64_t rnd(void)
+{
+    rng ^= rng >> 12;
+    rng ^= rng << 25;
+    rng ^= rng >> 27;
+    return rng * 0x2545F4914F6CDD1Dull;
+}
+
+static uint64_t rnd_below(uint64_t n)
+{
+    return n ? rnd() % n : 0;
+}
+
+#define FZ_MAX_ALLOCS  256
+#define FZ_MAX_HOSTS   64
+#define FZ_MAX_STREAMS 48
+
+typedef struct FzAlloc {
+    uint64_t va, size;
+    int dev;
+} FzAlloc;
+
+typedef struct FzHost {
+    uint64_t addr, size;
+} FzHost;
+
+typedef struct FzStream {
+    uint32_t id, last;
+    int dev;
+    bool has_last;
+} FzStream;
+
+typedef struct Fuzz {
+    Client c;
+    FzAlloc allocs[FZ_MAX_ALLOCS];
+    unsigned nallocs;
+    FzHost hosts[FZ_MAX_HOSTS];
+    unsigned nhosts;
+    FzStream streams[FZ_MAX_STREAMS];
+    unsigned nstreams;
+    unsigned by_status[8];
+    unsigned ok_by_cmd[EMU_CMD_COUNT + 4];
+    unsigned bad_status, bad_resp_len, bad_fd;
+} Fuzz;
+
+static int32_t fz_device(void)
+{
+    switch (rnd_below(16)) {
+    case 0: return (int32_t)rnd();
+    case 1: return -1;
+    case 2: return ndev;
+    default: return (int32_t)rnd_below((uint64_t)ndev);
+    }
+}
+
+static uint64_t fz_size(void)
+{
+    switch (rnd_below(8)) {
+    case 0: return 0;
+    case 1: return rnd();
+    case 2: return rnd_below(5000);
+    case 3: return 1 + rnd_below(64);
+    default: return 1 + (rnd() & ((1ull << rnd_below(38)) - 1)); /* log-uniform to 256 GiB */
+    }
+}
+
+/* A device or host address: usually inside something the session owns. */
+static uint64_t fz_addr(Fuzz *f, uint64_t len)
+{
+    uint64_t r = rnd_below(10);
+    if (r < 5 && f->nallocs) {
+        FzAlloc *a = &f->allocs[rnd_below(f->nallocs)];
+        uint64_t room = a->size > len ? a->size - len : 0;
+        return a->va + (rnd_below(4) ? rnd_below(room + 1) : rnd_below(a->size + 64));
+    }
+    if (r < 8 && f->nhosts) {
+        FzHost *h = &f->hosts[rnd_below(f->nhosts)];
+        uint64_t room = h->size > len ? h->size - len : 0;
+        return h->addr + (rnd_below(4) ? rnd_below(room + 1) : rnd_below(h->size + 64));
+    }
+    if (r == 8)
+        return EMU_VA_WINDOW_LO + rnd_below(EMU_VA_WINDOW_HI - EMU_VA_WINDOW_LO);
+    return rnd();
+}
+
+static uint32_t fz_stream(Fuzz *f)
+{
+    if (f->nstreams && rnd_below(8))
+        return f->streams[rnd_below(f->nstreams)].id;
+    return rnd_below(2) ? (uint32_t)rnd_below(64) : (uint32_t)rnd();
+}
+
+/* A well-formed request of a random command with random field values. */
+static uint32_t fz_valid(Fuzz *f, uint8_t *req, uint32_t *len)
+{
+    uint32_t cmd = 1 + (uint32_t)rnd_below(EMU_CMD_COUNT - 1);
+    if (cmd == EMU_CMD_DEVICE_CLOSE && rnd_below(20))
+        cmd = EMU_CMD_MEM_ALLOC; /* rare: it drops everything on the device */
+    if (cmd == EMU_CMD_STREAM_CREATE && f->nstreams >= FZ_MAX_STREAMS)
+        cmd = EMU_CMD_STREAM_DESTROY;
+    if (cmd == EMU_CMD_MEM_ALLOC && f->nallocs >= FZ_MAX_ALLOCS)
+        cmd = EMU_CMD_MEM_FREE;
+    if (cmd == EMU_CMD_HOST_ALLOC && f->nhosts >= FZ_MAX_HOSTS)
+        cmd = EMU_CMD_HOST_FREE;
+    switch (cmd) {
+    case EMU_CMD_NOP:
+        *len = (uint32_t)rnd_below(EMU_SLOT_PAYLOAD + 1);
+        break;
+    case EMU_CMD_DEVICE_OPEN:
+    case EMU_CMD_DEVICE_CLOSE:
+    case EMU_CMD_DEVICE_SYNC: {
+        EmuReqDevice q = { .device = fz_device(), .force = (uint32_t)rnd_below(3) };
+        memcpy(req, &q, sizeof(q));
+        *len = sizeof(q);
+        break;
+    }
+    case EMU_CMD_MEM_ALLOC: {
+        EmuReqMemAlloc q = { .device = fz_device(), .size = fz_size() };
+        switch (rnd_below(4)) {
+        case 0: q.policy = (uint32_t)rnd(); break;
+        case 1: q.policy = (uint32_t)rnd_below(12) | ACL_MEM_TYPE_HIGH_BAND_WIDTH; break;
+        default: q.policy = (uint32_t)rnd_below(8); break;
+        }
+        q.flags = rnd_below(8) ? (uint32_t)rnd_below(2) : (uint32_t)rnd();
+        q.pad = (uint32_t)rnd();
+        memcpy(req, &q, sizeof(q));
+        *len = sizeof(q);
+        break;
+    }
+    case EMU_CMD_MEM_FREE: {
+        EmuReqMemFree q = { .va = f->nallocs && rnd_below(4) ? f->allocs[rnd_below(f->nallocs)].va
+                                                             : fz_addr(f, 1) };
+        memcpy(req, &q, sizeof(q));
+        *len = sizeof(q);
+        break;
+    }
+    case EMU_CMD_MEM_INFO: {
+        EmuReqMemInfo q = { .device = fz_device(),
+                            .attr = rnd_below(8) ? (uint32_t)rnd_below(14) : (uint32_t)rnd() };
+        memcpy(req, &q, sizeof(q));
+        *len = sizeof(q);
+        break;
+    }
+    case EMU_CMD_HOST_ALLOC: {
+        EmuReqHostAlloc q;
+        if (rnd_below(8)) {
+            q.size = (1 + rnd_below(16)) * 4096;
+            q.client_addr = HOST_BASE + rnd_below(4096) * 4096;
+        } else {
+            q.size = rnd_below(2) ? rnd() & ~4095ull : fz_size();
+            q.client_addr = rnd_below(2) ? rnd() & ~4095ull : rnd();
+        }
+        memcpy(req, &q, sizeof(q));
+        *len = sizeof(q);
+        break;
+    }
+    case EMU_CMD_HOST_FREE: {
+        EmuReqHostFree q = { .client_addr = f->nhosts && rnd_below(4)
+                                                ? f->hosts[rnd_below(f->nhosts)].addr
+                                                : fz_addr(f, 1) };
+        memcpy(req, &q, sizeof(q));
+        *len = sizeof(q);
+        break;
+    }
+    case EMU_CMD_STREAM_CREATE: {
+        EmuReqStreamCreate q = { .device = fz_device(), .priority = (uint32_t)rnd(),
+                                 .flags = (uint32_t)rnd(), .pad = (uint32_t)rnd() };
+        memcpy(req, &q, sizeof(q));
+        *len = sizeof(q);
+        break;
+    }
+    case EMU_CMD_STREAM_DESTROY: {
+        EmuReqStreamDestroy q = { .stream = fz_stream(f), .force = (uint32_t)rnd_below(3) };
+        memcpy(req, &q, sizeof(q));
+        *len = sizeof(q);
+        break;
+    }
+    case EMU_CMD_STREAM_SUBMIT: {
+        EmuReqSubmit q = { .stream = fz_stream(f), .pad = (uint32_t)rnd() };
+        q.task.type = rnd_below(8) ? 1 + (uint32_t)rnd_below(3) : (uint32_t)rnd_below(6);
+        q.task.flags = (uint32_t)rnd();
+        /* keep what the engine really touches small: sizes up to 16 KiB on owned memory */
+        uint64_t r = rnd_below(16);
+        q.task.size = r == 0   ? 0
+                      : r == 1 ? rnd() | (1ull << 41) /* larger than anything that resolves */
+                               : 1 + rnd_below(16 * KiB);
+        if (q.task.type == EMU_TASK_MEMSET32 && rnd_below(4))
+            q.task.size &= ~3ull;
+        uint64_t touch = q.task.size <= 16 * KiB ? q.task.size : 1;
+        q.task.dst = fz_addr(f, touch);
+        q.task.src = fz_addr(f, touch);
+        q.task.value = rnd();
+        memcpy(req, &q, sizeof(q));
+        *len = sizeof(q);
+        break;
+    }
+    }
+    return cmd;
+}
+
+static uint32_t expected_resp_len(uint32_t cmd)
+{
+    switch (cmd) {
+    case EMU_CMD_DEVICE_SYNC: return sizeof(EmuRespDeviceSync);
+    case EMU_CMD_MEM_ALLOC: return sizeof(EmuRespMemAlloc);
+    case EMU_CMD_MEM_FREE: return sizeof(EmuRespMemFree);
+    case EMU_CMD_MEM_INFO: return sizeof(EmuRespMemInfo);
+    case EMU_CMD_STREAM_CREATE: return sizeof(EmuRespStreamCreate);
+    case EMU_CMD_STREAM_SUBMIT: return sizeof(EmuRespSubmit);
+    default: return 0;
+    }
+}
+
+static int status_index(int st)
+{
+    switch (st) {
+    case ACL_SUCCESS: return 0;
+    case ACL_ERROR_RT_PARAM_INVALID: return 1;
+    case ACL_ERROR_RT_INVALID_DEVICEID: return 2;
+    case ACL_ERROR_RT_MEMORY_ALLOCATION: return 3;
+    case ACL_ERROR_RT_NO_STREAM_RESOURCE: return 4;
+    case ACL_ERROR_RT_RESOURCE_ALLOC_FAIL: return 5;
+    default: return -1;
+    }
+}
+
+/* Keeps the model of what the session owns in step with a successful reply. */
+static void fz_track(Fuzz *f, uint32_t cmd, const uint8_t *req, const EmuSlot *slot)
+{
+    switch (cmd) {
+    case EMU_CMD_MEM_ALLOC: {
+        EmuReqMemAlloc q;
+        EmuRespMemAlloc r;
+        memcpy(&q, req, sizeof(q));
+        memcpy(&r, slot->resp, sizeof(r));
+        if (f->nallocs < FZ_MAX_ALLOCS)
+            f->allocs[f->nallocs++] = (FzAlloc){ r.va, r.size, q.device };
+        else
+            mem_free(&f->c, r.va, NULL); /* garbage that happened to succeed */
+        break;
+    }
+    case EMU_CMD_MEM_FREE: {
+        EmuReqMemFree q;
+        memcpy(&q, req, sizeof(q));
+        for (unsigned i = 0; i < f->nallocs; i++)
+            if (f->allocs[i].va == q.va) {
+                f->allocs[i] = f->allocs[--f->nallocs];
+                break;
+            }
+        break;
+    }
+    case EMU_CMD_HOST_ALLOC: {
+        EmuReqHostAlloc q;
+        memcpy(&q, req, sizeof(q));
+        if (f->nhosts < FZ_MAX_HOSTS)
+            f->hosts[f->nhosts++] = (FzHost){ q.client_addr, q.size };
+        else
+            host_free(&f->c, q.client_addr);
+        break;
+    }
+    case EMU_CMD_HOST_FREE: {
+        EmuReqHostFree q;
+        memcpy(&q, req, sizeof(q));
+        for (unsigned i = 0; i < f->nhosts; i++)
+            if (f->hosts[i].addr == q.client_addr) {
+                f->hosts[i] = f->hosts[--f->nhosts];
+                break;
+            }
+        break;
+    }
+    case EMU_CMD_STREAM_CREATE: {
+        EmuReqStreamCreate q;
+        EmuRespStreamCreate r;
+        memcpy(&q, req, sizeof(q));
+        memcpy(&r, slot->resp, sizeof(r));
+        if (f->nstreams < FZ_MAX_STREAMS)
+            f->streams[f->nstreams++] = (FzStream){ .id = r.stream, .dev = q.device };
+        else
+            stream_destroy(&f->c, r.stream, 1);
+        break;
+    }
+    case EMU_CMD_STREAM_DESTROY: {
+        EmuReqStreamDestroy q;
+        memcpy(&q, req, sizeof(q));
+        for (unsigned i = 0; i < f->nstreams; i++)
+            if (f->streams[i].id == q.stream) {
+                f->streams[i] = f->streams[--f->nstreams];
+                break;
+            }
+        break;
+    }
+    case EMU_CMD_STREAM_SUBMIT: {
+        EmuReqSubmit q;
+        EmuRespSubmit r;
+        memcpy(&q, req, sizeof(q));
+        memcpy(&r, slot->resp, sizeof(r));
+        for (unsigned i = 0; i < f->nstreams; i++)
+            if (f->streams[i].id == q.stream) {
+                f->streams[i].last = r.seq;
+                f->streams[i].has_last = true;
+            }
+        break;
+    }
+    case EMU_CMD_DEVICE_CLOSE: {
+        EmuReqDevice q;
+        memcpy(&q, req, sizeof(q));
+        for (unsigned i = 0; i < f->nallocs;)
+            if (f->allocs[i].dev == q.device)
+                f->allocs[i] = f->allocs[--f->nallocs];
+            else
+                i++;
+        for (unsigned i = 0; i < f->nstreams;)
+            if (f->streams[i].dev == q.device)
+                f->streams[i] = f->streams[--f->nstreams];
+            else
+                i++;
+        break;
+    }
+    default:
+        break;
+    }
+}
+
+static void test_fuzz(void)
+{
+    const unsigned N = 200000;
+    Fuzz *f = calloc(1, sizeof(*f));
+    int fds_before = open_fd_count();
+    CU_ASSERT_TRUE_FATAL(client_open(&f->c, 4242));
+    rng = 0x5eed5eed12345678ull;
+    uint8_t req[EMU_SLOT_PAYLOAD];
+    gint64 t0 = g_get_monotonic_time();
+
+    for (unsigned n = 0; n < N; n++) {
+        uint32_t cmd, len;
+        if (rnd_below(2)) {
+            /* garbage: any command, any length, random bytes */
+            cmd = (uint32_t)rnd_below(EMU_CMD_COUNT + 4);
+            switch (rnd_below(4)) {
+            case 0: len = cmd_lens[rnd_below(NCMDLEN)].len; break;
+            case 1: len = (uint32_t)rnd_below(64); break;
+            case 2: len = (uint32_t)rnd_below(EMU_SLOT_PAYLOAD + 1); break;
+            default: len = rnd_below(2) ? (uint32_t)rnd() : EMU_SLOT_PAYLOAD + 1; break;
+            }
+            if (rnd_below(64) == 0)
+                cmd = (uint32_t)rnd();
+            uint32_t fill = len < EMU_SLOT_PAYLOAD ? len : EMU_SLOT_PAYLOAD;
+            for (uint32_t i = 0; i < fill; i += 8) {
+                uint64_t v = rnd();
+                memcpy(req + i, &v, fill - i < 8 ? fill - i : 8);
+            }
+        } else {
+            cmd = fz_valid(f, req, &len);
+        }
+
+        EmuSlot *slot = emu_session_slot(f->c.s, (unsigned)rnd_below(EMU_CHAN_SLOTS));
+        slot->cmd = cmd;
+        slot->req_len = len;
+        memcpy(slot->req, req, len <= EMU_SLOT_PAYLOAD ? len : EMU_SLOT_PAYLOAD);
+        slot->status = 0x7eadbeef;
+        slot->fd_tag = 0xffffffffu;
+        slot->resp_len = 0xffffffffu;
+        __atomic_store_n(&slot->state, EMU_SLOT_POSTED, __ATOMIC_SEQ_CST);
+        emu_session_handle(f->c.s, slot);
+
+        if (__atomic_load_n(&slot->state, __ATOMIC_SEQ_CST) != EMU_SLOT_DONE) {
+            CU_FAIL("slot not DONE");
+            break;
+        }
+        int si = status_index(slot->status);
+        if (si < 0) {
+            if (f->bad_status++ < 5)
+                fprintf(stderr, "fuzz %u: cmd %u len %u -> undocumented status %d\n", n, cmd,
+                        len, slot->status);
+            continue;
+        }
+        f->by_status[si]++;
+        bool ok = slot->status == ACL_SUCCESS;
+        uint32_t want_len = ok ? expected_resp_len(cmd) : 0;
+        if (slot->resp_len != want_len && f->bad_resp_len++ < 5)
+            fprintf(stderr, "fuzz %u: cmd %u status %d resp_len %u, expected %u\n", n, cmd,
+                    slot->status, slot->resp_len, want_len);
+        bool want_fd = false;
+        if (ok && cmd == EMU_CMD_MEM_ALLOC) {
+            EmuRespMemAlloc r;
+            memcpy(&r, slot->resp, sizeof(r));
+            want_fd = r.new_seg != 0;
+        } else if (ok && cmd == EMU_CMD_HOST_ALLOC) {
+            want_fd = true;
+        }
+        if (want_fd != (slot->fd_tag != 0)) {
+            if (f->bad_fd++ < 5)
+                fprintf(stderr, "fuzz %u: cmd %u status %d fd_tag %u\n", n, cmd, slot->status,
+                        slot->fd_tag);
+        }
+        if (slot->fd_tag) {
+            int fd = recv_fd(&f->c, slot->fd_tag);
+            if (fd < 0) {
+                CU_FAIL("announced fd not received");
+                break;
+            }
+            close(fd);
+        }
+        if (ok) {
+            if (cmd < EMU_CMD_COUNT + 4)
+                f->ok_by_cmd[cmd]++;
+            fz_track(f, cmd, req, slot);
+        }
+    }
+    gint64 t1 = g_get_monotonic_time();
+
+    CU_ASSERT_EQUAL(f->bad_status, 0);
+    CU_ASSERT_EQUAL(f->bad_resp_len, 0);
+    CU_ASSERT_EQUAL(f->bad_fd, 0);
+    CU_ASSERT_TRUE(socket_empty(&f->c));
+    /* the mix must reach past argument checking for every command */
+    for (uint32_t cmd = 1; cmd < EMU_CMD_COUNT; cmd++) {
+        CU_ASSERT_TRUE(f->ok_by_cmd[cmd] > 0);
+        if (!f->ok_by_cmd[cmd])
+            fprintf(stderr, "fuzz: command %u never succeeded\n", cmd);
+    }
+    fprintf(stderr, "\n    fuzz: %u requests in %.1f s: ok %u, PARAM_INVALID %u, "
+            "INVALID_DEVICEID %u, MEMORY_ALLOCATION %u, NO_STREAM %u, RESOURCE_ALLOC %u; "
+            "%u fds; live %u allocs, %u host bufs, %u streams\n    ok by cmd:",
+            N, (double)(t1 - t0) / 1e6, f->by_status[0], f->by_status[1], f->by_status[2],
+            f->by_status[3], f->by_status[4], f->by_status[5], f->c.fds_received, f->nallocs,
+            f->nhosts, f->nstreams);
+    for (uint32_t cmd = 1; cmd < EMU_CMD_COUNT; cmd++)
+        fprintf(stderr, " %u", f->ok_by_cmd[cmd]);
+    fprintf(stderr, "\n");
+
+    /* live streams finish their work; task failures are only DMA errors */
+    for (unsigned i = 0; i < f->nstreams; i++) {
+        EmuStreamState *st = stream_state(&f->c, f->streams[i].id);
+        if (f->streams[i].has_last)
+            CU_ASSERT_TRUE(wait_done(st, f->streams[i].last));
+        int e = __atomic_load_n(&st->error, __ATOMIC_ACQUIRE);
+        CU_ASSERT_TRUE(e == ACL_SUCCESS || e == ACL_ERROR_RT_SYS_DMA);
+    }
+
+    client_close(&f->c);
+    CU_ASSERT_TRUE(all_hbm_free(srv));
+    for (int d = 0; d < ndev; d++)
+        CU_ASSERT_TRUE(va_range_is_empty(srv->devices[0][d]->heap));
+    /* every memory object fd the session held is closed */
+    CU_ASSERT_EQUAL(open_fd_count(), fds_before);
+    free(f);
+}
+
+/*
+ * A hostile client rewrites its slots while the emulator serves them: the
+ * session copies each request out once, so it must still answer every slot
+ * with a documented status and never crash.
+ */
+typedef struct Scribbler {
+    Session *s;
+    int stop;
+    uint64_t seed;
+} Scribbler;
+
+static gpointer scribbler_main(gpointer data)
+{
+    Scribbler *sc = data;
+    uint64_t x = sc->seed;
+    while (!__atomic_load_n(&sc->stop, __ATOMIC_ACQUIRE)) {
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        uint64_t v = x * 0x2545F4914F6CDD1Dull;
+        EmuSlot *slot = emu_session_slot(sc->s, 32 + (unsigned)(v % 32));
+        switch ((v >> 8) % 4) {
+        case 0:
+            __atomic_store_n(&slot->cmd, (uint32_t)(v >> 16) % (EMU_CMD_COUNT + 2),
+                             __ATOMIC_RELAXED);
+            break;
+        case 1:
+            __atomic_store_n(&slot->req_len, (uint32_t)(v >> 20) % (EMU_SLOT_PAYLOAD + 64),
+                             __ATOMIC_RELAXED);
+            break;
+        default: {
+            unsigned off = (unsigned)(v >> 24) % (EMU_SLOT_PAYLOAD / 8);
+            __atomic_store_n((uint64_t *)(void *)slot->req + off, v, __ATOMIC_RELAXED);
+            break;
+        }
+        }
+    }
+    return NULL;
+}
+
+static void test_scribbled_slots(void)
+{
+    Client c;
+    CU_ASSERT_TRUE_FATAL(client_open(&c, 1015));
+    Scribbler sc = { .s = c.s, .seed = 0xfeedfacecafebeefull };
+    GThread *th = g_thread_new("scribbler", scribbler_main, &sc);
+    rng = 0xabcdef0123456789ull;
+    unsigned bad = 0;
+    for (int n = 0; n < 20000; n++) {
+        EmuSlot *slot = emu_session_slot(c.s, 32 + (unsigned)rnd_below(32));
+        /* a valid-looking request the scribbler will likely corrupt */
+        EmuReqMemAlloc q = { .device = (int32_t)rnd_below(8), .size = 1 + rnd_below(8192) };
+        slot->cmd = rnd_below(2) ? EMU_CMD_MEM_ALLOC : (uint32_t)rnd_below(EMU_CMD_COUNT + 1);
+        slot->req_len = sizeof(q);
+        memcpy(slot->req, &q, sizeof(q));
+        __atomic_store_n(&slot->state, EMU_SLOT_POSTED, __ATOMIC_SEQ_CST);
+        emu_session_handle(c.s, slot);
+        bad += __atomic_load_n(&slot->state, __ATOMIC_SEQ_CST) != EMU_SLOT_DONE;
+        bad += status_index(slot->status) < 0;
+        bad += slot->resp_len > EMU_SLOT_PAYLOAD;
+        if (slot->fd_tag) {
+            int fd = recv_fd(&c, slot->fd_tag);
+            bad += fd < 0;
+            if (fd >= 0)
+                close(fd);
+        }
+    }
+    __atomic_store_n(&sc.stop, 1, __ATOMIC_RELEASE);
+    g_thread_join(th);
+    CU_ASSERT_EQUAL(bad, 0);
+    client_close(&c);
+    CU_ASSERT_TRUE(all_hbm_free(srv));
+}
+
+int main(void)
+{
+    if (CU_initialize_registry() != CUE_SUCCESS)
+        return CU_get_error();
+    CU_pSuite s = CU_add_suite("session", suite_init, suite_clean);
+    if (!s || !CU_add_test(s, "channel layout", test_channel_layout) ||
+        !CU_add_test(s, "NOP and device commands", test_nop_and_device_cmds) ||
+        !CU_add_test(s, "MEM_ALLOC / MEM_FREE / MEM_INFO", test_mem_alloc_free) ||
+        !CU_add_test(s, "MEM_INFO attributes", test_mem_info_attrs) ||
+        !CU_add_test(s, "HOST_ALLOC / HOST_FREE", test_host_alloc_free) ||
+        !CU_add_test(s, "HOST_ALLOC rejects a range containing a buffer",
+                     test_host_alloc_rejects_containing_range) ||
+        !CU_add_test(s, "streams end to end", test_streams_end_to_end) ||
+        !CU_add_test(s, "wrong req_len", test_wrong_req_len) ||
+        !CU_add_test(s, "unknown cmd, oversized req_len", test_unknown_cmd_and_oversized) ||
+        !CU_add_test(s, "device out of range", test_bad_device) ||
+        !CU_add_test(s, "a3: devices of the session's server", test_a3_servers) ||
+        !CU_add_test(s, "sessions are isolated", test_cross_session) ||
+        !CU_add_test(s, "DEVICE_CLOSE releases the device", test_device_close_releases) ||
+        !CU_add_test(s, "1984 streams per device", test_stream_limit) ||
+        !CU_add_test(s, "client gone before its fd", test_peer_gone) ||
+        !CU_add_test(s, "fuzz", test_fuzz) ||
+        !CU_add_test(s, "slots rewritten while served", test_scribbled_slots)) {
+        CU_cleanup_registry();
+        return 1;
+    }
+    CU_basic_set_mode(CU_BRM_VERBOSE);
+    if (CU_basic_run_tests() != CUE_SUCCESS) {
+        CU_cleanup_registry();
+        return 1;
+    }
+    unsigned failures = CU_get_number_of_failures();
+    CU_cleanup_registry();
+    return failures ? 1 : 0;
+}
