@@ -64,8 +64,10 @@ int main(int argc, char **argv)
         return 0;
     }
 
+    if (!socket_path)
+        socket_path = emu_default_socket_path();
     EmuOptions opt = {
-        .socket_path = socket_path ? socket_path : emu_default_socket_path(),
+        .socket_path = socket_path,
         .profile = profile ? profile : g_getenv("NPU_EMU_PROFILE"),
         .servers = servers,
         .idle_exit_sec = idle,
@@ -97,5 +99,9 @@ int main(int argc, char **argv)
     running = NULL;
     emu_server_free(srv);
     emu_log("exited");
+    g_free(socket_path);
+    g_free(profile);
+    g_free(log_path);
+    g_free(mode);
     return 0;
 }

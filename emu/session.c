@@ -579,9 +579,16 @@ static int handshake(Session *s)
         return ACL_ERROR_RT_INVALID_DEVICEID;
     }
     s->server = hello.server;
-    g_mutex_lock(&srv->lock);
-    bool dup = g_hash_table_contains(srv->pids, GINT_TO_POINTER(cred.pid));
-    g_mutex_unlock(&srv->lock);
+    /* aclFinalize + aclInit reconnects at once: give the old session of this pid
+     * up to 2 s to be reclaimed before calling this a second connection. */
+    bool dup = true;
+    for (int i = 0; i < 200 && dup; i++) {
+        g_mutex_lock(&srv->lock);
+        dup = g_hash_table_contains(srv->pids, GINT_TO_POINTER(cred.pid));
+        g_mutex_unlock(&srv->lock);
+        if (dup)
+            g_usleep(10000);
+    }
     if (dup) {
         emu_log("refused pid %d: it already has a session", (int)cred.pid);
         return ACL_ERROR_REPEAT_INITIALIZE;

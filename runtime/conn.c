@@ -381,7 +381,7 @@ aclError rt_wait_stream(uint32_t id, uint32_t seq, int64_t timeout_ms)
             err = ACL_ERROR_RT_STREAM_SYNC_TIMEOUT;
             break;
         }
-        int64_t slice = left * 1000000 < RT_WAIT_SLICE_NS ? left * 1000000 : RT_WAIT_SLICE_NS;
+        int64_t slice = left < RT_WAIT_SLICE_NS / 1000000 ? left * 1000000 : RT_WAIT_SLICE_NS;
         emu_futex_wait(&st->done, done, slice);
     }
     __atomic_sub_fetch(&st->waiters, 1, __ATOMIC_SEQ_CST);

@@ -119,7 +119,10 @@ RtMemKind rt_mem_lookup(const void *ptr, uint64_t len, RtMemRef *ref)
     *ref = (RtMemRef){ .kind = RT_MEM_PAGEABLE, .device = -1, .host = (uint8_t *)ptr };
     pthread_rwlock_rdlock(&mem_lock);
     if (rt_in_window(ptr)) {
-        RtSegment *s = range_at(segments, a);
+        /* The range must lie in one live allocation: a freed slice of a block
+         * that is still mapped for its neighbours is not ours to touch. */
+        RtAlloc *al = range_at(allocs, a);
+        RtSegment *s = al && len <= al->size - (a - al->va) ? range_at(segments, a) : NULL;
         ref->kind = RT_MEM_DEVICE_BAD;
         ref->host = NULL;
         if (s && len <= s->size - (a - s->va)) {
@@ -162,13 +165,12 @@ void rt_memory_drop_device(int32_t phys)
     }
     for (unsigned i = 0; i < gone->len; i++) {
         RtSegment *s = g_ptr_array_index(gone, i);
-        /* Forget the allocations inside the segment too. */
-        for (;;) {
-            RtAlloc *a = range_at(allocs, s->va + s->size - 1);
-            if (!a || a->va < s->va)
-                break;
-            g_tree_remove(allocs, KEY(a->va));
-        }
+        /* Forget the allocations inside the segment too (slices of a shared
+         * block need not reach its end). */
+        GTreeNode *n;
+        while ((n = g_tree_lower_bound(allocs, KEY(s->va))) &&
+               (uint64_t)(uintptr_t)g_tree_node_key(n) < s->va + s->size)
+            g_tree_remove(allocs, g_tree_node_key(n));
         g_tree_remove(segments, KEY(s->va));
         segment_unmap(s);
     }

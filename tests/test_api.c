@@ -1,0 +1,2075 @@
+/*
+ * test_api.c - integration tests of libascendcl.so's aclrt* API against a real
+ * npu-emu (chapters 02 init, 04 devices, 05 contexts, 06 streams, 11 memory and
+ * copies, 13 errors).
+ *
+ * One emulator is started for the whole program (profile a2: 8 x Ascend910B1,
+ * 64 GiB HBM each).  Most tests run in this process, which calls aclInit once
+ * and aclFinalize near the end; tests of process-wide life cycle (before
+ * aclInit, bad config, finalize counting, re-init, visible devices, host faults)
+ * run in forked children, which call aclInit themselves and report failed
+ * checks on stderr and in their exit status.  The very last test kills the
+ * emulator under a waiting child.
+ *
+ * Every expected failure is checked three ways: the exact return code, the
+ * thread's last error (aclrtPeekAtLastError twice, then aclrtGetLastError, which
+ * must clear it) and the recent error message (non-NULL text once, then NULL).
+ * Every expected success must leave no last error and no message behind.
+ *
+ * Device use in this process: 0 is the main thread's device; 1 and 2 carry
+ * explicit contexts and per-thread tests; 3 reference counting; 4 reset and
+ * memory; 6 the 1984-stream limit; 7 the stream budget of a context created
+ * without aclrtSetDevice (5 is used by a fault child).  Devices 3, 4, 6 and 7
+ * are only touched from short-lived threads, so the main thread's current
+ * context is never theirs.
+ */
+#define _GNU_SOURCE
+#include <CUnit/Basic.h>
+#include <glib.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "acl/acl.h"
+#include "harness.h"
+
+#define MiB (1ull << 20)
+#define GiB (1ull << 30)
+#define HBM_BYTES (64ull * GiB)
+#define WINDOW_LO 0x100000000000ull
+#define WINDOW_HI 0x180000000000ull
+#define BIG (256ull * MiB)
+#define ALIGN_UP(x, a) ((((uint64_t)(x)) + (a) - 1) / (a) * (a))
+
+static TestEmu g_emu;
+static aclrtContext g_ctx0;     /* device 0's default context, the main thread's */
+
+/* ------------------------------------------------------------------ */
+/* Checks that work both in this process (CUnit) and in forked children  */
+/* (printed to stderr and counted; the child's exit status is the count). */
+
+static bool g_in_child;
+static int g_child_fails;
+
+static bool check_impl(bool ok, int line, const char *fn, const char *fmt, ...)
+    G_GNUC_PRINTF(4, 5);
+
+static bool check_impl(bool ok, int line, const char *fn, const char *fmt, ...)
+{
+    char buf[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    if (g_in_child) {
+        if (!ok) {
+            fprintf(stderr, "  [child %d] FAILED %s:%d: %s\n", (int)getpid(), fn, line, buf);
+            g_child_fails++;
+        }
+    } else {
+        CU_assertImplementation(ok ? CU_TRUE : CU_FALSE, (unsigned)line, buf, __FILE__, fn,
+                                CU_FALSE);
+    }
+    return ok;
+}
+
+#define CHECK(cond) check_impl(!!(cond), __LINE__, __func__, "%s", #cond)
+#define CHECKF(cond, ...) check_impl(!!(cond), __LINE__, __func__, __VA_ARGS__)
+
+/* Clears the thread's last error and message queue. */
+static void drain_errors(void)
+{
+    aclrtGetLastError(ACL_RT_THREAD_LEVEL);
+    aclGetRecentErrMsg();
+}
+
+static bool expect_err_impl(aclError got, aclError want, const char *expr, int line,
+                            const char *fn)
+{
+    bool ok = check_impl(got == want, line, fn, "%s returned %d, expected %d", expr, got, want);
+    aclError peek1 = aclrtPeekAtLastError(ACL_RT_THREAD_LEVEL);
+    aclError peek2 = aclrtPeekAtLastError(ACL_RT_THREAD_LEVEL);
+    aclError get1 = aclrtGetLastError(ACL_RT_THREAD_LEVEL);
+    aclError get2 = aclrtGetLastError(ACL_RT_THREAD_LEVEL);
+    ok &= check_impl(peek1 == want && peek2 == want, line, fn,
+                     "after %s: aclrtPeekAtLastError gave %d then %d, expected %d both times",
+                     expr, peek1, peek2, want);
+    ok &= check_impl(get1 == want, line, fn, "after %s: aclrtGetLastError gave %d, expected %d",
+                     expr, get1, want);
+    ok &= check_impl(get2 == ACL_SUCCESS, line, fn,
+                     "after %s: a second aclrtGetLastError gave %d, expected 0 (cleared)", expr,
+                     get2);
+    const char *msg = aclGetRecentErrMsg();
+    ok &= check_impl(msg != NULL && *msg != '\0', line, fn,
+                     "after %s: aclGetRecentErrMsg gave %s, expected a message", expr,
+                     msg ? "an empty string" : "NULL");
+    const char *again = aclGetRecentErrMsg();
+    ok &= check_impl(again == NULL, line, fn,
+                     "after %s: a second aclGetRecentErrMsg gave \"%s\", expected NULL", expr,
+                     again ? again : "");
+    return ok;
+}
+
+static bool expect_ok_impl(aclError got, const char *expr, int line, const char *fn)
+{
+    aclError peek = aclrtPeekAtLastError(ACL_RT_THREAD_LEVEL);
+    const char *msg = aclGetRecentErrMsg();
+    char *text = msg ? g_strdup(msg) : NULL;
+    bool ok = check_impl(got == ACL_SUCCESS, line, fn, "%s returned %d, expected 0%s%s", expr,
+                         got, text ? "; message: " : "", text ? text : "");
+    if (ok) {
+        ok &= check_impl(peek == ACL_SUCCESS, line, fn,
+                         "%s succeeded but left last error %d", expr, peek);
+        ok &= check_impl(text == NULL, line, fn, "%s succeeded but queued the message \"%s\"",
+                         expr, text ? text : "");
+    }
+    g_free(text);
+    aclrtGetLastError(ACL_RT_THREAD_LEVEL);
+    return ok;
+}
+
+#define EXPECT_ERR(expr, want) expect_err_impl((expr), (want), #expr, __LINE__, __func__)
+#define EXPECT_OK(expr) expect_ok_impl((expr), #expr, __LINE__, __func__)
+
+/* ------------------------------------------------------------------ */
+/* Helpers.                                                              */
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+typedef struct TestTime {
+    const char *name;
+    double secs;
+} TestTime;
+static TestTime g_times[128];
+static int g_ntimes;
+
+static void record_time(const char *name, double secs)
+{
+    if (g_ntimes < (int)G_N_ELEMENTS(g_times))
+        g_times[g_ntimes++] = (TestTime){ name, secs };
+}
+
+static bool emu_alive(void);
+
+/* Declares a CUnit test that records its own run time.  Once the emulator is
+ * gone every later test fails at once instead of tripping over NULL buffers. */
+#define TEST(name)                                                  \
+    static void name##_body(void);                                  \
+    static void name(void)                                          \
+    {                                                               \
+        if (!emu_alive()) {                                         \
+            CU_FAIL("npu-emu died earlier: test not run");          \
+            return;                                                 \
+        }                                                           \
+        double t0_ = now_s();                                       \
+        name##_body();                                              \
+        record_time(#name, now_s() - t0_);                          \
+    }                                                               \
+    static void name##_body(void)
+
+static bool g_emu_dead;
+
+static bool emu_alive(void)
+{
+    if (!g_emu_dead && g_emu.pid > 0 && waitpid(g_emu.pid, NULL, WNOHANG) != 0) {
+        g_emu_dead = true;
+        g_emu.pid = 0;
+        fprintf(stderr, "test_api: npu-emu exited or died\n");
+    }
+    return !g_emu_dead;
+}
+
+static void fill_pattern(void *buf, size_t n, uint32_t seed)
+{
+    uint8_t *p = buf;
+    uint32_t x = seed * 2654435761u + 0x9e3779b9u;
+    for (size_t i = 0; i < n; i++) {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        p[i] = (uint8_t)x;
+    }
+}
+
+static uint64_t checksum(const void *buf, size_t n)
+{
+    const uint8_t *p = buf;
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ p[i]) * 1099511628211ull;
+    return h;
+}
+
+static bool all_bytes(const void *buf, size_t n, uint8_t v)
+{
+    const uint8_t *p = buf;
+    for (size_t i = 0; i < n; i++)
+        if (p[i] != v)
+            return false;
+    return true;
+}
+
+static bool in_window(const void *p)
+{
+    uint64_t a = (uint64_t)(uintptr_t)p;
+    return a >= WINDOW_LO && a < WINDOW_HI;
+}
+
+/* Reads n bytes of device memory at dev (synchronous copy) into a new buffer. */
+static uint8_t *dev_read(const void *dev, size_t n)
+{
+    uint8_t *h = g_malloc(n);
+    memset(h, 0x5c, n);
+    if (!CHECKF(in_window(dev) && in_window((const uint8_t *)dev + n - 1),
+                "dev_read: %p is not a device pointer (an earlier allocation failed?)", dev))
+        return h;
+    aclError e = aclrtMemcpy(h, n, dev, n, ACL_MEMCPY_DEVICE_TO_HOST);
+    CHECKF(e == ACL_SUCCESS, "aclrtMemcpy D2H of %zu bytes from %p returned %d", n, dev, e);
+    drain_errors();
+    return h;
+}
+
+static bool dev_equals(const void *dev, const void *host, size_t n)
+{
+    uint8_t *h = dev_read(dev, n);
+    bool eq = memcmp(h, host, n) == 0;
+    g_free(h);
+    return eq;
+}
+
+static bool dev_all_bytes(const void *dev, size_t n, uint8_t v)
+{
+    uint8_t *h = dev_read(dev, n);
+    bool eq = all_bytes(h, n, v);
+    g_free(h);
+    return eq;
+}
+
+static void use_dev0(void)
+{
+    aclError e = aclrtSetCurrentContext(g_ctx0);
+    CHECKF(e == ACL_SUCCESS, "restoring device 0's context returned %d", e);
+    drain_errors();
+}
+
+static void run_thread(void *(*fn)(void *), void *arg)
+{
+    pthread_t t;
+    CU_ASSERT_FATAL(pthread_create(&t, NULL, fn, arg) == 0);
+    pthread_join(t, NULL);
+}
+
+/* Runs body() in a forked child; the child's exit status is its failure count. */
+typedef struct ChildBody {
+    void (*fn)(void);
+} ChildBody;
+
+static int child_trampoline(void *arg)
+{
+    const ChildBody *b = arg;
+    g_in_child = true;
+    g_child_fails = 0;
+    b->fn();
+    fflush(NULL);
+    return g_child_fails > 100 ? 100 : g_child_fails;
+}
+
+static void run_child(void (*fn)(void), const char *name)
+{
+    ChildBody b = { fn };
+    pid_t pid = child_run(child_trampoline, &b);
+    CU_ASSERT_FATAL(pid > 0);
+    int st = child_wait(pid);
+    CHECKF(st == 0, "child '%s' ended with status %d (1..100: failed checks, printed above; "
+                    ">128: killed by signal %d)", name, st, st > 128 ? st - 128 : 0);
+}
+
+/* ================================================================== */
+/* Before aclInit (child).                                              */
+
+static void child_preinit(void)
+{
+    void *p = NULL;
+    uint32_t n = 0;
+    char a[16] = "abc", b[16];
+    aclrtStream s = NULL;
+    EXPECT_ERR(aclrtSetDevice(0), ACL_ERROR_UNINITIALIZE);
+    EXPECT_ERR(aclrtMalloc(&p, 4096, ACL_MEM_MALLOC_HUGE_FIRST), ACL_ERROR_UNINITIALIZE);
+    EXPECT_ERR(aclrtGetDeviceCount(&n), ACL_ERROR_UNINITIALIZE);
+    EXPECT_ERR(aclrtMemcpy(b, sizeof(b), a, sizeof(a), ACL_MEMCPY_HOST_TO_HOST),
+               ACL_ERROR_UNINITIALIZE);
+    EXPECT_ERR(aclrtCreateStream(&s), ACL_ERROR_UNINITIALIZE);
+    EXPECT_ERR(aclFinalize(), ACL_ERROR_REPEAT_FINALIZE);
+    CHECK(aclrtGetSocName() == NULL);
+    drain_errors();
+}
+
+TEST(test_preinit)
+{
+    run_child(child_preinit, "before aclInit");
+}
+
+/* ================================================================== */
+/* aclInit / aclFinalize.                                               */
+
+TEST(test_init_repeat)
+{
+    EXPECT_OK(aclInit(NULL));
+    EXPECT_ERR(aclInit(NULL), ACL_ERROR_REPEAT_INITIALIZE);
+    /* Still initialised and usable. */
+    uint32_t n = 0;
+    EXPECT_OK(aclrtGetDeviceCount(&n));
+    CHECK(n == 8);
+}
+
+static void child_bad_config(void)
+{
+    EXPECT_ERR(aclInit("/nonexistent/npu-emu-test/acl.json"), ACL_ERROR_INVALID_FILE);
+    /* The failed call did not initialise anything. */
+    uint32_t n = 0;
+    EXPECT_ERR(aclrtGetDeviceCount(&n), ACL_ERROR_UNINITIALIZE);
+    EXPECT_OK(aclInit(NULL));
+    EXPECT_OK(aclFinalize());
+}
+
+TEST(test_init_bad_config)
+{
+    run_child(child_bad_config, "aclInit with a missing config file");
+}
+
+static void child_finalize_reference(void)
+{
+    uint64_t rc = 99;
+    uint32_t n = 0;
+    void *p = NULL;
+    EXPECT_OK(aclInit(NULL));
+    EXPECT_ERR(aclInit(NULL), ACL_ERROR_REPEAT_INITIALIZE);
+    EXPECT_OK(aclFinalizeReference(&rc));
+    CHECKF(rc == 1, "refCount after the first aclFinalizeReference is %" PRIu64 ", expected 1",
+           rc);
+    /* Still usable. */
+    EXPECT_OK(aclrtGetDeviceCount(&n));
+    CHECK(n == 8);
+    EXPECT_OK(aclrtSetDevice(0));
+    EXPECT_OK(aclrtMalloc(&p, 4096, ACL_MEM_MALLOC_HUGE_FIRST));
+    EXPECT_OK(aclrtFree(p));
+    rc = 99;
+    EXPECT_OK(aclFinalizeReference(&rc));
+    CHECKF(rc == 0, "refCount after the second aclFinalizeReference is %" PRIu64
+                    ", expected 0", rc);
+    EXPECT_ERR(aclrtGetDeviceCount(&n), ACL_ERROR_UNINITIALIZE);
+    EXPECT_ERR(aclrtSetDevice(0), ACL_ERROR_UNINITIALIZE);
+    EXPECT_ERR(aclFinalizeReference(&rc), ACL_ERROR_REPEAT_FINALIZE);
+    EXPECT_ERR(aclFinalize(), ACL_ERROR_REPEAT_FINALIZE);
+}
+
+TEST(test_finalize_reference)
+{
+    run_child(child_finalize_reference, "aclFinalizeReference counting");
+}
+
+static void child_reinit(void)
+{
+    /* Init -> work -> Finalize -> Init ... is the documented sequential use;
+     * repeat it so a slow teardown on either side shows up. */
+    for (int round = 0; round < 300; round++) {
+        void *d = NULL;
+        char in[256], out[256];
+        fill_pattern(in, sizeof(in), (uint32_t)round);
+        memset(out, 0, sizeof(out));
+        if (!EXPECT_OK(aclInit(NULL))) {
+            fprintf(stderr, "    (round %d)\n", round);
+            return;
+        }
+        EXPECT_OK(aclrtSetDevice(0));
+        EXPECT_OK(aclrtMalloc(&d, sizeof(in), ACL_MEM_MALLOC_HUGE_FIRST));
+        EXPECT_OK(aclrtMemcpy(d, sizeof(in), in, sizeof(in), ACL_MEMCPY_HOST_TO_DEVICE));
+        EXPECT_OK(aclrtMemcpy(out, sizeof(out), d, sizeof(in), ACL_MEMCPY_DEVICE_TO_HOST));
+        CHECKF(memcmp(in, out, sizeof(in)) == 0, "round %d: data did not round-trip", round);
+        EXPECT_OK(aclrtFree(d));
+        EXPECT_OK(aclFinalize());
+        uint32_t n;
+        EXPECT_ERR(aclrtGetDeviceCount(&n), ACL_ERROR_UNINITIALIZE);
+    }
+}
+
+TEST(test_reinit_after_finalize)
+{
+    run_child(child_reinit, "aclInit after aclFinalize");
+}
+
+/* ================================================================== */
+/* Devices.                                                             */
+
+static int suite_devices_init(void)
+{
+    if (aclrtSetDevice(0) != ACL_SUCCESS || aclrtGetCurrentContext(&g_ctx0) != ACL_SUCCESS)
+        return 1;
+    drain_errors();
+    return 0;
+}
+
+TEST(test_device_queries)
+{
+    uint32_t n = 0;
+    aclrtRunMode mode = ACL_DEVICE;
+    int32_t dev = -1;
+    EXPECT_OK(aclrtGetDeviceCount(&n));
+    CHECKF(n == 8, "aclrtGetDeviceCount gave %u, expected 8", n);
+    const char *soc = aclrtGetSocName();
+    CHECKF(soc && strcmp(soc, "Ascend910B1") == 0, "aclrtGetSocName gave \"%s\"",
+           soc ? soc : "(null)");
+    drain_errors();
+    EXPECT_OK(aclrtGetRunMode(&mode));
+    CHECK(mode == ACL_HOST);
+    EXPECT_OK(aclrtGetDevice(&dev));
+    CHECK(dev == 0);
+    EXPECT_ERR(aclrtGetDeviceCount(NULL), ACL_ERROR_RT_PARAM_INVALID);
+    EXPECT_ERR(aclrtGetDevice(NULL), ACL_ERROR_RT_PARAM_INVALID);
+}
+
+TEST(test_device_bad_ids)
+{
+    EXPECT_ERR(aclrtSetDevice(-1), ACL_ERROR_RT_INVALID_DEVICEID);
+    EXPECT_ERR(aclrtSetDevice(8), ACL_ERROR_RT_INVALID_DEVICEID);
+    EXPECT_ERR(aclrtResetDevice(8), ACL_ERROR_RT_INVALID_DEVICEID);
+    /* The failed calls did not change the thread's device. */
+    int32_t dev = -1;
+    EXPECT_OK(aclrtGetDevice(&dev));
+    CHECK(dev == 0);
+}
+
+static void *thread_no_device(void *arg)
+{
+    (void)arg;
+    int32_t dev = -1;
+    aclrtContext ctx = NULL;
+    EXPECT_ERR(aclrtGetDevice(&dev), ACL_ERROR_RT_CONTEXT_NULL);
+    EXPECT_ERR(aclrtGetCurrentContext(&ctx), ACL_ERROR_RT_CONTEXT_NULL);
+    return NULL;
+}
+
+TEST(test_device_none_in_new_thread)
+{
+    run_thread(thread_no_device, NULL);
+}
+
+typedef struct PerThread {
+    pthread_barrier_t *bar;
+    int32_t want;
+    aclError set_err, get_err, get2_err;
+    int32_t seen, seen2;
+} PerThread;
+
+static void *thread_per_device(void *arg)
+{
+    PerThread *t = arg;
+    t->set_err = aclrtSetDevice(t->want);
+    pthread_barrier_wait(t->bar);   /* both threads have set their device */
+    t->get_err = aclrtGetDevice(&t->seen);
+    pthread_barrier_wait(t->bar);
+    g_usleep(1000);
+    t->get2_err = aclrtGetDevice(&t->seen2);
+    drain_errors();
+    return NULL;
+}
+
+TEST(test_device_per_thread)
+{
+    pthread_barrier_t bar;
+    pthread_barrier_init(&bar, NULL, 2);
+    PerThread a = { .bar = &bar, .want = 1, .seen = -1, .seen2 = -1 };
+    PerThread b = { .bar = &bar, .want = 2, .seen = -1, .seen2 = -1 };
+    pthread_t ta, tb;
+    CU_ASSERT_FATAL(pthread_create(&ta, NULL, thread_per_device, &a) == 0);
+    CU_ASSERT_FATAL(pthread_create(&tb, NULL, thread_per_device, &b) == 0);
+    pthread_join(ta, NULL);
+    pthread_join(tb, NULL);
+    pthread_barrier_destroy(&bar);
+    CHECK(a.set_err == ACL_SUCCESS && b.set_err == ACL_SUCCESS);
+    CHECK(a.get_err == ACL_SUCCESS && b.get_err == ACL_SUCCESS);
+    CHECKF(a.seen == 1 && a.seen2 == 1, "thread A set device 1 but saw %d, %d", a.seen, a.seen2);
+    CHECKF(b.seen == 2 && b.seen2 == 2, "thread B set device 2 but saw %d, %d", b.seen, b.seen2);
+    int32_t dev = -1;
+    EXPECT_OK(aclrtGetDevice(&dev));
+    CHECKF(dev == 0, "the main thread's device changed to %d", dev);
+}
+
+TEST(test_device_info)
+{
+    int64_t v = -1;
+    EXPECT_OK(aclrtGetDeviceInfo(0, ACL_DEV_ATTR_TOTAL_GLOBAL_MEM_SIZE, &v));
+    CHECKF(v == (int64_t)HBM_BYTES, "TOTAL_GLOBAL_MEM_SIZE is %" PRId64, v);
+    v = -1;
+    EXPECT_OK(aclrtGetDeviceInfo(7, ACL_DEV_ATTR_NPU_ARCH, &v));
+    CHECKF(v == 2201, "NPU_ARCH is %" PRId64, v);
+    EXPECT_ERR(aclrtGetDeviceInfo(0, ACL_DEV_ATTR_HD_CONNECT_TYPE, &v),
+               ACL_ERROR_RT_FEATURE_NOT_SUPPORT);
+    EXPECT_ERR(aclrtGetDeviceInfo(0, (aclrtDevAttr)12345, &v), ACL_ERROR_RT_PARAM_INVALID);
+    EXPECT_ERR(aclrtGetDeviceInfo(8, ACL_DEV_ATTR_NPU_ARCH, &v), ACL_ERROR_RT_INVALID_DEVICEID);
+    EXPECT_ERR(aclrtGetDeviceInfo(0, ACL_DEV_ATTR_NPU_ARCH, NULL), ACL_ERROR_RT_PARAM_INVALID);
+}
+
+static void *thread_set_reset(void *arg)
+{
+    (void)arg;
+    void *p = NULL;
+    int32_t dev = -1;
+    aclrtContext def = NULL;
+    aclrtStream s = NULL;
+    EXPECT_OK(aclrtSetDevice(3));
+    EXPECT_OK(aclrtSetDevice(3));
+    EXPECT_OK(aclrtGetCurrentContext(&def));
+    EXPECT_OK(aclrtCreateStream(&s));
+    EXPECT_OK(aclrtResetDevice(3));
+    /* One reference left: the device and its default context stay. */
+    EXPECT_OK(aclrtGetDevice(&dev));
+    CHECK(dev == 3);
+    EXPECT_OK(aclrtMalloc(&p, 4096, ACL_MEM_MALLOC_HUGE_FIRST));
+    EXPECT_OK(aclrtMemset(p, 4096, 0x11, 4096));
+    EXPECT_OK(aclrtFree(p));
+    EXPECT_OK(aclrtResetDevice(3));
+    /* Count 0: the default context is gone, and so is this thread's context. */
+    EXPECT_ERR(aclrtGetDevice(&dev), ACL_ERROR_RT_CONTEXT_NULL);
+    EXPECT_ERR(aclrtResetDevice(3), ACL_ERROR_RT_PARAM_INVALID);
+    /* Its default context and the streams created in it went with it. */
+    EXPECT_ERR(aclrtSetCurrentContext(def), ACL_ERROR_RT_INVALID_HANDLE);
+    EXPECT_OK(aclrtSetDevice(3));
+    EXPECT_ERR(aclrtDestroyStream(s), ACL_ERROR_RT_INVALID_HANDLE);
+    EXPECT_ERR(aclrtSynchronizeStream(s), ACL_ERROR_RT_INVALID_HANDLE);
+    EXPECT_OK(aclrtResetDevice(3));
+    return NULL;
+}
+
+TEST(test_device_set_reset_count)
+{
+    run_thread(thread_set_reset, NULL);
+}
+
+static void *thread_reset_force(void *arg)
+{
+    (void)arg;
+    EXPECT_OK(aclrtSetDevice(3));
+    EXPECT_OK(aclrtSetDevice(3));
+    EXPECT_OK(aclrtResetDeviceForce(3));
+    EXPECT_ERR(aclrtResetDeviceForce(3), ACL_ERROR_RT_PARAM_INVALID);
+    EXPECT_ERR(aclrtResetDevice(3), ACL_ERROR_RT_PARAM_INVALID);
+    /* Set -> ResetForce -> Set -> ResetForce is valid. */
+    EXPECT_OK(aclrtSetDevice(3));
+    EXPECT_OK(aclrtResetDeviceForce(3));
+    return NULL;
+}
+
+TEST(test_device_reset_force)
+{
+    run_thread(thread_reset_force, NULL);
+}
+
+static void *thread_reset_frees_memory(void *arg)
+{
+    (void)arg;
+    size_t free0 = 0, total = 0, free1 = 0, free2 = 0;
+    void *big = NULL, *small = NULL, *page = NULL;
+    char buf[64] = { 0 };
+    EXPECT_OK(aclrtSetDevice(4));
+    EXPECT_OK(aclrtGetMemInfo(ACL_HBM_MEM, &free0, &total));
+    EXPECT_OK(aclrtMalloc(&big, GiB, ACL_MEM_MALLOC_HUGE_FIRST));
+    EXPECT_OK(aclrtMalloc(&small, 100, ACL_MEM_MALLOC_HUGE_FIRST));
+    EXPECT_OK(aclrtMalloc(&page, 4096, ACL_MEM_MALLOC_NORMAL_ONLY));
+    EXPECT_OK(aclrtGetMemInfo(ACL_HBM_MEM, &free1, &total));
+    CHECKF(free0 - free1 >= GiB, "1 GiB allocated but free dropped by %zu", free0 - free1);
+    EXPECT_OK(aclrtResetDevice(4));
+    EXPECT_OK(aclrtSetDevice(4));
+    EXPECT_OK(aclrtGetMemInfo(ACL_HBM_MEM, &free2, &total));
+    CHECKF(free2 == free0, "after aclrtResetDevice free is %zu, baseline %zu (%zd bytes leaked)",
+           free2, free0, (ssize_t)(free0 - free2));
+    /* The old pointers are dead. */
+    EXPECT_ERR(aclrtMemcpy(buf, sizeof(buf), big, sizeof(buf), ACL_MEMCPY_DEVICE_TO_HOST),
+               ACL_ERROR_RT_PARAM_INVALID);
+    EXPECT_ERR(aclrtFree(big), ACL_ERROR_RT_PARAM_INVALID);
+    EXPECT_ERR(aclrtFree(small), ACL_ERROR_RT_PARAM_INVALID);
+    EXPECT_ERR(aclrtFree(page), ACL_ERROR_RT_PARAM_INVALID);
+    EXPECT_OK(aclrtResetDevice(4));
+    return NULL;
+}
+
+TEST(test_device_reset_frees_memory)
+{
+    run_thread(thread_reset_frees_memory, NULL);
+}
+
+typedef struct VisibleCase {
+    const char *env;            /* NULL: unset */
+    uint32_t count;
+    int32_t ids[8];
+} VisibleCase;
+
+static const VisibleCase k_visible[] = {
+    { "1,3", 2, { 1, 3 } },
+    { "1, 2,3", 1, { 1 } },
+    { "1,3,8", 2, { 1, 3 } },
+    { "3,1", 1, { 3 } },
+    { NULL, 8, { 0, 1, 2, 3, 4, 5, 6, 7 } },
+};
+static const VisibleCase *g_visible;
+
+static void child_visible(void)
+{
+    const VisibleCase *c = g_visible;
+    if (c->env)
+        setenv("ASCEND_RT_VISIBLE_DEVICES", c->env, 1);
+    else
+        unsetenv("ASCEND_RT_VISIBLE_DEVICES");
+    if (!EXPECT_OK(aclInit(NULL)))
+        return;
+    uint32_t n = 0;
+    EXPECT_OK(aclrtGetDeviceCount(&n));
+    CHECKF(n == c->count, "ASCEND_RT_VISIBLE_DEVICES=%s: count %u, expected %u",
+           c->env ? c->env : "(unset)", n, c->count);
+    for (uint32_t i = 0; i < c->count && i < n; i++) {
+        int32_t phys = -1, user = -1;
+        EXPECT_OK(aclrtGetPhyDevIdByUserDevId((int32_t)i, &phys));
+        CHECKF(phys == c->ids[i], "ASCEND_RT_VISIBLE_DEVICES=%s: user %u -> phys %d, expected %d",
+               c->env ? c->env : "(unset)", i, phys, c->ids[i]);
+        EXPECT_OK(aclrtGetUserDevIdByPhyDevId(c->ids[i], &user));
+        CHECK(user == (int32_t)i);
+    }
+    EXPECT_ERR(aclrtSetDevice((int32_t)c->count), ACL_ERROR_RT_INVALID_DEVICEID);
+    EXPECT_OK(aclrtSetDevice((int32_t)c->count - 1));
+    int32_t dev = -1;
+    EXPECT_OK(aclrtGetDevice(&dev));
+    CHECK(dev == (int32_t)c->count - 1);
+    /* Memory reports the user id, like every other API. */
+    void *p = NULL;
+    aclrtPtrAttributes at;
+    EXPECT_OK(aclrtMalloc(&p, 4096, ACL_MEM_MALLOC_HUGE_FIRST));
+    EXPECT_OK(aclrtPointerGetAttributes(p, &at));
+    CHECKF(at.location.type == ACL_MEM_LOCATION_TYPE_DEVICE &&
+           at.location.id == c->count - 1, "user device %u: memory reports device %u",
+           c->count - 1, at.location.id);
+    EXPECT_OK(aclrtFree(p));
+    EXPECT_OK(aclFinalize());
+}
+
+TEST(test_visible_devices)
+{
+    for (size_t i = 0; i < G_N_ELEMENTS(k_visible); i++) {
+        g_visible = &k_visible[i];
+        run_child(child_visible, k_visible[i].env ? k_visible[i].env : "(unset)");
+    }
+}
+
+/* ================================================================== */
+/* Last error and error messages.                                        */
+
+TEST(test_errors_newest_first)
+{
+    void *p = NULL;
+    drain_errors();
+    aclError e1 = aclrtSetDevice(-1);
+    aclError e2 = aclrtMalloc(NULL, 16, ACL_MEM_MALLOC_HUGE_FIRST);
+    CHECK(e1 == ACL_ERROR_RT_INVALID_DEVICEID && e2 == ACL_ERROR_RT_PARAM_INVALID);
+    /* The last error is overwritten by every error... */
+    CHECK(aclrtPeekAtLastError(ACL_RT_THREAD_LEVEL) == ACL_ERROR_RT_PARAM_INVALID);
+    /* ...but not cleared by a success. */
+    uint32_t n;
+    CHECK(aclrtGetDeviceCount(&n) == ACL_SUCCESS);
+    CHECK(aclrtMalloc(&p, 16, ACL_MEM_MALLOC_HUGE_FIRST) == ACL_SUCCESS);
+    CHECK(aclrtFree(p) == ACL_SUCCESS);
+    CHECK(aclrtPeekAtLastError(ACL_RT_THREAD_LEVEL) == ACL_ERROR_RT_PARAM_INVALID);
+    CHECK(aclrtGetLastError(ACL_RT_THREAD_LEVEL) == ACL_ERROR_RT_PARAM_INVALID);
+    CHECK(aclrtGetLastError(ACL_RT_THREAD_LEVEL) == ACL_SUCCESS);
+    /* Both messages in one string, newest first. */
+    const char *msg = aclGetRecentErrMsg();
+    CHECK(msg != NULL);
+    if (msg) {
+        const char *m = strstr(msg, "aclrtMalloc"), *s = strstr(msg, "aclrtSetDevice");
+        CHECKF(m && s && m < s, "expected the aclrtMalloc message before the aclrtSetDevice "
+                                "one in:\n%s", msg);
+    }
+    CHECK(aclGetRecentErrMsg() == NULL);
+}
+
+static void *thread_fail_once(void *arg)
+{
+    (void)arg;
+    aclrtSetDevice(-1);     /* left pending in this thread */
+    return NULL;
+}
+
+TEST(test_errors_per_thread)
+{
+    drain_errors();
+    run_thread(thread_fail_once, NULL);
+    CHECK(aclrtPeekAtLastError(ACL_RT_THREAD_LEVEL) == ACL_SUCCESS);
+    CHECK(aclGetRecentErrMsg() == NULL);
+}
+
+/* ================================================================== */
+/* Contexts.                                                            */
+
+TEST(test_ctx_create_is_current)
+{
+    aclrtContext c = NULL, cur = NULL;
+    aclrtStream ds = NULL, ds0 = NULL;
+    int32_t dev = -1;
+    EXPECT_OK(aclrtCtxGetCurrentDefaultStream(&ds0));
+    EXPECT_OK(aclrtCreateContext(&c, 1));
+    CHECK(c != NULL && c != g_ctx0);
+    EXPECT_OK(aclrtGetCurrentContext(&cur));
+    CHECK(cur == c);
+    EXPECT_OK(aclrtGetDevice(&dev));
+    CHECK(dev == 1);
+    EXPECT_OK(aclrtCtxGetCurrentDefaultStream(&ds));
+    CHECK(ds != NULL && ds != ds0);
+    EXPECT_OK(aclrtDestroyContext(c));
+    use_dev0();
+}
+
+TEST(test_ctx_switch_device)
+{
+    aclrtContext c2 = NULL, cur = NULL;
+    int32_t dev = -1;
+    EXPECT_OK(aclrtCreateContext(&c2, 2));
+    EXPECT_OK(aclrtSetCurrentContext(g_ctx0));
+    EXPECT_OK(aclrtGetDevice(&dev));
+    CHECK(dev == 0);
+    EXPECT_OK(aclrtSetCurrentContext(c2));
+    EXPECT_OK(aclrtGetDevice(&dev));
+    CHECK(dev == 2);
+    EXPECT_OK(aclrtGetCurrentContext(&cur));
+    CHECK(cur == c2);
+    /* Memory follows the context's device. */
+    void *p = NULL;
+    aclrtPtrAttributes at;
+    EXPECT_OK(aclrtMalloc(&p, 4096, ACL_MEM_MALLOC_HUGE_FIRST));
+    EXPECT_OK(aclrtPointerGetAttributes(p, &at));
+    CHECK(at.location.type == ACL_MEM_LOCATION_TYPE_DEVICE && at.location.id == 2);
+    EXPECT_OK(aclrtFree(p));
+    EXPECT_OK(aclrtDestroyContext(c2));
+    use_dev0();
+}
+
+TEST(test_ctx_destroy_default)
+{
+    aclrtContext def = NULL;
+    EXPECT_OK(aclrtGetCurrentContext(&def));
+    CHECK(def == g_ctx0);
+    EXPECT_ERR(aclrtDestroyContext(def), ACL_ERROR_RT_PARAM_INVALID);
+    /* Still alive and current. */
+    void *p = NULL;
+    EXPECT_OK(aclrtMalloc(&p, 4096, ACL_MEM_MALLOC_HUGE_FIRST));
+    EXPECT_OK(aclrtFree(p));
+}
+
+TEST(test_ctx_destroy_twice)
+{
+    aclrtContext c = NULL;
+    EXPECT_OK(aclrtCreateContext(&c, 1));
+    EXPECT_OK(aclrtDestroyContext(c));
+    EXPECT_ERR(aclrtDestroyContext(c), ACL_ERROR_RT_INVALID_HANDLE);
+    EXPECT_ERR(aclrtSetCurrentContext(c), ACL_ERROR_RT_INVALID_HANDLE);
+    use_dev0();
+}
+
+TEST(test_ctx_destroy_takes_streams)
+{
+    aclrtContext c = NULL;
+    aclrtStream s = NULL, ds = NULL;
+    EXPECT_OK(aclrtCreateContext(&c, 1));
+    EXPECT_OK(aclrtCreateStream(&s));
+    EXPECT_OK(aclrtCtxGetCurrentDefaultStream(&ds));
+    use_dev0();
+    EXPECT_OK(aclrtDestroyContext(c));     /* not the current one */
+    EXPECT_ERR(aclrtSynchronizeStream(s), ACL_ERROR_RT_INVALID_HANDLE);
+    EXPECT_ERR(aclrtSynchronizeStream(ds), ACL_ERROR_RT_INVALID_HANDLE);
+    /* This thread's context is untouched. */
+    aclrtContext cur = NULL;
+    EXPECT_OK(aclrtGetCurrentContext(&cur));
+    CHECK(cur == g_ctx0);
+}
+
+TEST(test_ctx_null_args)
+{
+    EXPECT_ERR(aclrtCreateContext(NULL, 0), ACL_ERROR_RT_PARAM_INVALID);
+    EXPECT_ERR(aclrtDestroyContext(NULL), ACL_ERROR_RT_PARAM_INVALID);
+    EXPECT_ERR(aclrtSetCurrentContext(NULL), ACL_ERROR_RT_PARAM_INVALID);
+    EXPECT_ERR(aclrtGetCurrentContext(NULL), ACL_ERROR_RT_PARAM_INVALID);
+    EXPECT_ERR(aclrtCtxGetCurrentDefaultStream(NULL), ACL_ERROR_RT_PARAM_INVALID);
+    aclrtContext c = NULL;
+    EXPECT_ERR(aclrtCreateContext(&c, 8), ACL_ERROR_RT_INVALID_DEVICEID);
+    /* The failures left device 0's context current. */
+    aclrtContext cur = NULL;
+    EXPECT_OK(aclrtGetCurrentContext(&cur));
+    CHECK(cur == g_ctx0);
+}
+
+TEST(test_ctx_destroyed_current)
+{
+    aclrtContext c = NULL, cur = NULL;
+    aclrtStream s = NULL;
+    int32_t dev = -1;
+    void *p = NULL;
+    size_t fr, tot;
+    char h[16] = { 0 };
+    EXPECT_OK(aclrtCreateContext(&c, 1));
+    EXPECT_OK(aclrtDestroyContext(c));
+    EXPECT_ERR(aclrtGetDevice(&dev), ACL_ERROR_RT_CONTEXT_NULL);
+    EXPECT_ERR(aclrtGetCurrentContext(&cur), ACL_ERROR_RT_CONTEXT_NULL);
+    EXPECT_ERR(aclrtMalloc(&p, 4096, ACL_MEM_MALLOC_HUGE_FIRST), ACL_ERROR_RT_CONTEXT_NULL);
+    EXPECT_ERR(aclrtCreateStream(&s), ACL_ERROR_RT_CONTEXT_NULL);
+    EXPECT_ERR(aclrtCtxGetCurrentDefaultStream(&s), ACL_ERROR_RT_CONTEXT_NULL);
+    EXPECT_ERR(aclrtGetMemInfo(ACL_HBM_MEM, &fr, &tot), ACL_ERROR_RT_CONTEXT_NULL);
+    EXPECT_ERR(aclrtSynchronizeDevice(), ACL_ERROR_RT_CONTEXT_NULL);
+    EXPECT_ERR(aclrtSynchronizeStream(NULL), ACL_ERROR_RT_CONTEXT_NULL);
+    EXPECT_ERR(aclrtMemsetAsync(h, sizeof(h), 0, sizeof(h), NULL), ACL_ERROR_RT_CONTEXT_NULL);
+    use_dev0();
+}
+
+/* ================================================================== */
+/* Device memory.                                                       */
+
+TEST(test_malloc_bad_args)
+{
+    void *p = NULL;
+    EXPECT_ERR(aclrtMalloc(NULL, 4096, ACL_MEM_MALLOC_HUGE_FIRST), ACL_ERROR_RT_PARAM_INVALID);
+    EXPECT_ERR(aclrtMalloc(&p, 0, ACL_MEM_MALLOC_HUGE_FIRST), ACL_ERROR_RT_PARAM_INVALID);
+    EXPECT_ERR(aclrtMalloc(&p, 65 * GiB, ACL_MEM_MALLOC_HUGE_FIRST),
+               ACL_ERROR_RT_MEMORY_ALLOCATION);
+    EXPECT_ERR(aclrtMalloc(&p, 65 * GiB, ACL_MEM_MALLOC_NORMAL_ONLY),
+               ACL_ERROR_RT_MEMORY_ALLOCATION);
+    EXPECT_ERR(aclrtMallocAlign32(&p, 0, ACL_MEM_MALLOC_HUGE_FIRST), ACL_ERROR_RT_PARAM_INVALID);
+    EXPECT_ERR(aclrtMallocCached(&p, 0, ACL_MEM_MALLOC_HUGE_FIRST), ACL_ERROR_RT_PARAM_INVALID);
+}
+
+static uint32_t expected_page(uint32_t policy, uint64_t size)
+{
+    switch (policy) {
+    case ACL_MEM_MALLOC_HUGE_FIRST:
+    case ACL_MEM_MALLOC_HUGE_FIRST_P2P:
+        return size <= MiB ? 4096u : (uint32_t)(2 * MiB);
+    case ACL_MEM_MALLOC_HUGE_ONLY:
+    case ACL_MEM_MALLOC_HUGE_ONLY_P2P:
+        return (uint32_t)(2 * MiB);
+    case ACL_MEM_MALLOC_NORMAL_ONLY:
+    case ACL_MEM_MALLOC_NORMAL_ONLY_P2P:
+        return 4096u;
+    case ACL_MEM_MALLOC_HUGE1G_ONLY:
+    case ACL_MEM_MALLOC_HUGE1G_ONLY_P2P:
+        return (uint32_t)GiB;
+    default:    /* out of range: huge pages from 2 MiB on, else normal */
+        return size >= 2 * MiB ? (uint32_t)(2 * MiB) : 4096u;
+    }
+}
+
+TEST(test_malloc_policies)
+{
+    static const uint32_t policies[] = { 0, 1, 2, 3, 4, 5, 6, 7, 42 };
+    static const uint64_t sizes[] = { 100, 4096, MiB, MiB + 1, 2 * MiB - 1, 2 * MiB, 3 * MiB };
+    for (size_t i = 0; i < G_N_ELEMENTS(policies); i++) {
+        for (size_t j = 0; j < G_N_ELEMENTS(sizes); j++) {
+            uint32_t pol = policies[i];
+            uint64_t size = sizes[j];
+            void *p = NULL;
+            aclrtPtrAttributes at;
+            memset(&at, 0xff, sizeof(at));
+            if (!EXPECT_OK(aclrtMalloc(&p, size, (aclrtMemMallocPolicy)pol)))
+                continue;
+            CHECKF(((uintptr_t)p & 63) == 0, "policy %u size %" PRIu64 ": %p not 64-byte aligned",
+                   pol, size, p);
+            CHECKF(in_window(p), "policy %u size %" PRIu64 ": %p outside the device window", pol,
+                   size, p);
+            EXPECT_OK(aclrtPointerGetAttributes(p, &at));
+            CHECKF(at.location.type == ACL_MEM_LOCATION_TYPE_DEVICE && at.location.id == 0,
+                   "policy %u size %" PRIu64 ": location type %d id %u", pol, size,
+                   (int)at.location.type, at.location.id);
+            CHECKF(at.pageSize == expected_page(pol, size),
+                   "policy %u size %" PRIu64 ": pageSize %u, expected %u", pol, size, at.pageSize,
+                   expected_page(pol, size));
+            /* The whole requested range is usable. */
+            uint8_t tail[64];
+            fill_pattern(tail, sizeof(tail), (uint32_t)(i * 16 + j));
+            size_t n = size < sizeof(tail) ? size : sizeof(tail);
+            uint8_t *end = (uint8_t *)p + size - n;
+            EXPECT_OK(aclrtMemcpy(end, n, tail, n, ACL_MEMCPY_HOST_TO_DEVICE));
+            CHECK(dev_equals(end, tail, n));
+            EXPECT_OK(aclrtFree(p));
+        }
+    }
+}
+
+TEST(test_malloc_small_slices)
+{
+    /* Small allocations may share a page (not page aligned: allowed), but they
+     * must be 64-byte aligned and must not overlap. */
+    enum { N = 8, SZ = 100 };
+    void *p[N];
+    uint8_t data[N][SZ];
+    for (int i = 0; i < N; i++) {
+        p[i] = NULL;
+        EXPECT_OK(aclrtMalloc(&p[i], SZ, ACL_MEM_MALLOC_HUGE_FIRST));
+        CHECK(((uintptr_t)p[i] & 63) == 0);
+        fill_pattern(data[i], SZ, 1000u + (uint32_t)i);
+        EXPECT_OK(aclrtMemcpy(p[i], SZ, data[i], SZ, ACL_MEMCPY_HOST_TO_DEVICE));
+    }
+    for (int i = 0; i < N; i++) {
+        for (int j = 0; j < N; j++) {
+            uint64_t a = (uintptr_t)p[i], b = (uintptr_t)p[j];
+            if (i != j)
+                CHECKF(a + SZ <= b || b + SZ <= a, "allocations %p and %p overlap", p[i], p[j]);
+        }
+        CHECKF(dev_equals(p[i], data[i], SZ), "allocation %d was overwritten by a neighbour", i);
+    }
+    for (int i = 0; i < N; i++)
+        EXPECT_OK(aclrtFree(p[i]));
+}
+
+TEST(test_malloc_align32_cached)
+{
+    void *p = NULL;
+    uint8_t data[1000];
+    fill_pattern(data, sizeof(data), 7);
+    EXPECT_OK(aclrtMallocAlign32(&p, sizeof(data), ACL_MEM_MALLOC_HUGE_FIRST));
+    CHECK(((uintptr_t)p & 31) == 0 && in_window(p));
+    EXPECT_OK(aclrtMemcpy(p, sizeof(data), data, sizeof(data), ACL_MEMCPY_HOST_TO_DEVICE));
+    CHECK(dev_equals(p, data, sizeof(data)));
+    EXPECT_OK(aclrtFree(p));
+
+    static const aclrtMemMallocPolicy ok[] = { ACL_MEM_MALLOC_HUGE_FIRST, ACL_MEM_MALLOC_HUGE_ONLY,
+                                               ACL_MEM_MALLOC_NORMAL_ONLY,
+                                               ACL_MEM_MALLOC_HUGE1G_ONLY };
+    for (size_t i = 0; i < G_N_ELEMENTS(ok); i++) {
+        p = NULL;
+        EXPECT_OK(aclrtMallocCached(&p, sizeof(data), ok[i]));
+        CHECK(((uintptr_t)p & 63) == 0 && in_window(p));
+        EXPECT_OK(aclrtMemcpy(p, sizeof(data), data, sizeof(data), ACL_MEMCPY_HOST_TO_DEVICE));
+        CHECK(dev_equals(p, data, sizeof(data)));
+        EXPECT_OK(aclrtFree(p));
+    }
+    static const aclrtMemMallocPolicy p2p[] = { ACL_MEM_MALLOC_HUGE_FIRST_P2P,
+                                                ACL_MEM_MALLOC_HUGE_ONLY_P2P,
+                                                ACL_MEM_MALLOC_NORMAL_ONLY_P2P,
+                                                ACL_MEM_MALLOC_HUGE1G_ONLY_P2P };
+    for (size_t i = 0; i < G_N_ELEMENTS(p2p); i++)
+        EXPECT_ERR(aclrtMallocCached(&p, sizeof(data), p2p[i]), ACL_ERROR_RT_PARAM_INVALID);
+}
+
+TEST(test_mem_info)
+{
+    size_t free0 = 0, total = 0, free1 = 0, free2 = 0, t2 = 0;
+    void *p = NULL;
+    EXPECT_OK(aclrtGetMemInfo(ACL_HBM_MEM, &free0, &total));
+    CHECKF(total == HBM_BYTES, "HBM total %zu, expected 64 GiB", total);
+    CHECK(free0 <= total);
+
+    EXPECT_OK(aclrtMalloc(&p, GiB, ACL_MEM_MALLOC_HUGE_FIRST));
+    EXPECT_OK(aclrtGetMemInfo(ACL_HBM_MEM, &free1, &t2));
+    /* ALIGN_UP(size, 32) + 32, in 2 MiB pages. */
+    uint64_t rounded = ALIGN_UP(ALIGN_UP(GiB, 32) + 32, 2 * MiB);
+    CHECKF(free0 - free1 >= rounded, "1 GiB malloc: free dropped by %zu, expected >= %" PRIu64,
+           free0 - free1, rounded);
+    EXPECT_OK(aclrtFree(p));
+    EXPECT_OK(aclrtGetMemInfo(ACL_HBM_MEM, &free2, &t2));
+    CHECKF(free2 == free0, "after aclrtFree free is %zu, baseline %zu", free2, free0);
+
+    /* 1 GiB pages: 1.5 GiB takes 2 GiB. */
+    EXPECT_OK(aclrtMalloc(&p, GiB + GiB / 2, ACL_MEM_MALLOC_HUGE1G_ONLY));
+    EXPECT_OK(aclrtGetMemInfo(ACL_HBM_MEM, &free1, &t2));
+    CHECKF(free0 - free1 >= 2 * GiB, "1.5 GiB in 1 GiB pages: free dropped by %zu",
+           free0 - free1);
+    EXPECT_OK(aclrtFree(p));
+    EXPECT_OK(aclrtGetMemInfo(ACL_HBM_MEM, &free2, &t2));
+    CHECK(free2 == free0);
+
+    size_t f = 1, t = 1;
+    EXPECT_OK(aclrtGetMemInfo(ACL_DDR_MEM, &f, &t));
+    CHECKF(f == 0 && t == 0, "ACL_DDR_MEM gave free %zu total %zu, expected 0 / 0", f, t);
+    EXPECT_ERR(aclrtGetMemInfo((aclrtMemAttr)99, &f, &t), ACL_ERROR_RT_PARAM_INVALID);
+    EXPECT_ERR(aclrtGetMemInfo(ACL_HBM_MEM, NULL, &t), ACL_ERROR_RT_PARAM_INVALID);
+    EXPECT_ERR(aclrtGetMemInfo(ACL_HBM_MEM, &f, NULL), ACL_ERROR_RT_PARAM_INVALID);
+}
+
+static void *thread_no_device_memory(void *arg)
+{
+    (void)arg;
+    size_t f, t;
+    void *p = NULL;
+    EXPECT_ERR(aclrtGetMemInfo(ACL_HBM_MEM, &f, &t), ACL_ERROR_RT_CONTEXT_NULL);
+    EXPECT_ERR(aclrtMalloc(&p, 4096, ACL_MEM_MALLOC_HUGE_FIRST), ACL_ERROR_RT_CONTEXT_NULL);
+    return NULL;
+}
+
+TEST(test_mem_no_device)
+{
+    run_thread(thread_no_device_memory, NULL);
+}
+
+TEST(test_free_bad)
+{
+    void *p = NULL, *q = NULL, *h = NULL;
+    EXPECT_ERR(aclrtFree(NULL), ACL_ERROR_RT_PARAM_INVALID);
+    EXPECT_OK(aclrtMalloc(&p, 4096, ACL_MEM_MALLOC_HUGE_FIRST));
+    EXPECT_OK(aclrtFree(p));
+    EXPECT_ERR(aclrtFree(p), ACL_ERROR_RT_PARAM_INVALID);
+
+    EXPECT_OK(aclrtMalloc(&q, 4096, ACL_MEM_MALLOC_HUGE_FIRST));
+    EXPECT_ERR(aclrtFree((uint8_t *)q + 64), ACL_ERROR_RT_PARAM_INVALID);
+    EXPECT_OK(aclrtFree(q));     /* the failed interior free left it alive */
+
+    EXPECT_ERR(aclrtFree((void *)(uintptr_t)0x150000000000ull), ACL_ERROR_RT_PARAM_INVALID);
+
+    void *m = malloc(4096);
+    EXPECT_ERR(aclrtFree(m), ACL_ERROR_RT_PARAM_INVALID);
+    free(m);
+
+    uint8_t data[4096], back[4096];
+    if (!EXPECT_OK(aclrtMallocHost(&h, sizeof(data))))
+        return;
+    EXPECT_ERR(aclrtFree(h), ACL_ERROR_RT_PARAM_INVALID);
+    /* The pinned buffer still works. */
+    fill_pattern(data, sizeof(data), 99);
+    memcpy(h, data, sizeof(data));
+    EXPECT_OK(aclrtMalloc(&q, sizeof(data), ACL_MEM_MALLOC_HUGE_FIRST));
+    EXPECT_OK(aclrtMemcpy(q, sizeof(data), h, sizeof(data), ACL_MEMCPY_HOST_TO_DEVICE));
+    memset(h, 0, sizeof(data));
+    EXPECT_OK(aclrtMemcpy(h, sizeof(data), q, sizeof(data), ACL_MEMCPY_DEVICE_TO_HOST));
+    memcpy(back, h, sizeof(back));
+    CHECK(memcmp(back, data, sizeof(data)) == 0);
+    EXPECT_OK(aclrtFree(q));
+    EXPECT_OK(aclrtFreeHost(h));
+}
+
+TEST(test_host_memory)
+{
+    void *h = NULL, *d = NULL;
+    EXPECT_ERR(aclrtMallocHost(NULL, 4096), ACL_ERROR_RT_PARAM_INVALID);
+    EXPECT_ERR(aclrtMallocHost(&h, 0), ACL_ERROR_RT_PARAM_INVALID);
+    EXPECT_OK(aclrtMallocHost(&h, MiB + 5));
+    CHECK(h != NULL && ((uintptr_t)h & 63) == 0 && !in_window(h));
+    if (h) {
+        memset(h, 0xa7, MiB + 5);
+        CHECK(all_bytes(h, MiB + 5, 0xa7));
+    }
+    EXPECT_OK(aclrtFreeHost(h));
+    EXPECT_ERR(aclrtFreeHost(h), ACL_ERROR_RT_PARAM_INVALID);
+    EXPECT_ERR(aclrtFreeHost(NULL), ACL_ERROR_RT_PARAM_INVALID);
+    void *m = malloc(4096);
+    EXPECT_ERR(aclrtFreeHost(m), ACL_ERROR_RT_PARAM_INVALID);
+    free(m);
+    EXPECT_OK(aclrtMalloc(&d, 4096, ACL_MEM_MALLOC_HUGE_FIRST));
+    EXPECT_ERR(aclrtFreeHost(d), ACL_ERROR_RT_PARAM_INVALID);
+    EXPECT_OK(aclrtFree(d));
+}
+
+TEST(test_pointer_attributes)
+{
+    void *d = NULL, *d1 = NULL, *h = NULL;
+    aclrtPtrAttributes at;
+    aclrtContext c1 = NULL;
+    int on_stack = 0;
+
+    EXPECT_OK(aclrtMalloc(&d, 3 * MiB, ACL_MEM_MALLOC_HUGE_FIRST));
+    memset(&at, 0xff, sizeof(at));
+    EXPECT_OK(aclrtPointerGetAttributes(d, &at));
+    CHECK(at.location.type == ACL_MEM_LOCATION_TYPE_DEVICE && at.location.id == 0);
+    CHECK(at.pageSize == 2 * MiB);
+    memset(&at, 0xff, sizeof(at));
+    EXPECT_OK(aclrtPointerGetAttributes((uint8_t *)d + MiB, &at));   /* interior */
+    CHECK(at.location.type == ACL_MEM_LOCATION_TYPE_DEVICE && at.location.id == 0);
+
+    EXPECT_OK(aclrtCreateContext(&c1, 1));
+    EXPECT_OK(aclrtMalloc(&d1, 4096, ACL_MEM_MALLOC_NORMAL_ONLY));
+    use_dev0();
+    memset(&at, 0xff, sizeof(at));
+    EXPECT_OK(aclrtPointerGetAttributes(d1, &at));
+    CHECKF(at.location.type == ACL_MEM_LOCATION_TYPE_DEVICE && at.location.id == 1,
+           "device 1 memory: type %d id %u", (int)at.location.type, at.location.id);
+    CHECK(at.pageSize == 4096);
+
+    EXPECT_OK(aclrtMallocHost(&h, 4096));
+    memset(&at, 0xff, sizeof(at));
+    EXPECT_OK(aclrtPointerGetAttributes(h, &at));
+    CHECK(at.location.type == ACL_MEM_LOCATION_TYPE_HOST);
+
+    void *m = malloc(64);
+    memset(&at, 0xff, sizeof(at));
+    EXPECT_OK(aclrtPointerGetAttributes(m, &at));
+    CHECK(at.location.type == ACL_MEM_LOCATION_TYPE_UNREGISTERED);
+    free(m);
+    memset(&at, 0xff, sizeof(at));
+    EXPECT_OK(aclrtPointerGetAttributes(&on_stack, &at));
+    CHECK(at.location.type == ACL_MEM_LOCATION_TYPE_UNREGISTERED);
+
+    EXPECT_ERR(aclrtPointerGetAttributes(NULL, &at), ACL_ERROR_RT_PARAM_INVALID);
+    EXPECT_ERR(aclrtPointerGetAttributes(d, NULL), ACL_ERROR_RT_PARAM_INVALID);
+
+    EXPECT_OK(aclrtFreeHost(h));
+    EXPECT_OK(aclrtFree(d1));
+    EXPECT_OK(aclrtFree(d));
+    EXPECT_OK(aclrtSetCurrentContext(c1));
+    EXPECT_OK(aclrtDestroyContext(c1));
+    use_dev0();
+}
+
+/* ================================================================== */
+/* Copies and memsets.                                                  */
+
+TEST(test_memcpy_all_kinds)
+{
+    enum { N = 64 * 1024 + 13 };
+    static const int kinds[] = { 0, 1, 2, 3, 4, 5, 6, 7 };
+    uint8_t *src = g_malloc(N), *dst = g_malloc(N), *hh = g_malloc(N);
+    void *d1 = NULL, *d2 = NULL, *pin = NULL;
+    EXPECT_OK(aclrtMalloc(&d1, N, ACL_MEM_MALLOC_HUGE_FIRST));
+    EXPECT_OK(aclrtMalloc(&d2, N, ACL_MEM_MALLOC_HUGE_FIRST));
+    if (!EXPECT_OK(aclrtMallocHost(&pin, N)))
+        return;
+    for (size_t i = 0; i < G_N_ELEMENTS(kinds); i++) {
+        aclrtMemcpyKind k = (aclrtMemcpyKind)kinds[i];
+        fill_pattern(src, N, 500u + (uint32_t)i);
+        uint64_t sum = checksum(src, N);
+        memset(dst, 0, N);
+        memset(hh, 0, N);
+        EXPECT_OK(aclrtMemset(d1, N, 0, N));
+        EXPECT_OK(aclrtMemset(d2, N, 0, N));
+        /* Pageable host -> device -> device -> host, and host -> host. */
+        EXPECT_OK(aclrtMemcpy(d1, N, src, N, k));
+        CHECKF(dev_equals(d1, src, N), "kind %d: H2D data wrong", kinds[i]);
+        EXPECT_OK(aclrtMemcpy(d2, N, d1, N, k));
+        CHECKF(dev_equals(d2, src, N), "kind %d: D2D data wrong", kinds[i]);
+        EXPECT_OK(aclrtMemcpy(dst, N, d2, N, k));
+        CHECKF(checksum(dst, N) == sum, "kind %d: D2H checksum %016" PRIx64 ", expected %016"
+               PRIx64, kinds[i], checksum(dst, N), sum);
+        EXPECT_OK(aclrtMemcpy(hh, N, src, N, k));
+        CHECKF(checksum(hh, N) == sum, "kind %d: H2H checksum wrong", kinds[i]);
+        /* Pinned host memory on either side. */
+        memset(pin, 0, N);
+        EXPECT_OK(aclrtMemcpy(pin, N, d2, N, k));
+        CHECKF(checksum(pin, N) == sum, "kind %d: D2H into pinned memory wrong", kinds[i]);
+        EXPECT_OK(aclrtMemset(d1, N, 0, N));
+        EXPECT_OK(aclrtMemcpy(d1, N, pin, N, k));
+        CHECKF(dev_equals(d1, src, N), "kind %d: H2D from pinned memory wrong", kinds[i]);
+    }
+    EXPECT_OK(aclrtFreeHost(pin));
+    EXPECT_OK(aclrtFree(d1));
+    EXPECT_OK(aclrtFree(d2));
+    g_free(src);
+    g_free(dst);
+    g_free(hh);
+}
+
+TEST(test_memcpy_bad_args)
+{
+    uint8_t h[256];
+    void *d = NULL;
+    memset(h, 1, sizeof(h));
+    EXPECT_OK(aclrtMalloc(&d, sizeof(h), ACL_MEM_MALLOC_HUGE_FIRST));
+    EXPECT_ERR(aclrtMemcpy(d, sizeof(h), h, sizeof(h), (aclrtMemcpyKind)99),
+               ACL_ERROR_RT_PARAM_INVALID);
+    EXPECT_ERR(aclrtMemcpy(d, sizeof(h) - 1, h, sizeof(h), ACL_MEMCPY_HOST_TO_DEVICE),
+               ACL_ERROR_RT_PARAM_INVALID);
+    EXPECT_ERR(aclrtMemcpy(NULL, sizeof(h), h, sizeof(h), ACL_MEMCPY_HOST_TO_DEVICE),
+               ACL_ERROR_RT_PARAM_INVALID);
+    EXPECT_ERR(aclrtMemcpy(d, sizeof(h), NULL, sizeof(h), ACL_MEMCPY_HOST_TO_DEVICE),
+               ACL_ERROR_RT_PARAM_INVALID);
+    EXPECT_OK(aclrtMemcpy(d, sizeof(h), h, 0, ACL_MEMCPY_HOST_TO_DEVICE));
+    EXPECT_OK(aclrtMemcpy(d, 0, h, 0, ACL_MEMCPY_HOST_TO_DEVICE));
+    /* An unallocated device address. */
+    EXPECT_ERR(aclrtMemcpy(h, sizeof(h), (void *)(uintptr_t)0x150000000000ull, sizeof(h),
+                           ACL_MEMCPY_DEVICE_TO_HOST), ACL_ERROR_RT_PARAM_INVALID);
+    EXPECT_OK(aclrtFree(d));
+}
+
+TEST(test_memcpy_freed)
+{
+    /* A buffer that has its own pages. */
+    uint8_t h[64];
+    void *d = NULL;
+    memset(h, 3, sizeof(h));
+    EXPECT_OK(aclrtMalloc(&d, 4 * MiB, ACL_MEM_MALLOC_HUGE_FIRST));
+    EXPECT_OK(aclrtFree(d));
+    EXPECT_ERR(aclrtMemcpy(h, sizeof(h), d, sizeof(h), ACL_MEMCPY_DEVICE_TO_HOST),
+               ACL_ERROR_RT_PARAM_INVALID);
+    EXPECT_ERR(aclrtMemcpy(d, sizeof(h), h, sizeof(h), ACL_MEMCPY_HOST_TO_DEVICE),
+               ACL_ERROR_RT_PARAM_INVALID);
+    EXPECT_ERR(aclrtMemset(d, sizeof(h), 0, sizeof(h)), ACL_ERROR_RT_PARAM_INVALID);
+}
+
+TEST(test_memcpy_freed_small)
+{
+    /* A small allocation freed while a neighbour keeps its shared block alive. */
+    uint8_t h[64];
+    void *a = NULL, *b = NULL;
+    memset(h, 3, sizeof(h));
+    EXPECT_OK(aclrtMalloc(&a, 100, ACL_MEM_MALLOC_HUGE_FIRST));
+    EXPECT_OK(aclrtMalloc(&b, 100, ACL_MEM_MALLOC_HUGE_FIRST));
+    EXPECT_OK(aclrtFree(a));
+    EXPECT_ERR(aclrtMemcpy(h, sizeof(h), a, sizeof(h), ACL_MEMCPY_DEVICE_TO_HOST),
+               ACL_ERROR_RT_PARAM_INVALID);
+    EXPECT_ERR(aclrtMemcpy(a, sizeof(h), h, sizeof(h), ACL_MEMCPY_HOST_TO_DEVICE),
+               ACL_ERROR_RT_PARAM_INVALID);
+    EXPECT_OK(aclrtFree(b));
+}
+
+TEST(test_memcpy_past_segment)
+{
+    /* 8160 bytes in 4 KiB pages: ALIGN_UP(8160, 32) + 32 = 8192, exactly two
+     * pages, so the allocation ends where its memory ends. */
+    enum { SZ = 8160, SEG = 8192 };
+    uint8_t h[2 * SEG];
+    void *p = NULL, *q = NULL;
+    fill_pattern(h, sizeof(h), 11);
+    EXPECT_OK(aclrtMalloc(&p, SZ, ACL_MEM_MALLOC_NORMAL_ONLY));
+    EXPECT_OK(aclrtMalloc(&q, SZ, ACL_MEM_MALLOC_NORMAL_ONLY));
+    uint8_t *end = (uint8_t *)p + SEG;
+    EXPECT_OK(aclrtMemcpy(p, SZ, h, SZ, ACL_MEMCPY_HOST_TO_DEVICE));
+    EXPECT_OK(aclrtMemcpy(h, SZ, p, SZ, ACL_MEMCPY_DEVICE_TO_HOST));
+    EXPECT_ERR(aclrtMemcpy(h, 32, end - 16, 32, ACL_MEMCPY_DEVICE_TO_HOST),
+               ACL_ERROR_RT_PARAM_INVALID);
+    EXPECT_ERR(aclrtMemcpy(end - 16, 32, h, 32, ACL_MEMCPY_HOST_TO_DEVICE),
+               ACL_ERROR_RT_PARAM_INVALID);
+    EXPECT_ERR(aclrtMemset(end - 16, 32, 0, 32), ACL_ERROR_RT_PARAM_INVALID);
+    /* Even when the next allocation's memory follows directly. */
+    uint8_t *lo = (uint8_t *)(p < q ? p : q), *hi = (uint8_t *)(p < q ? q : p);
+    if (hi == lo + SEG)
+        EXPECT_ERR(aclrtMemcpy(h, sizeof(h), lo, sizeof(h), ACL_MEMCPY_DEVICE_TO_HOST),
+                   ACL_ERROR_RT_PARAM_INVALID);
+    EXPECT_ERR(aclrtMemcpy(q, SEG, p, SEG + 64, ACL_MEMCPY_DEVICE_TO_DEVICE),
+               ACL_ERROR_RT_PARAM_INVALID);
+    EXPECT_OK(aclrtFree(p));
+    EXPECT_OK(aclrtFree(q));
+}
+
+TEST(test_memset)
+{
+    enum { N = 4096 };
+    void *d = NULL;
+    EXPECT_OK(aclrtMalloc(&d, N, ACL_MEM_MALLOC_HUGE_FIRST));
+    EXPECT_OK(aclrtMemset(d, N, 0x12345ab, N));
+    CHECKF(dev_all_bytes(d, N, 0xab), "aclrtMemset must use the low byte of value");
+    EXPECT_OK(aclrtMemset(d, N, 0x11, 100));
+    uint8_t *h = dev_read(d, N);
+    CHECK(all_bytes(h, 100, 0x11) && all_bytes(h + 100, N - 100, 0xab));
+    g_free(h);
+    EXPECT_ERR(aclrtMemset(d, 100, 0, 101), ACL_ERROR_RT_PARAM_INVALID);
+    EXPECT_ERR(aclrtMemset(NULL, 100, 0, 100), ACL_ERROR_RT_PARAM_INVALID);
+    CHECK(dev_all_bytes((uint8_t *)d + 100, N - 100, 0xab));
+    /* Pinned host memory too. */
+    void *pin = NULL;
+    if (!EXPECT_OK(aclrtMallocHost(&pin, N)))
+        return;
+    EXPECT_OK(aclrtMemset(pin, N, -1, N));
+    CHECK(all_bytes(pin, N, 0xff));
+    EXPECT_OK(aclrtFreeHost(pin));
+    EXPECT_OK(aclrtFree(d));
+}
+
+TEST(test_memset_d32)
+{
+    enum { WORDS = 1024 };
+    void *d = NULL;
+    uint32_t h[WORDS];
+    EXPECT_OK(aclrtMalloc(&d, sizeof(h), ACL_MEM_MALLOC_HUGE_FIRST));
+    EXPECT_OK(aclrtMemset(d, sizeof(h), 0, sizeof(h)));
+    EXPECT_OK(aclrtMemsetD32(d, sizeof(h), 0xdeadbeefu, 1000));
+    EXPECT_OK(aclrtMemcpy(h, sizeof(h), d, sizeof(h), ACL_MEMCPY_DEVICE_TO_HOST));
+    bool ok = true;
+    for (int i = 0; i < WORDS; i++)
+        ok &= h[i] == (i < 1000 ? 0xdeadbeefu : 0u);
+    CHECKF(ok, "aclrtMemsetD32 must fill exactly N 32-bit words");
+    EXPECT_ERR(aclrtMemsetD32(d, 3999, 1, 1000), ACL_ERROR_RT_PARAM_INVALID);
+    EXPECT_ERR(aclrtMemsetD32(NULL, 4000, 1, 1000), ACL_ERROR_RT_PARAM_INVALID);
+    EXPECT_OK(aclrtFree(d));
+}
+
+/* Two big device buffers that keep a stream busy for a while. */
+typedef struct Busy {
+    void *a, *b;
+} Busy;
+
+static bool busy_alloc(Busy *bz)
+{
+    bz->a = bz->b = NULL;
+    return EXPECT_OK(aclrtMalloc(&bz->a, BIG, ACL_MEM_MALLOC_HUGE_FIRST)) &&
+           EXPECT_OK(aclrtMalloc(&bz->b, BIG, ACL_MEM_MALLOC_HUGE_FIRST)) &&
+           EXPECT_OK(aclrtMemsetD32(bz->a, BIG, 0x5a5a0001u, BIG / 4)) &&
+           EXPECT_OK(aclrtMemset(bz->b, BIG, 0, BIG));
+}
+
+static void busy_free(Busy *bz)
+{
+    EXPECT_OK(aclrtFree(bz->a));
+    EXPECT_OK(aclrtFree(bz->b));
+}
+
+TEST(test_memcpy_async_pinned)
+{
+    enum { N = 64 * 1024 };
+    Busy bz;
+    aclrtStream s = NULL;
+    void *pin = NULL, *pin2 = NULL, *d = NULL, *d2 = NULL;
+    uint8_t data[N], data2[N];
+    fill_pattern(data, N, 21);
+    fill_pattern(data2, N, 22);
+    if (!busy_alloc(&bz))
+        return;
+    EXPECT_OK(aclrtCreateStream(&s));
+    if (!EXPECT_OK(aclrtMallocHost(&pin, N)) || !EXPECT_OK(aclrtMallocHost(&pin2, N)))
+        return;
+    EXPECT_OK(aclrtMalloc(&d, N, ACL_MEM_MALLOC_HUGE_FIRST));
+    EXPECT_OK(aclrtMalloc(&d2, N, ACL_MEM_MALLOC_HUGE_FIRST));
+    EXPECT_OK(aclrtMemcpy(d, N, data, N, ACL_MEMCPY_HOST_TO_DEVICE));
+    EXPECT_OK(aclrtMemset(d2, N, 0x77, N));
+    memset(pin, 0xee, N);
+    memcpy(pin2, data2, N);
+
+    /* Behind a 256 MiB copy nothing has happened yet when the calls return. */
+    EXPECT_OK(aclrtMemcpyAsync(bz.b, BIG, bz.a, BIG, ACL_MEMCPY_DEVICE_TO_DEVICE, s));
+    EXPECT_OK(aclrtMemcpyAsync(pin, N, d, N, ACL_MEMCPY_DEVICE_TO_HOST, s));
+    EXPECT_OK(aclrtMemcpyAsync(d2, N, pin2, N, ACL_MEMCPY_HOST_TO_DEVICE, s));
+    CHECKF(all_bytes(pin, N, 0xee), "D2H into pinned memory is not asynchronous");
+    CHECKF(dev_all_bytes(d2, N, 0x77), "H2D from pinned memory is not asynchronous");
+    EXPECT_OK(aclrtSynchronizeStream(s));
+    CHECKF(memcmp(pin, data, N) == 0, "async D2H into pinned memory: wrong data after sync");
+    CHECKF(dev_equals(d2, data2, N), "async H2D from pinned memory: wrong data after sync");
+    uint8_t *tail = dev_read((uint8_t *)bz.b + BIG - N, N);
+    uint8_t *want = dev_read((uint8_t *)bz.a + BIG - N, N);
+    CHECKF(memcmp(tail, want, N) == 0, "async D2D: wrong data after sync");
+    g_free(tail);
+    g_free(want);
+
+    EXPECT_OK(aclrtDestroyStream(s));
+    EXPECT_OK(aclrtFreeHost(pin));
+    EXPECT_OK(aclrtFreeHost(pin2));
+    EXPECT_OK(aclrtFree(d));
+    EXPECT_OK(aclrtFree(d2));
+    busy_free(&bz);
+}
+
+TEST(test_memcpy_async_pageable)
+{
+    enum { N = 64 * 1024 };
+    Busy bz;
+    aclrtStream s = NULL;
+    void *d = NULL;
+    uint8_t *data = g_malloc(N), *back = g_malloc(N);
+    fill_pattern(data, N, 31);
+    memset(back, 0, N);
+    if (!busy_alloc(&bz))
+        return;
+    EXPECT_OK(aclrtCreateStream(&s));
+    EXPECT_OK(aclrtMalloc(&d, N, ACL_MEM_MALLOC_HUGE_FIRST));
+    EXPECT_OK(aclrtMemcpyAsync(bz.b, BIG, bz.a, BIG, ACL_MEMCPY_DEVICE_TO_DEVICE, s));
+    /* Pageable host memory: the copy is done (in stream order) on return. */
+    EXPECT_OK(aclrtMemcpyAsync(d, N, data, N, ACL_MEMCPY_HOST_TO_DEVICE, s));
+    CHECKF(dev_equals(d, data, N), "async H2D from pageable memory not done on return");
+    uint8_t *tail = dev_read((uint8_t *)bz.b + BIG - 64, 64);
+    CHECKF(all_bytes(tail, 64, 0) == false, "the earlier D2D copy had not finished");
+    g_free(tail);
+    EXPECT_OK(aclrtMemcpyAsync(back, N, d, N, ACL_MEMCPY_DEVICE_TO_HOST, s));
+    CHECKF(memcmp(back, data, N) == 0, "async D2H into pageable memory not done on return");
+    EXPECT_OK(aclrtSynchronizeStream(s));
+    EXPECT_OK(aclrtDestroyStream(s));
+    EXPECT_OK(aclrtFree(d));
+    busy_free(&bz);
+    g_free(data);
+    g_free(back);
+}
+
+TEST(test_memcpy_async_bad)
+{
+    enum { N = 4096 };
+    void *pin = NULL, *pin2 = NULL, *d = NULL;
+    uint8_t a[N], b[N];
+    memset(a, 1, N);
+    EXPECT_OK(aclrtMallocHost(&pin, N));
+    EXPECT_OK(aclrtMallocHost(&pin2, N));
+    EXPECT_OK(aclrtMalloc(&d, N, ACL_MEM_MALLOC_HUGE_FIRST));
+    EXPECT_ERR(aclrtMemcpyAsync(b, N, a, N, ACL_MEMCPY_HOST_TO_HOST, NULL),
+               ACL_ERROR_RT_FEATURE_NOT_SUPPORT);
+    EXPECT_ERR(aclrtMemcpyAsync(pin2, N, pin, N, ACL_MEMCPY_HOST_TO_HOST, NULL),
+               ACL_ERROR_RT_FEATURE_NOT_SUPPORT);
+    EXPECT_ERR(aclrtMemcpyAsync(d, N, pin, N, (aclrtMemcpyKind)99, NULL),
+               ACL_ERROR_RT_PARAM_INVALID);
+    EXPECT_ERR(aclrtMemcpyAsync(d, N - 1, pin, N, ACL_MEMCPY_HOST_TO_DEVICE, NULL),
+               ACL_ERROR_RT_PARAM_INVALID);
+    EXPECT_ERR(aclrtMemcpyAsync(NULL, N, pin, N, ACL_MEMCPY_HOST_TO_DEVICE, NULL),
+               ACL_ERROR_RT_PARAM_INVALID);
+    EXPECT_ERR(aclrtMemcpyAsync(d, N, NULL, N, ACL_MEMCPY_HOST_TO_DEVICE, NULL),
+               ACL_ERROR_RT_PARAM_INVALID);
+    EXPECT_ERR(aclrtMemsetAsync(d, 100, 0, 101, NULL), ACL_ERROR_RT_PARAM_INVALID);
+    EXPECT_ERR(aclrtMemsetD32Async(d, 399, 0, 100, NULL), ACL_ERROR_RT_PARAM_INVALID);
+    EXPECT_OK(aclrtSynchronizeStream(NULL));
+    EXPECT_OK(aclrtFreeHost(pin));
+    EXPECT_OK(aclrtFreeHost(pin2));
+    EXPECT_OK(aclrtFree(d));
+}
+
+TEST(test_memcpy_async_default_stream)
+{
+    enum { N = 64 * 1024 };
+    Busy bz;
+    aclrtStream def = NULL;
+    void *pin = NULL, *d = NULL;
+    uint8_t data[N];
+    fill_pattern(data, N, 41);
+    if (!busy_alloc(&bz))
+        return;
+    EXPECT_OK(aclrtCtxGetCurrentDefaultStream(&def));
+    CHECK(def != NULL);
+    if (!EXPECT_OK(aclrtMallocHost(&pin, N)))
+        return;
+    EXPECT_OK(aclrtMalloc(&d, N, ACL_MEM_MALLOC_HUGE_FIRST));
+    EXPECT_OK(aclrtMemcpy(d, N, data, N, ACL_MEMCPY_HOST_TO_DEVICE));
+    memset(pin, 0, N);
+    EXPECT_OK(aclrtMemcpyAsync(bz.b, BIG, bz.a, BIG, ACL_MEMCPY_DEVICE_TO_DEVICE, NULL));
+    EXPECT_OK(aclrtMemcpyAsync(pin, N, d, N, ACL_MEMCPY_DEVICE_TO_HOST, NULL));
+    /* Synchronising the default stream by its handle waits for NULL's tasks. */
+    EXPECT_OK(aclrtSynchronizeStream(def));
+    CHECKF(memcmp(pin, data, N) == 0, "a copy queued on NULL was not on the default stream");
+    uint8_t *tail = dev_read((uint8_t *)bz.b + BIG - 64, 64);
+    CHECK(!all_bytes(tail, 64, 0));
+    g_free(tail);
+    EXPECT_OK(aclrtFreeHost(pin));
+    EXPECT_OK(aclrtFree(d));
+    busy_free(&bz);
+}
+
+TEST(test_async_other_device_stream)
+{
+    enum { N = 4096 };
+    aclrtStream s1 = NULL;
+    aclrtContext c1 = NULL;
+    void *pin = NULL, *d = NULL;
+    EXPECT_OK(aclrtMallocHost(&pin, N));
+    EXPECT_OK(aclrtMalloc(&d, N, ACL_MEM_MALLOC_HUGE_FIRST));
+    EXPECT_OK(aclrtSetDevice(1));
+    EXPECT_OK(aclrtGetCurrentContext(&c1));
+    EXPECT_OK(aclrtCreateStream(&s1));
+    use_dev0();
+    EXPECT_ERR(aclrtMemcpyAsync(d, N, pin, N, ACL_MEMCPY_HOST_TO_DEVICE, s1),
+               ACL_ERROR_RT_STREAM_CONTEXT);
+    EXPECT_ERR(aclrtMemsetAsync(d, N, 0, N, s1), ACL_ERROR_RT_STREAM_CONTEXT);
+    EXPECT_ERR(aclrtMemsetD32Async(d, N, 0, N / 4, s1), ACL_ERROR_RT_STREAM_CONTEXT);
+    EXPECT_ERR(aclrtDestroyStream(s1), ACL_ERROR_RT_STREAM_CONTEXT);
+    EXPECT_OK(aclrtSetCurrentContext(c1));
+    EXPECT_OK(aclrtDestroyStream(s1));
+    EXPECT_OK(aclrtResetDevice(1));
+    use_dev0();
+    EXPECT_OK(aclrtFreeHost(pin));
+    EXPECT_OK(aclrtFree(d));
+}
+
+TEST(test_memset_async)
+{
+    enum { N = 4096 };
+    aclrtStream s = NULL;
+    void *d = NULL, *pin = NULL;
+    EXPECT_OK(aclrtCreateStream(&s));
+    EXPECT_OK(aclrtMalloc(&d, N, ACL_MEM_MALLOC_HUGE_FIRST));
+    if (!EXPECT_OK(aclrtMallocHost(&pin, N)))
+        return;
+    EXPECT_OK(aclrtMemsetAsync(d, N, 0x1c7, N, s));
+    EXPECT_OK(aclrtSynchronizeStream(s));
+    CHECKF(dev_all_bytes(d, N, 0xc7), "aclrtMemsetAsync: wrong bytes after sync");
+    EXPECT_OK(aclrtMemsetD32Async(d, N, 0xcafef00du, 1000, s));
+    EXPECT_OK(aclrtSynchronizeStream(s));
+    uint32_t w[N / 4];
+    EXPECT_OK(aclrtMemcpy(w, N, d, N, ACL_MEMCPY_DEVICE_TO_HOST));
+    bool ok = true;
+    for (int i = 0; i < N / 4; i++)
+        ok &= w[i] == (i < 1000 ? 0xcafef00du : 0xc7c7c7c7u);
+    CHECKF(ok, "aclrtMemsetD32Async must fill exactly N words");
+    /* Default stream, pinned memory. */
+    EXPECT_OK(aclrtMemsetAsync(pin, N, 0x3c, N, NULL));
+    EXPECT_OK(aclrtSynchronizeStream(NULL));
+    CHECK(all_bytes(pin, N, 0x3c));
+    EXPECT_OK(aclrtMemsetD32Async(pin, N, 0x01020304u, N / 4, NULL));
+    EXPECT_OK(aclrtSynchronizeStream(NULL));
+    CHECK(((uint32_t *)pin)[0] == 0x01020304u && ((uint32_t *)pin)[N / 4 - 1] == 0x01020304u);
+    EXPECT_OK(aclrtDestroyStream(s));
+    EXPECT_OK(aclrtFree(d));
+    EXPECT_OK(aclrtFreeHost(pin));
+}
+
+TEST(test_async_dma_error)
+{
+    enum { N = 4096 };
+    aclrtStream s1 = NULL, s2 = NULL;
+    void *d = NULL, *d2 = NULL, *pin = NULL;
+    uint8_t data[N];
+    fill_pattern(data, N, 51);
+    EXPECT_OK(aclrtCreateStream(&s1));
+    EXPECT_OK(aclrtCreateStream(&s2));
+    EXPECT_OK(aclrtMalloc(&d, N, ACL_MEM_MALLOC_HUGE_FIRST));
+    EXPECT_OK(aclrtMalloc(&d2, N, ACL_MEM_MALLOC_HUGE_FIRST));
+    if (!EXPECT_OK(aclrtMallocHost(&pin, N)))
+        return;
+    memcpy(pin, data, N);
+    /* Queued fine; the device finds out. */
+    EXPECT_OK(aclrtMemcpyAsync(d, N, (void *)(uintptr_t)0x150000000000ull, N,
+                               ACL_MEMCPY_DEVICE_TO_DEVICE, s1));
+    EXPECT_OK(aclrtMemcpyAsync(d2, N, pin, N, ACL_MEMCPY_HOST_TO_DEVICE, s2));
+    EXPECT_OK(aclrtSynchronizeStream(s2));
+    CHECKF(dev_equals(d2, data, N), "a stream beside the failing one lost its copy");
+    EXPECT_ERR(aclrtSynchronizeStream(s1), ACL_ERROR_RT_SYS_DMA);
+    EXPECT_OK(aclrtSynchronizeStream(s1));     /* the error was consumed */
+    /* The stream keeps working. */
+    EXPECT_OK(aclrtMemcpyAsync(d, N, pin, N, ACL_MEMCPY_HOST_TO_DEVICE, s1));
+    EXPECT_OK(aclrtSynchronizeStream(s1));
+    CHECK(dev_equals(d, data, N));
+    EXPECT_OK(aclrtSynchronizeStream(s2));
+    /* aclrtSynchronizeDevice reports (and consumes) a stream's failure too. */
+    EXPECT_OK(aclrtMemcpyAsync(d, N, (void *)(uintptr_t)0x150000000000ull, N,
+                               ACL_MEMCPY_DEVICE_TO_DEVICE, s1));
+    EXPECT_ERR(aclrtSynchronizeDevice(), ACL_ERROR_RT_SYS_DMA);
+    EXPECT_OK(aclrtSynchronizeStream(s1));
+    EXPECT_OK(aclrtSynchronizeDevice());
+    EXPECT_OK(aclrtDestroyStream(s1));
+    EXPECT_OK(aclrtDestroyStream(s2));
+    EXPECT_OK(aclrtFree(d));
+    EXPECT_OK(aclrtFree(d2));
+    EXPECT_OK(aclrtFreeHost(pin));
+}
+
+/* ================================================================== */
+/* Streams.                                                             */
+
+TEST(test_stream_create_destroy)
+{
+    aclrtStream s = NULL, f = NULL, def = NULL;
+    void *d = NULL, *pin = NULL;
+    EXPECT_OK(aclrtCreateStream(&s));
+    CHECK(s != NULL);
+    EXPECT_OK(aclrtSynchronizeStream(s));
+    EXPECT_OK(aclrtDestroyStream(s));
+    EXPECT_ERR(aclrtDestroyStream(s), ACL_ERROR_RT_INVALID_HANDLE);
+    EXPECT_ERR(aclrtSynchronizeStream(s), ACL_ERROR_RT_INVALID_HANDLE);
+
+    /* Force: queued work may be dropped, the stream goes at once. */
+    EXPECT_OK(aclrtMalloc(&d, 4096, ACL_MEM_MALLOC_HUGE_FIRST));
+    EXPECT_OK(aclrtMallocHost(&pin, 4096));
+    EXPECT_OK(aclrtCreateStream(&f));
+    EXPECT_OK(aclrtMemcpyAsync(d, 4096, pin, 4096, ACL_MEMCPY_HOST_TO_DEVICE, f));
+    EXPECT_OK(aclrtDestroyStreamForce(f));
+    EXPECT_ERR(aclrtDestroyStreamForce(f), ACL_ERROR_RT_INVALID_HANDLE);
+    EXPECT_OK(aclrtFree(d));
+    EXPECT_OK(aclrtFreeHost(pin));
+
+    EXPECT_ERR(aclrtDestroyStream(NULL), ACL_ERROR_RT_PARAM_INVALID);
+    EXPECT_ERR(aclrtDestroyStreamForce(NULL), ACL_ERROR_RT_PARAM_INVALID);
+    EXPECT_ERR(aclrtCreateStream(NULL), ACL_ERROR_RT_PARAM_INVALID);
+    EXPECT_OK(aclrtCtxGetCurrentDefaultStream(&def));
+    EXPECT_ERR(aclrtDestroyStream(def), ACL_ERROR_RT_PARAM_INVALID);
+    EXPECT_ERR(aclrtDestroyStreamForce(def), ACL_ERROR_RT_PARAM_INVALID);
+    EXPECT_OK(aclrtSynchronizeStream(def));     /* still alive */
+}
+
+TEST(test_stream_destroy_waits)
+{
+    Busy bz;
+    aclrtStream s = NULL;
+    if (!busy_alloc(&bz))
+        return;
+    EXPECT_OK(aclrtCreateStream(&s));
+    EXPECT_OK(aclrtMemcpyAsync(bz.b, BIG, bz.a, BIG, ACL_MEMCPY_DEVICE_TO_DEVICE, s));
+    EXPECT_OK(aclrtDestroyStream(s));
+    /* Documented: pending tasks finish before the stream goes. */
+    uint8_t *tail = dev_read((uint8_t *)bz.b + BIG - 64, 64);
+    CHECKF(!all_bytes(tail, 64, 0), "aclrtDestroyStream returned before its copy finished");
+    g_free(tail);
+    busy_free(&bz);
+}
+
+TEST(test_stream_sync_timeout_args)
+{
+    aclrtStream s = NULL;
+    EXPECT_OK(aclrtCreateStream(&s));
+    EXPECT_ERR(aclrtSynchronizeStreamWithTimeout(s, 0), ACL_ERROR_RT_PARAM_INVALID);
+    EXPECT_ERR(aclrtSynchronizeStreamWithTimeout(s, -2), ACL_ERROR_RT_PARAM_INVALID);
+    EXPECT_OK(aclrtSynchronizeStreamWithTimeout(s, -1));
+    EXPECT_OK(aclrtSynchronizeStreamWithTimeout(s, 1000));
+    EXPECT_OK(aclrtDestroyStream(s));
+}
+
+typedef struct LimitResult {
+    int created;
+} LimitResult;
+
+static void *thread_stream_limit(void *arg)
+{
+    LimitResult *r = arg;
+    enum { MAX_TRY = 2100 };
+    aclrtStream *s = g_new0(aclrtStream, MAX_TRY);
+    aclError last = ACL_SUCCESS;
+    EXPECT_OK(aclrtSetDevice(6));
+    int n = 0;
+    while (n < MAX_TRY) {
+        last = aclrtCreateStream(&s[n]);
+        if (last != ACL_SUCCESS)
+            break;
+        n++;
+    }
+    r->created = n;
+    /* The default stream of the default context is number 1984 - n. */
+    CHECKF(n == 1983, "created %d streams besides the default stream, expected 1983", n);
+    EXPECT_ERR(last, ACL_ERROR_RT_NO_STREAM_RESOURCE);
+    aclrtStream extra = NULL;
+    EXPECT_ERR(aclrtCreateStream(&extra), ACL_ERROR_RT_NO_STREAM_RESOURCE);
+    /* Freeing one makes room for exactly one. */
+    if (n > 0) {
+        EXPECT_OK(aclrtDestroyStream(s[n - 1]));
+        EXPECT_OK(aclrtCreateStream(&s[n - 1]));
+        EXPECT_ERR(aclrtCreateStream(&extra), ACL_ERROR_RT_NO_STREAM_RESOURCE);
+    }
+    bool all_ok = true;
+    for (int i = 0; i < n; i++)
+        all_ok &= aclrtDestroyStream(s[i]) == ACL_SUCCESS;
+    CHECK(all_ok);
+    drain_errors();
+    EXPECT_OK(aclrtCreateStream(&extra));
+    EXPECT_OK(aclrtDestroyStream(extra));
+    EXPECT_OK(aclrtResetDevice(6));
+    g_free(s);
+    return NULL;
+}
+
+TEST(test_stream_limit)
+{
+    LimitResult r = { 0 };
+    run_thread(thread_stream_limit, &r);
+}
+
+static void *thread_ctx_stream_budget(void *arg)
+{
+    (void)arg;
+    enum { MAX_TRY = 2100 };
+    aclrtStream *s = g_new0(aclrtStream, MAX_TRY);
+    aclrtContext c = NULL;
+    aclError last = ACL_SUCCESS;
+    /* No aclrtSetDevice(7) anywhere: the context costs two default streams. */
+    EXPECT_OK(aclrtCreateContext(&c, 7));
+    int n = 0;
+    while (n < MAX_TRY && (last = aclrtCreateStream(&s[n])) == ACL_SUCCESS)
+        n++;
+    CHECKF(n == 1982, "after aclrtCreateContext without aclrtSetDevice %d streams could be "
+                      "created, expected 1984 - 2 = 1982", n);
+    EXPECT_ERR(last, ACL_ERROR_RT_NO_STREAM_RESOURCE);
+    bool all_ok = true;
+    for (int i = 0; i < n; i++)
+        all_ok &= aclrtDestroyStream(s[i]) == ACL_SUCCESS;
+    CHECK(all_ok);
+    drain_errors();
+    EXPECT_OK(aclrtDestroyContext(c));
+    g_free(s);
+    return NULL;
+}
+
+TEST(test_stream_limit_with_context)
+{
+    run_thread(thread_ctx_stream_budget, NULL);
+}
+
+typedef struct SyncLock {
+    Busy bz;
+    aclrtStream s;
+    double sync_start, sync_end, other_start, other_end;
+    aclError sync_err, other_err;
+} SyncLock;
+
+static void *thread_sync_device(void *arg)
+{
+    SyncLock *t = arg;
+    aclrtSetCurrentContext(g_ctx0);
+    t->sync_start = now_s();
+    t->sync_err = aclrtSynchronizeDevice();
+    t->sync_end = now_s();
+    drain_errors();
+    return NULL;
+}
+
+static void *thread_other_device(void *arg)
+{
+    SyncLock *t = arg;
+    aclrtStream s = NULL;
+    t->other_start = now_s();
+    t->other_err = aclrtSetDevice(2);
+    if (t->other_err == ACL_SUCCESS)
+        t->other_err = aclrtCreateStream(&s);
+    if (t->other_err == ACL_SUCCESS)
+        t->other_err = aclrtDestroyStream(s);
+    t->other_end = now_s();
+    drain_errors();
+    return NULL;
+}
+
+TEST(test_sync_device_blocks_only_caller)
+{
+    /* While one thread waits in aclrtSynchronizeDevice for device 0, another
+     * thread's calls on device 2 must not wait for device 0's copies. */
+    SyncLock t;
+    memset(&t, 0, sizeof(t));
+    if (!busy_alloc(&t.bz))
+        return;
+    EXPECT_OK(aclrtCreateStream(&t.s));
+    for (int i = 0; i < 4; i++)
+        EXPECT_OK(aclrtMemcpyAsync(t.bz.b, BIG, t.bz.a, BIG, ACL_MEMCPY_DEVICE_TO_DEVICE, t.s));
+    pthread_t a, b;
+    CU_ASSERT_FATAL(pthread_create(&a, NULL, thread_sync_device, &t) == 0);
+    g_usleep(30000);
+    CU_ASSERT_FATAL(pthread_create(&b, NULL, thread_other_device, &t) == 0);
+    pthread_join(b, NULL);
+    pthread_join(a, NULL);
+    CHECK(t.sync_err == ACL_SUCCESS && t.other_err == ACL_SUCCESS);
+    double sync_len = t.sync_end - t.sync_start, other_len = t.other_end - t.other_start;
+    CHECKF(sync_len > 0.1 ? other_len < sync_len / 2 : true,
+           "aclrtSetDevice/aclrtCreateStream/aclrtDestroyStream on device 2 took %.3f s while "
+           "another thread's aclrtSynchronizeDevice on device 0 took %.3f s: they waited for it",
+           other_len, sync_len);
+    if (sync_len <= 0.1)
+        printf("\n    (copies too quick to tell: sync took %.3f s)\n", sync_len);
+    EXPECT_OK(aclrtDestroyStream(t.s));
+    busy_free(&t.bz);
+}
+
+TEST(test_sync_device)
+{
+    enum { NS = 3, CHUNK = 64 * 1024 };
+    aclrtStream s[NS];
+    void *src = NULL, *dst[NS];
+    uint8_t mark[CHUNK];
+    fill_pattern(mark, CHUNK, 61);
+    EXPECT_OK(aclrtMalloc(&src, BIG, ACL_MEM_MALLOC_HUGE_FIRST));
+    EXPECT_OK(aclrtMemsetD32(src, BIG, 0x13572468u, BIG / 4));
+    EXPECT_OK(aclrtMemcpy(src, CHUNK, mark, CHUNK, ACL_MEMCPY_HOST_TO_DEVICE));
+    EXPECT_OK(aclrtMemcpy((uint8_t *)src + BIG - CHUNK, CHUNK, mark, CHUNK,
+                          ACL_MEMCPY_HOST_TO_DEVICE));
+    for (int i = 0; i < NS; i++) {
+        dst[i] = NULL;
+        s[i] = NULL;
+        EXPECT_OK(aclrtCreateStream(&s[i]));
+        EXPECT_OK(aclrtMalloc(&dst[i], BIG, ACL_MEM_MALLOC_HUGE_FIRST));
+        EXPECT_OK(aclrtMemset(dst[i], BIG, 0, BIG));
+    }
+    for (int i = 0; i < NS; i++)
+        EXPECT_OK(aclrtMemcpyAsync(dst[i], BIG, src, BIG, ACL_MEMCPY_DEVICE_TO_DEVICE, s[i]));
+    EXPECT_OK(aclrtSynchronizeDevice());
+    for (int i = 0; i < NS; i++) {
+        CHECKF(dev_equals(dst[i], mark, CHUNK), "stream %d: head not copied", i);
+        CHECKF(dev_equals((uint8_t *)dst[i] + BIG - CHUNK, mark, CHUNK),
+               "stream %d: tail not copied after aclrtSynchronizeDevice", i);
+        uint8_t *mid = dev_read((uint8_t *)dst[i] + BIG / 2, 64);
+        bool ok = true;
+        for (int k = 0; k < 64; k += 4)
+            ok &= *(uint32_t *)(mid + k) == 0x13572468u;
+        CHECKF(ok, "stream %d: middle not copied", i);
+        g_free(mid);
+    }
+    for (int i = 0; i < NS; i++) {
+        EXPECT_OK(aclrtDestroyStream(s[i]));
+        EXPECT_OK(aclrtFree(dst[i]));
+    }
+    EXPECT_OK(aclrtFree(src));
+}
+
+/* ================================================================== */
+/* Host access to device memory (children that die).                  */
+
+typedef struct FaultCase {
+    bool write;
+    uint64_t offset;
+    int device;
+    bool after_reset;
+} FaultCase;
+static const FaultCase *g_fault;
+
+static void child_fault(void)
+{
+    const FaultCase *c = g_fault;
+    void *p = NULL;
+    if (aclInit(NULL) != ACL_SUCCESS || aclrtSetDevice(c->device) != ACL_SUCCESS) {
+        fprintf(stderr, "TESTINFO setup failed\n");
+        _exit(90);
+    }
+    if (c->after_reset) {
+        /* Small allocations share a block; the device is reset; a new
+         * allocation lands where the block was. */
+        void *a = NULL, *b = NULL;
+        if (aclrtMalloc(&a, 100, ACL_MEM_MALLOC_HUGE_FIRST) != ACL_SUCCESS ||
+            aclrtMalloc(&b, 100, ACL_MEM_MALLOC_HUGE_FIRST) != ACL_SUCCESS ||
+            aclrtResetDevice(c->device) != ACL_SUCCESS ||
+            aclrtSetDevice(c->device) != ACL_SUCCESS)
+            _exit(91);
+    }
+    if (aclrtMalloc(&p, 4096, ACL_MEM_MALLOC_HUGE_FIRST) != ACL_SUCCESS)
+        _exit(92);
+    volatile int *at = (volatile int *)((uint8_t *)p + c->offset);
+    fprintf(stderr, "TESTINFO base=0x%llx addr=0x%llx\n", (unsigned long long)(uintptr_t)p,
+            (unsigned long long)(uintptr_t)at);
+    fflush(stderr);
+    if (c->write) {
+        *at = 1;
+    } else {
+        int v = *at;
+        fprintf(stderr, "read %d\n", v);
+    }
+    _exit(93);  /* not reached */
+}
+
+static void run_fault_case(const FaultCase *c)
+{
+    g_fault = c;
+    int fd = -1;
+    ChildBody b = { child_fault };
+    pid_t pid = child_run_stderr(child_trampoline, &b, &fd);
+    CU_ASSERT_FATAL(pid > 0);
+    char *err = child_collect(fd);
+    int st = child_wait(pid);
+    CHECKF(st == 128 + SIGSEGV, "the child ended with status %d, expected death by SIGSEGV (%d)",
+           st, 128 + SIGSEGV);
+    unsigned long long base = 0, addr = 0;
+    const char *info = strstr(err, "TESTINFO base=");
+    CHECKF(info && sscanf(info, "TESTINFO base=0x%llx addr=0x%llx", &base, &addr) == 2,
+           "the child did not get as far as the access; stderr:\n%s", err);
+    if (info) {
+        const char *msg = strstr(info, "npu-emu:");
+        char *want_addr = g_strdup_printf("0x%llx", addr);
+        char *want_dev = g_strdup_printf("device %d", c->device);
+        char *want_base = g_strdup_printf("allocation 0x%llx", base);
+        /* The size as asked for, as rounded by the ACL rule, or as reserved. */
+        bool size_ok = msg && (strstr(msg, "size 0x1000") || strstr(msg, "size 0x1020") ||
+                               strstr(msg, "size 0x2000"));
+        CHECKF(msg != NULL, "no npu-emu fault message; stderr:\n%s", err);
+        if (msg) {
+            CHECKF(strstr(msg, c->write ? "write" : "read") != NULL, "no '%s' in:\n%s",
+                   c->write ? "write" : "read", msg);
+            if (!c->write)
+                CHECKF(strstr(msg, "write") == NULL, "a read reported as a write:\n%s", msg);
+            CHECKF(strstr(msg, "4 bytes") != NULL, "no '4 bytes' in:\n%s", msg);
+            CHECKF(strstr(msg, want_addr) != NULL, "no address %s in:\n%s", want_addr, msg);
+            CHECKF(strstr(msg, want_dev) != NULL, "no '%s' in:\n%s", want_dev, msg);
+            CHECKF(strstr(msg, want_base) != NULL, "no '%s' in:\n%s", want_base, msg);
+            CHECKF(size_ok, "no allocation size (0x1000, 0x1020 or 0x2000) in:\n%s", msg);
+        }
+        g_free(want_addr);
+        g_free(want_dev);
+        g_free(want_base);
+    }
+    g_free(err);
+}
+
+TEST(test_fault_write)
+{
+    static const FaultCase c = { .write = true, .offset = 0, .device = 0 };
+    run_fault_case(&c);
+}
+
+TEST(test_fault_read)
+{
+    static const FaultCase c = { .write = false, .offset = 0x40, .device = 0 };
+    run_fault_case(&c);
+}
+
+TEST(test_fault_after_reset)
+{
+    /* The report must name the live allocation, not one forgotten by a reset. */
+    static const FaultCase c = { .write = false, .offset = 0xc8, .device = 5,
+                                 .after_reset = true };
+    run_fault_case(&c);
+}
+
+/* ================================================================== */
+/* aclFinalize of this process.                                         */
+
+TEST(test_finalize)
+{
+    uint32_t n = 0;
+    /* aclInit ran twice (one repeat): one aclFinalize ends it all. */
+    EXPECT_OK(aclFinalize());
+    EXPECT_ERR(aclrtGetDeviceCount(&n), ACL_ERROR_UNINITIALIZE);
+    EXPECT_ERR(aclFinalize(), ACL_ERROR_REPEAT_FINALIZE);
+    CHECK(aclrtGetSocName() == NULL);
+    drain_errors();
+}
+
+/* ================================================================== */
+/* The emulator dies while a client waits (last: it ends the emulator).  */
+
+static int g_death_pipe[2] = { -1, -1 };
+
+static void child_wait_through_death(void)
+{
+    aclrtStream s = NULL;
+    Busy bz;
+    close(g_death_pipe[0]);
+    if (!EXPECT_OK(aclInit(NULL)) || !EXPECT_OK(aclrtSetDevice(0)) ||
+        !EXPECT_OK(aclrtCreateStream(&s)) || !busy_alloc(&bz))
+        _exit(90);
+    for (int i = 0; i < 8; i++)
+        EXPECT_OK(aclrtMemcpyAsync(bz.b, BIG, bz.a, BIG, ACL_MEMCPY_DEVICE_TO_DEVICE, s));
+    if (write(g_death_pipe[1], "q", 1) != 1)
+        _exit(91);
+    double t0 = now_s();
+    aclError e = aclrtSynchronizeStream(s);   /* no timeout */
+    double waited = now_s() - t0;
+    CHECKF(e == ACL_ERROR_RT_SOCKET_CLOSE, "aclrtSynchronizeStream returned %d when npu-emu "
+                                           "died, expected 507901", e);
+    CHECKF(waited < 2.0, "aclrtSynchronizeStream noticed the death after %.3f s", waited);
+    drain_errors();
+}
+
+TEST(test_emulator_dies_during_sync)
+{
+    /* docs/decisions.md: a client waiting when the emulator dies gets 507901
+     * within about 100 ms. */
+    CU_ASSERT_FATAL(pipe(g_death_pipe) == 0);
+    ChildBody b = { child_wait_through_death };
+    pid_t pid = child_run(child_trampoline, &b);
+    CU_ASSERT_FATAL(pid > 0);
+    close(g_death_pipe[1]);
+    char c;
+    bool queued = read(g_death_pipe[0], &c, 1) == 1;
+    close(g_death_pipe[0]);
+    CHECKF(queued, "the child did not get as far as queueing its copies");
+    g_usleep(50000);    /* the child is asleep in aclrtSynchronizeStream */
+    kill(g_emu.pid, SIGKILL);
+    waitpid(g_emu.pid, NULL, 0);
+    g_emu.pid = 0;
+    g_emu_dead = true;
+    int st = -1;
+    for (int i = 0; i < 500; i++) {     /* 5 s */
+        int raw;
+        pid_t r = waitpid(pid, &raw, WNOHANG);
+        if (r == pid) {
+            st = WIFSIGNALED(raw) ? 128 + WTERMSIG(raw) : WEXITSTATUS(raw);
+            break;
+        }
+        g_usleep(10000);
+    }
+    if (st < 0) {
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+    }
+    CHECKF(st == 0, st < 0 ? "the child still waited in aclrtSynchronizeStream 5 s after "
+                             "npu-emu was killed" :
+                             "the child ended with status %d (failed checks printed above)", st);
+}
+
+/* ================================================================== */
+
+typedef struct TestDef {
+    const char *name;
+    CU_TestFunc fn;
+} TestDef;
+
+#define T(f) { #f, f }
+
+static bool add_suite(const char *name, CU_InitializeFunc init, const TestDef *tests, size_t n)
+{
+    CU_pSuite s = CU_add_suite(name, init, NULL);
+    if (!s)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!CU_add_test(s, tests[i].name, tests[i].fn))
+            return false;
+    return true;
+}
+
+int main(void)
+{
+    /* Children inherit this; let their stderr through unbuffered. */
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    if (!emu_start(&g_emu, "a2", NULL)) {
+        fprintf(stderr, "test_api: cannot start npu-emu\n");
+        emu_stop(&g_emu);
+        return 1;
+    }
+    if (CU_initialize_registry() != CUE_SUCCESS)
+        return 1;
+
+    static const TestDef preinit[] = { T(test_preinit) };
+    static const TestDef init[] = {
+        T(test_init_repeat), T(test_init_bad_config), T(test_finalize_reference),
+        T(test_reinit_after_finalize),
+    };
+    static const TestDef devices[] = {
+        T(test_device_queries), T(test_device_bad_ids), T(test_device_none_in_new_thread),
+        T(test_device_per_thread), T(test_device_info), T(test_device_set_reset_count),
+        T(test_device_reset_force), T(test_device_reset_frees_memory), T(test_visible_devices),
+    };
+    static const TestDef errors[] = { T(test_errors_newest_first), T(test_errors_per_thread) };
+    static const TestDef contexts[] = {
+        T(test_ctx_create_is_current), T(test_ctx_switch_device), T(test_ctx_destroy_default),
+        T(test_ctx_destroy_twice), T(test_ctx_destroy_takes_streams), T(test_ctx_null_args), T(test_ctx_destroyed_current),
+    };
+    static const TestDef memory[] = {
+        T(test_malloc_bad_args), T(test_malloc_policies), T(test_malloc_small_slices),
+        T(test_malloc_align32_cached), T(test_mem_info), T(test_mem_no_device),
+        T(test_free_bad), T(test_host_memory), T(test_pointer_attributes),
+    };
+    static const TestDef copies[] = {
+        T(test_memcpy_all_kinds), T(test_memcpy_bad_args), T(test_memcpy_freed),
+        T(test_memcpy_freed_small), T(test_memcpy_past_segment), T(test_memset),
+        T(test_memset_d32), T(test_memcpy_async_pinned), T(test_memcpy_async_pageable),
+        T(test_memcpy_async_bad), T(test_memcpy_async_default_stream),
+        T(test_async_other_device_stream), T(test_memset_async), T(test_async_dma_error),
+    };
+    static const TestDef streams[] = {
+        T(test_stream_create_destroy), T(test_stream_destroy_waits),
+        T(test_stream_sync_timeout_args), T(test_stream_limit), T(test_stream_limit_with_context),
+        T(test_sync_device), T(test_sync_device_blocks_only_caller),
+    };
+    static const TestDef faults[] = {
+        T(test_fault_write), T(test_fault_read), T(test_fault_after_reset),
+    };
+    static const TestDef fin[] = { T(test_finalize) };
+    static const TestDef death[] = { T(test_emulator_dies_during_sync) };
+
+    bool ok = add_suite("preinit", NULL, preinit, G_N_ELEMENTS(preinit)) &&
+              add_suite("init", NULL, init, G_N_ELEMENTS(init)) &&
+              add_suite("devices", suite_devices_init, devices, G_N_ELEMENTS(devices)) &&
+              add_suite("errors", NULL, errors, G_N_ELEMENTS(errors)) &&
+              add_suite("contexts", NULL, contexts, G_N_ELEMENTS(contexts)) &&
+              add_suite("memory", NULL, memory, G_N_ELEMENTS(memory)) &&
+              add_suite("copies", NULL, copies, G_N_ELEMENTS(copies)) &&
+              add_suite("streams", NULL, streams, G_N_ELEMENTS(streams)) &&
+              add_suite("faults", NULL, faults, G_N_ELEMENTS(faults)) &&
+              add_suite("finalize", NULL, fin, G_N_ELEMENTS(fin)) &&
+              add_suite("emulator death", NULL, death, G_N_ELEMENTS(death));
+    if (!ok) {
+        fprintf(stderr, "test_api: cannot register tests: %s\n", CU_get_error_msg());
+        CU_cleanup_registry();
+        emu_stop(&g_emu);
+        return 1;
+    }
+
+    double t0 = now_s();
+    CU_basic_set_mode(CU_BRM_VERBOSE);
+    CU_basic_run_tests();
+    double total = now_s() - t0;
+    unsigned failures = CU_get_number_of_failures();
+    unsigned tests_failed = CU_get_number_of_tests_failed();
+    unsigned suites_failed = CU_get_number_of_suites_failed();
+
+    printf("\nRun times:\n");
+    for (int i = 0; i < g_ntimes; i++)
+        printf("  %-36s %8.3f s\n", g_times[i].name, g_times[i].secs);
+    printf("  %-36s %8.3f s\n", "total", total);
+
+    CU_cleanup_registry();
+    emu_stop(&g_emu);
+    return failures || tests_failed || suites_failed ? 1 : 0;
+}
