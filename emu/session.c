@@ -598,9 +598,15 @@ static int handshake(Session *s)
     return ACL_SUCCESS;
 }
 
+/* After answering, a client often sends its next request within microseconds
+ * (malloc then map then free, submit then submit): poll that long before
+ * paying for a futex sleep and wake-up.  Idle sessions sleep at once. */
+#define SERVE_SPIN 4000
+
 static void serve(Session *s)
 {
     EmuChanHeader *h = s->hdr;
+    int spin = 0;
     while (!__atomic_load_n(&s->dead, __ATOMIC_ACQUIRE)) {
         uint32_t bell = __atomic_load_n(&h->doorbell, __ATOMIC_SEQ_CST);
         uint64_t posted = __atomic_exchange_n(&h->posted, 0, __ATOMIC_SEQ_CST);
@@ -612,6 +618,12 @@ static void serve(Session *s)
                 if (__atomic_load_n(&slot->state, __ATOMIC_ACQUIRE) == EMU_SLOT_POSTED)
                     emu_session_handle(s, slot);
             }
+            spin = SERVE_SPIN;
+            continue;
+        }
+        if (spin > 0) {
+            spin--;
+            emu_cpu_relax();
             continue;
         }
         __atomic_store_n(&h->server_sleeping, 1, __ATOMIC_SEQ_CST);
