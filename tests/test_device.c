@@ -9,6 +9,7 @@
 #include "devmodel/device.h"
 
 #include <CUnit/Basic.h>
+#include "cu_run.h"
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -727,12 +728,5 @@ int main(void)
         CU_cleanup_registry();
         return 1;
     }
-    CU_basic_set_mode(CU_BRM_VERBOSE);
-    if (CU_basic_run_tests() != CUE_SUCCESS) {
-        CU_cleanup_registry();
-        return 1;
-    }
-    unsigned failures = CU_get_number_of_failures();
-    CU_cleanup_registry();
-    return failures ? 1 : 0;
+    return cu_run_all();
 }

@@ -16,6 +16,7 @@
 #include "emu/session.h"
 
 #include <CUnit/Basic.h>
+#include "cu_run.h"
 #include <dirent.h>
 #include <errno.h>
 #include <poll.h>
@@ -1541,12 +1542,5 @@ int main(void)
         CU_cleanup_registry();
         return 1;
     }
-    CU_basic_set_mode(CU_BRM_VERBOSE);
-    if (CU_basic_run_tests() != CUE_SUCCESS) {
-        CU_cleanup_registry();
-        return 1;
-    }
-    unsigned failures = CU_get_number_of_failures();
-    CU_cleanup_registry();
-    return failures ? 1 : 0;
+    return cu_run_all();
 }
