@@ -151,7 +151,7 @@ static bool idle_expired(EmuServer *srv)
     if (srv->opt.idle_exit_sec <= 0)
         return false;
     g_mutex_lock(&srv->lock);
-    bool expired = srv->idle_since &&
+    bool expired = srv->live == 0 &&
                    g_get_monotonic_time() - srv->idle_since >
                        (gint64)srv->opt.idle_exit_sec * G_USEC_PER_SEC;
     g_mutex_unlock(&srv->lock);
@@ -187,6 +187,21 @@ static void end_all_sessions(EmuServer *srv)
     }
 }
 
+/* Stops taking clients: the socket disappears and the start-up lock is free,
+ * so a client arriving now starts a new emulator instead of reaching this one. */
+static void stop_listening(EmuServer *srv)
+{
+    if (srv->listen_fd >= 0) {
+        unlink(srv->opt.socket_path);
+        close(srv->listen_fd);
+        srv->listen_fd = -1;
+    }
+    if (srv->lock_fd >= 0) {
+        close(srv->lock_fd);
+        srv->lock_fd = -1;
+    }
+}
+
 void emu_server_run(EmuServer *srv)
 {
     struct epoll_event evs[32];
@@ -213,10 +228,14 @@ void emu_server_run(EmuServer *srv)
             break;
         }
         if (idle_expired(srv)) {
+            /* Accepts happen on this thread and are counted at once, so nobody
+             * is half-connected now; connections still in the backlog are
+             * reset and their clients start a new emulator. */
             emu_log("idle for %d s with no clients: exiting", srv->opt.idle_exit_sec);
             break;
         }
     }
+    stop_listening(srv);
     end_all_sessions(srv);
 }
 
@@ -224,17 +243,12 @@ void emu_server_free(EmuServer *srv)
 {
     if (!srv)
         return;
-    if (srv->listen_fd >= 0) {
-        close(srv->listen_fd);
-        unlink(srv->opt.socket_path);
-    }
+    stop_listening(srv);
     for (int s = 0; s < srv->nservers; s++)
         for (int d = 0; d < EMU_MAX_DEVICES; d++)
             device_destroy(srv->devices[s][d]);
     if (srv->epoll_fd >= 0)
         close(srv->epoll_fd);
-    if (srv->lock_fd >= 0)
-        close(srv->lock_fd);
     close(srv->stop_fd);
     g_hash_table_destroy(srv->sessions);
     g_hash_table_destroy(srv->pids);

@@ -44,7 +44,8 @@ typedef struct EmuServer {
     GHashTable *sessions;       /* id -> Session * */
     GHashTable *pids;           /* pid -> Session * */
     uint32_t next_session_id;
-    gint64 idle_since;          /* monotonic us; 0 while clients are connected */
+    unsigned live;              /* accepted connections not yet reclaimed */
+    gint64 idle_since;          /* monotonic us when `live` last dropped to 0 */
 } EmuServer;
 
 /* Default socket path for the calling user (NPU_EMU_SOCKET overrides it). */

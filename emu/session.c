@@ -36,6 +36,7 @@ struct Session {
     EmuStreamState *states;
     GThread *thread;
     int dead;
+    bool counted;           /* included in srv->live */
 
     GMutex lock;            /* protects host and streams against stream workers */
     GTree *host;            /* client address -> HostBuf * */
@@ -491,7 +492,6 @@ static void session_register(Session *s)
     s->id = srv->next_session_id;
     g_hash_table_insert(srv->sessions, GUINT_TO_POINTER(s->id), s);
     g_hash_table_insert(srv->pids, GINT_TO_POINTER(s->pid), s);
-    srv->idle_since = 0;
     g_mutex_unlock(&srv->lock);
 }
 
@@ -672,6 +672,11 @@ static gpointer session_thread(gpointer data)
 bool emu_session_start(EmuServer *srv, int sock)
 {
     Session *s = session_alloc(srv, sock);
+    /* Counted from accept on, so that idle exit never races a handshake. */
+    g_mutex_lock(&srv->lock);
+    srv->live++;
+    s->counted = true;
+    g_mutex_unlock(&srv->lock);
     GError *err = NULL;
     /* The accept loop joins sessions only at shutdown; until then the thread owns s. */
     s->thread = g_thread_try_new("npu-session", session_thread, s, &err);
@@ -700,15 +705,15 @@ void emu_session_reclaim(Session *s)
     unsigned streams = 0, allocs = 0, hosts = 0;
     uint64_t bytes = 0;
 
+    g_mutex_lock(&srv->lock);
     if (s->id) {
-        g_mutex_lock(&srv->lock);
         g_hash_table_remove(srv->sessions, GUINT_TO_POINTER(s->id));
         if (g_hash_table_lookup(srv->pids, GINT_TO_POINTER(s->pid)) == s)
             g_hash_table_remove(srv->pids, GINT_TO_POINTER(s->pid));
-        if (g_hash_table_size(srv->sessions) == 0)
-            srv->idle_since = g_get_monotonic_time();
-        g_mutex_unlock(&srv->lock);
     }
+    if (s->counted && --srv->live == 0)
+        srv->idle_since = g_get_monotonic_time();
+    g_mutex_unlock(&srv->lock);
     /* Streams first: their workers write into the channel and touch memory. */
     streams_release(s, -1, true, &streams);
     if (s->id) {

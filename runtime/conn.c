@@ -202,6 +202,9 @@ aclError rt_conn_open(RtConn *c)
             if (err != ACL_ERROR_RT_SOCKET_CLOSE || now_ms() > deadline)
                 break;
             spawned = false;
+        } else if (errno == EACCES || errno == EPERM) {
+            err = ACL_ERROR_RT_NO_PERMISSION;   /* another user's emulator */
+            break;
         } else if (errno != ENOENT && errno != ECONNREFUSED) {
             break;
         } else if (!spawned) {
