@@ -34,7 +34,6 @@ struct Session {
     EmuChanHeader *hdr;
     EmuSlot *slots;
     EmuStreamState *states;
-    GThread *thread;
     int dead;
     bool counted;           /* included in srv->live */
 
@@ -678,15 +677,16 @@ bool emu_session_start(EmuServer *srv, int sock)
     s->counted = true;
     g_mutex_unlock(&srv->lock);
     GError *err = NULL;
-    /* The accept loop joins sessions only at shutdown; until then the thread owns s. */
-    s->thread = g_thread_try_new("npu-session", session_thread, s, &err);
-    if (!s->thread) {
+    /* From here on the thread owns s and may free it at any moment (a refused
+     * client is gone in microseconds): only the local handle may be touched. */
+    GThread *t = g_thread_try_new("npu-session", session_thread, s, &err);
+    if (!t) {
         emu_log("cannot start a session thread: %s", err->message);
         g_error_free(err);
         emu_session_reclaim(s);
         return false;
     }
-    g_thread_unref(s->thread);
+    g_thread_unref(t);
     return true;
 }
 

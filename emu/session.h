@@ -24,8 +24,6 @@ typedef struct Session Session;
 bool emu_session_start(EmuServer *srv, int sock);
 /* Called by the accept loop when the socket closed: the thread reclaims and exits. */
 void emu_session_kill(Session *s);
-/* Waits for the session thread to finish. */
-void emu_session_join(Session *s);
 
 /* For tests: a session bound to `sock` without a thread or a handshake. */
 Session *emu_session_new_detached(EmuServer *srv, int sock, pid_t pid, int server);
