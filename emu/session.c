@@ -600,12 +600,12 @@ static int handshake(Session *s)
 /* After answering, a client often sends its next request within microseconds
  * (malloc then map then free, submit then submit): poll that long before
  * paying for a futex sleep and wake-up.  Idle sessions sleep at once. */
-#define SERVE_SPIN 4000
+#define SERVE_POLL_NS 50000
 
 static void serve(Session *s)
 {
     EmuChanHeader *h = s->hdr;
-    int spin = 0;
+    uint64_t poll_until = 0;
     while (!__atomic_load_n(&s->dead, __ATOMIC_ACQUIRE)) {
         uint32_t bell = __atomic_load_n(&h->doorbell, __ATOMIC_SEQ_CST);
         uint64_t posted = __atomic_exchange_n(&h->posted, 0, __ATOMIC_SEQ_CST);
@@ -617,14 +617,12 @@ static void serve(Session *s)
                 if (__atomic_load_n(&slot->state, __ATOMIC_ACQUIRE) == EMU_SLOT_POSTED)
                     emu_session_handle(s, slot);
             }
-            spin = SERVE_SPIN;
+            poll_until = emu_now_ns() + SERVE_POLL_NS;
             continue;
         }
-        if (spin > 0) {
-            spin--;
-            emu_cpu_relax();
+        if (poll_until && emu_poll_step(poll_until))
             continue;
-        }
+        poll_until = 0;
         __atomic_store_n(&h->server_sleeping, 1, __ATOMIC_SEQ_CST);
         if (__atomic_load_n(&h->posted, __ATOMIC_SEQ_CST) == 0 &&
             !__atomic_load_n(&s->dead, __ATOMIC_SEQ_CST))

@@ -25,6 +25,7 @@
 
 #define RT_CONNECT_TIMEOUT_MS 10000
 #define RT_WAIT_SLICE_NS      100000000 /* re-check the emulator's health every 100 ms */
+#define RT_POLL_NS            30000     /* poll this long for an answer before sleeping */
 
 static char *socket_path(void)
 {
@@ -319,13 +320,13 @@ aclError rt_call(uint32_t cmd, const void *req, uint32_t req_len, void *resp,
         emu_futex_wake(&c->hdr->doorbell, 1);
 
     aclError err;
-    /* Most requests are answered within a few microseconds: spin briefly before
+    /* Most requests are answered within a few microseconds: poll briefly before
      * paying for a sleep. */
-    for (int spin = 0; spin < 4000; spin++) {
+    uint64_t deadline = emu_now_ns() + RT_POLL_NS;
+    do {
         if (__atomic_load_n(&s->state, __ATOMIC_ACQUIRE) == EMU_SLOT_DONE)
             goto done;
-        emu_cpu_relax();
-    }
+    } while (emu_poll_step(deadline));
     __atomic_store_n(&s->client_waiting, 1, __ATOMIC_SEQ_CST);
     while (__atomic_load_n(&s->state, __ATOMIC_SEQ_CST) != EMU_SLOT_DONE) {
         emu_futex_wait(&s->state, EMU_SLOT_POSTED, RT_WAIT_SLICE_NS);
@@ -364,11 +365,11 @@ aclError rt_wait_stream(uint32_t id, uint32_t seq, int64_t timeout_ms)
         return ACL_ERROR_RT_SOCKET_CLOSE;
     EmuStreamState *st = &c->states[id];
     int64_t deadline = timeout_ms < 0 ? INT64_MAX : now_ms() + timeout_ms;
-    for (int spin = 0; spin < 2000; spin++) {
+    uint64_t poll_until = emu_now_ns() + RT_POLL_NS;
+    do {
         if (emu_seq_reached(__atomic_load_n(&st->done, __ATOMIC_ACQUIRE), seq))
             return ACL_SUCCESS;
-        emu_cpu_relax();
-    }
+    } while (emu_poll_step(poll_until));
     __atomic_add_fetch(&st->waiters, 1, __ATOMIC_SEQ_CST);
     aclError err = ACL_SUCCESS;
     for (;;) {

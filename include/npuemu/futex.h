@@ -10,6 +10,8 @@
 
 #include <errno.h>
 #include <linux/futex.h>
+#include <sched.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -44,6 +46,25 @@ static inline void emu_cpu_relax(void)
 #elif defined(__aarch64__)
     __asm__ volatile("yield");
 #endif
+}
+
+static inline uint64_t emu_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* One step of a bounded poll before a futex sleep: pause briefly, then let a
+ * runnable thread on this CPU go first - when the peer shares our CPU, spinning
+ * without yielding would only delay the answer we wait for.  Returns false once
+ * `deadline` (emu_now_ns() based) has passed. */
+static inline bool emu_poll_step(uint64_t deadline)
+{
+    for (int i = 0; i < 16; i++)
+        emu_cpu_relax();
+    sched_yield();
+    return emu_now_ns() < deadline;
 }
 
 #endif
