@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 
 #include "server.h"
 
@@ -89,6 +90,12 @@ int main(int argc, char **argv)
         emu_log("%s", err->message);
         emu_server_free(srv);
         return code;
+    }
+    /* Every memory object is an fd: use all the fds the hard limit allows. */
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
     }
     running = srv;
     struct sigaction sa = { .sa_handler = on_signal };

@@ -176,10 +176,10 @@ static void end_all_sessions(EmuServer *srv)
     while (g_hash_table_iter_next(&it, &key, &value))
         emu_session_kill(value);
     g_mutex_unlock(&srv->lock);
-    /* Session threads remove themselves once they have reclaimed. */
+    /* Session threads (handshakes included) finish by reclaiming themselves. */
     for (int i = 0; i < 1000; i++) {
         g_mutex_lock(&srv->lock);
-        guint left = g_hash_table_size(srv->sessions);
+        unsigned left = srv->live;
         g_mutex_unlock(&srv->lock);
         if (!left)
             break;
@@ -216,8 +216,13 @@ void emu_server_run(EmuServer *srv)
                 stop = true;
             } else if (tag == 0) {
                 int c = accept4(srv->listen_fd, NULL, NULL, SOCK_CLOEXEC);
-                if (c >= 0)
+                if (c >= 0) {
                     emu_session_start(srv, c);
+                } else if (errno == EMFILE || errno == ENFILE) {
+                    /* Out of fds: the listen socket stays readable; do not spin. */
+                    emu_log("out of file descriptors: a client has to wait");
+                    g_usleep(100000);
+                }
             } else {
                 /* A client never writes after its greeting: readable means closed. */
                 kill_session(srv, (uint32_t)tag);
@@ -244,6 +249,12 @@ void emu_server_free(EmuServer *srv)
     if (!srv)
         return;
     stop_listening(srv);
+    if (srv->live > 0) {
+        /* A session thread is still stuck (a task that will not end): its
+         * memory must outlive it; the process is exiting anyway. */
+        emu_log("%u session(s) did not finish: leaving their state to the exit", srv->live);
+        return;
+    }
     for (int s = 0; s < srv->nservers; s++)
         for (int d = 0; d < EMU_MAX_DEVICES; d++)
             device_destroy(srv->devices[s][d]);

@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -81,12 +82,20 @@ static bool spawn_emulator(const char *path)
         setsid();
         if (fork() != 0)
             _exit(0);
+        /* The emulator outlives us: it must not hold the application's pipes,
+         * files or locks, its working directory, or its blocked signals. */
         int null = open("/dev/null", O_RDWR);
         if (null >= 0) {
             dup2(null, 0);
             dup2(null, 1);
             dup2(null, 2);
         }
+        close_range(3, ~0u, 0);
+        sigset_t all;
+        sigemptyset(&all);
+        sigprocmask(SIG_SETMASK, &all, NULL);
+        if (chdir("/") != 0)
+            _exit(126);
         execv(bin, argv);
         _exit(127);
     }
@@ -140,6 +149,8 @@ static ssize_t recv_with_fd(int sock, void *buf, size_t len, int *fd)
         n = recvmsg(sock, &msg, MSG_WAITALL | MSG_CMSG_CLOEXEC);
     while (n < 0 && errno == EINTR);
     *fd = -1;
+    if (msg.msg_flags & MSG_CTRUNC)
+        return n;       /* the fd did not fit (our fd table is full): it is lost */
     struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
     if (n > 0 && c && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS)
         memcpy(fd, CMSG_DATA(c), sizeof(int));
@@ -168,12 +179,18 @@ static aclError handshake(RtConn *c, int sock)
             close(fd);
         return c->welcome.status;
     }
-    if (fd < 0 || c->welcome.chan_size != EMU_CHAN_SIZE)
+    if (fd < 0 || c->welcome.chan_size != EMU_CHAN_SIZE ||
+        c->welcome.version != EMU_PROTO_VERSION) {
+        if (fd >= 0)
+            close(fd);
         return ACL_ERROR_RT_DRV_INTERNAL_ERROR;
+    }
     void *map = mmap(NULL, EMU_CHAN_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     close(fd);
     if (map == MAP_FAILED)
         return ACL_ERROR_RT_DRV_INTERNAL_ERROR;
+    /* A forked child must not inherit our session's channel. */
+    madvise(map, EMU_CHAN_SIZE, MADV_DONTFORK);
     c->chan = map;
     c->hdr = map;
     c->slots = (EmuSlot *)(c->chan + c->hdr->slots_off);
@@ -261,14 +278,16 @@ static int take_fd(RtConn *c, uint32_t tag)
     for (;;) {
         EmuFdMsg m;
         int got;
-        if (recv_with_fd(c->sock, &m, sizeof(m), &got) != (ssize_t)sizeof(m) || got < 0) {
+        if (recv_with_fd(c->sock, &m, sizeof(m), &got) != (ssize_t)sizeof(m)) {
             c->broken = true;
             break;
         }
         if (m.tag == tag) {
-            fd = got;
+            fd = got;   /* -1 if it could not be received: this call fails alone */
             break;
         }
+        if (got < 0)
+            continue;
         unsigned i;
         for (i = 0; i < EMU_CHAN_SLOTS && c->stash[i].tag; i++)
             ;
@@ -353,7 +372,7 @@ done:
         else if (fd >= 0)
             close(fd);
         if (fd < 0 && err == ACL_SUCCESS)
-            err = ACL_ERROR_RT_SOCKET_CLOSE;
+            err = c->broken ? ACL_ERROR_RT_SOCKET_CLOSE : ACL_ERROR_RT_RESOURCE_ALLOC_FAIL;
     }
     return err;
 }

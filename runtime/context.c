@@ -33,7 +33,7 @@ void rt_ctx_free(RtContext *ctx)
 {
     g_hash_table_remove(g_rt.contexts, ctx);
     ctx->magic = 0;
-    g_free(ctx);
+    rt_retire_handle(ctx);
 }
 
 bool rt_ctx_valid(RtContext *ctx)
@@ -105,12 +105,18 @@ RT_EXPORT aclError aclrtCreateContext(aclrtContext *context, int32_t deviceId)
     return ACL_SUCCESS;
 }
 
+static bool in_context(RtStream *s, const void *ctx)
+{
+    return s->ctx == ctx;
+}
+
 RT_EXPORT aclError aclrtDestroyContext(aclrtContext context)
 {
     RT_CHECK_INIT();
     if (!context)
         return RT_FAIL(ACL_ERROR_RT_PARAM_INVALID, "context must not be NULL");
     RtContext *ctx = context;
+    rt_streams_wait(in_context, ctx, -1);
     pthread_mutex_lock(&g_rt.lock);
     if (!rt_ctx_valid(ctx)) {
         pthread_mutex_unlock(&g_rt.lock);
@@ -132,7 +138,6 @@ RT_EXPORT aclError aclrtDestroyContext(aclrtContext context)
             g_ptr_array_add(streams, key);
     for (unsigned i = 0; i < streams->len; i++) {
         RtStream *s = g_ptr_array_index(streams, i);
-        rt_stream_sync(s, -1);
         EmuReqStreamDestroy q = { .stream = s->id };
         rt_call(EMU_CMD_STREAM_DESTROY, &q, sizeof(q), NULL, 0, NULL);
         rt_stream_free(s);

@@ -128,6 +128,10 @@ static aclError reset_device(const char *api, int32_t deviceId, bool force)
     if (!rt_device_valid(deviceId))
         return rt_fail(ACL_ERROR_RT_INVALID_DEVICEID,
                        api, "invalid device id %d; the valid range is [0, %d)", deviceId, g_rt.ndev);
+    /* Documented: the device's pending work finishes first.  Wait before taking
+     * the lock, so other threads (other devices) are not held up meanwhile. */
+    if (g_rt.dev[deviceId].set_count == (force ? g_rt.dev[deviceId].set_count : 1))
+        rt_streams_wait(rt_stream_on_device, &deviceId, -1);
     pthread_mutex_lock(&g_rt.lock);
     RtDevice *d = &g_rt.dev[deviceId];
     if (d->set_count == 0) {
@@ -203,27 +207,8 @@ static aclError sync_device(const char *api, int64_t timeout_ms)
     err = rt_call(EMU_CMD_DEVICE_SYNC, &q, sizeof(q), &r, sizeof(r), NULL);
     if (err != ACL_SUCCESS)
         return rt_fail(err, api, "device %d is not reachable", ctx->device);
-    /* Snapshot (stream, last task) pairs, then wait without the lock: other
-     * threads keep working meanwhile. */
-    GArray *list = g_array_new(FALSE, FALSE, sizeof(RtStreamMark));
-    pthread_mutex_lock(&g_rt.lock);
-    GHashTableIter it;
-    gpointer key;
-    g_hash_table_iter_init(&it, g_rt.streams);
-    while (g_hash_table_iter_next(&it, &key, NULL)) {
-        RtStream *s = key;
-        if (s->device == ctx->device)
-            g_array_append_val(list, ((RtStreamMark){ s->id, rt_stream_mark(s) }));
-    }
-    pthread_mutex_unlock(&g_rt.lock);
-    aclError first = ACL_SUCCESS;
-    for (unsigned i = 0; i < list->len; i++) {
-        RtStreamMark *m = &g_array_index(list, RtStreamMark, i);
-        err = rt_stream_wait_mark(m->id, m->seq, timeout_ms);
-        if (err != ACL_SUCCESS && first == ACL_SUCCESS)
-            first = err;
-    }
-    g_array_free(list, TRUE);
+    /* Other threads keep working while we wait. */
+    aclError first = rt_streams_wait(rt_stream_on_device, &ctx->device, timeout_ms);
     if (first != ACL_SUCCESS)
         return rt_fail(first, api, "a task on device %d failed or did not finish in time",
                        ctx->device);

@@ -14,16 +14,29 @@
 RtGlobal g_rt = { .lock = PTHREAD_MUTEX_INITIALIZER, .conn = { .sock = -1 } };
 
 static bool window_reserved;
+static GPtrArray *retired;      /* destroyed handles, never reused */
+static pthread_mutex_t retired_lock = PTHREAD_MUTEX_INITIALIZER;
+
+void rt_retire_handle(void *handle)
+{
+    pthread_mutex_lock(&retired_lock);
+    if (!retired)
+        retired = g_ptr_array_new();
+    g_ptr_array_add(retired, handle);
+    pthread_mutex_unlock(&retired_lock);
+}
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 
 /* A forked child shares the parent's session; it must start over with aclInit. */
 static void child_after_fork(void)
 {
     pthread_mutex_init(&g_rt.lock, NULL);
+    /* The channel and segment aliases are MADV_DONTFORK: not mapped here. */
     if (g_rt.conn.sock >= 0)
         close(g_rt.conn.sock);
-    if (g_rt.conn.chan)
-        munmap(g_rt.conn.chan, EMU_CHAN_SIZE);
+    for (unsigned i = 0; i < EMU_CHAN_SLOTS; i++)
+        if (g_rt.conn.stash[i].tag)
+            close(g_rt.conn.stash[i].fd);
     memset(&g_rt.conn, 0, sizeof(g_rt.conn));
     g_rt.conn.sock = -1;
     g_rt.initialized = false;

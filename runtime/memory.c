@@ -37,6 +37,8 @@ typedef struct RtHostBuf {
 } RtHostBuf;
 
 static pthread_rwlock_t mem_lock = PTHREAD_RWLOCK_INITIALIZER;
+/* Serialises device allocation round trips with their table updates. */
+static pthread_mutex_t alloc_lock = PTHREAD_MUTEX_INITIALIZER;
 static GTree *segments;     /* va -> RtSegment * */
 static GTree *allocs;       /* va -> RtAlloc * */
 static GTree *hostbufs;     /* addr -> RtHostBuf * */
@@ -104,6 +106,7 @@ void rt_memory_release(void)
 void rt_memory_forget_after_fork(void)
 {
     pthread_rwlock_init(&mem_lock, NULL);
+    pthread_mutex_init(&alloc_lock, NULL);
     segments = allocs = hostbufs = NULL;
 }
 
@@ -196,10 +199,20 @@ static aclError dev_malloc(const char *api, void **devPtr, size_t size, uint32_t
                          .flags = align32_only ? EMU_ALLOC_ALIGN32_ONLY : 0 };
     EmuRespMemAlloc r;
     int fd;
+    pthread_mutex_lock(&alloc_lock);
     err = rt_call(EMU_CMD_MEM_ALLOC, &q, sizeof(q), &r, sizeof(r), &fd);
-    if (err != ACL_SUCCESS)
+    if (err == ACL_ERROR_RT_RESOURCE_ALLOC_FAIL) {
+        /* Allocated, but its fd could not reach us (fd table full): give it back. */
+        EmuReqMemFree f = { .va = r.va };
+        EmuRespMemFree fr;
+        rt_call(EMU_CMD_MEM_FREE, &f, sizeof(f), &fr, sizeof(fr), NULL);
+        err = ACL_ERROR_RT_MEMORY_ALLOCATION;
+    }
+    if (err != ACL_SUCCESS) {
+        pthread_mutex_unlock(&alloc_lock);
         return rt_fail(err, api, "cannot allocate %zu bytes on device %d (policy 0x%x)", size,
                        ctx->device, policy);
+    }
     RtSegment *seg = NULL;
     if (r.new_seg) {
         void *alias = mmap(NULL, r.seg_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
@@ -208,9 +221,12 @@ static aclError dev_malloc(const char *api, void **devPtr, size_t size, uint32_t
             EmuReqMemFree f = { .va = r.va };
             EmuRespMemFree fr;
             rt_call(EMU_CMD_MEM_FREE, &f, sizeof(f), &fr, sizeof(fr), NULL);
+            pthread_mutex_unlock(&alloc_lock);
             return rt_fail(ACL_ERROR_RT_MEMORY_ALLOCATION, api, "cannot map %llu bytes",
                            (unsigned long long)r.seg_size);
         }
+        /* A forked child must not keep the parent's device memory alive. */
+        madvise(alias, r.seg_size, MADV_DONTFORK);
         seg = g_new(RtSegment, 1);
         *seg = (RtSegment){ .va = r.seg_va, .size = r.seg_size, .alias = alias,
                             .phys = q.device, .user = ctx->device, .page_size = r.page_size };
@@ -224,6 +240,7 @@ static aclError dev_malloc(const char *api, void **devPtr, size_t size, uint32_t
         g_tree_insert(segments, KEY(seg->va), seg);
     g_tree_insert(allocs, KEY(a->va), a);
     pthread_rwlock_unlock(&mem_lock);
+    pthread_mutex_unlock(&alloc_lock);
     *devPtr = (void *)(uintptr_t)r.va;
     return ACL_SUCCESS;
 }
@@ -260,28 +277,33 @@ RT_EXPORT aclError aclrtFree(void *devPtr)
     if (!devPtr)
         return RT_FAIL(ACL_ERROR_RT_PARAM_INVALID, "devPtr must not be NULL");
     uint64_t va = (uint64_t)(uintptr_t)devPtr;
+    /* The emulator may hand a freed address to another thread's aclrtMalloc at
+     * once: its request and table update must not interleave with ours. */
+    pthread_mutex_lock(&alloc_lock);
     pthread_rwlock_rdlock(&mem_lock);
     RtAlloc *a = g_tree_lookup(allocs, KEY(va));
     bool pinned = range_at(hostbufs, va) != NULL;
     pthread_rwlock_unlock(&mem_lock);
-    if (!a)
+    if (!a) {
+        pthread_mutex_unlock(&alloc_lock);
         return RT_FAIL(ACL_ERROR_RT_PARAM_INVALID,
                        "%p is not the start of device memory allocated by aclrtMalloc%s", devPtr,
                        pinned ? " (it is host memory: use aclrtFreeHost)" : " (or it was freed)");
+    }
     EmuReqMemFree q = { .va = va };
     EmuRespMemFree r;
     aclError err = rt_call(EMU_CMD_MEM_FREE, &q, sizeof(q), &r, sizeof(r), NULL);
+    RtSegment *gone = NULL;
+    if (err == ACL_SUCCESS) {
+        pthread_rwlock_wrlock(&mem_lock);
+        g_tree_remove(allocs, KEY(va));
+        if (r.seg_released && (gone = g_tree_lookup(segments, KEY(r.seg_va))))
+            g_tree_remove(segments, KEY(r.seg_va));
+        pthread_rwlock_unlock(&mem_lock);
+    }
+    pthread_mutex_unlock(&alloc_lock);
     if (err != ACL_SUCCESS)
         return RT_FAIL(err, "the emulator refused to free %p", devPtr);
-    RtSegment *gone = NULL;
-    pthread_rwlock_wrlock(&mem_lock);
-    g_tree_remove(allocs, KEY(va));
-    if (r.seg_released) {
-        gone = g_tree_lookup(segments, KEY(r.seg_va));
-        if (gone)
-            g_tree_remove(segments, KEY(r.seg_va));
-    }
-    pthread_rwlock_unlock(&mem_lock);
     if (gone)
         segment_unmap(gone);
     return ACL_SUCCESS;
@@ -351,6 +373,11 @@ RT_EXPORT aclError aclrtMallocHost(void **hostPtr, size_t size)
     EmuReqHostAlloc q = { .size = len, .client_addr = (uint64_t)(uintptr_t)at };
     int fd;
     aclError err = rt_call(EMU_CMD_HOST_ALLOC, &q, sizeof(q), NULL, 0, &fd);
+    if (err == ACL_ERROR_RT_RESOURCE_ALLOC_FAIL) {
+        EmuReqHostFree f = { .client_addr = q.client_addr };
+        rt_call(EMU_CMD_HOST_FREE, &f, sizeof(f), NULL, 0, NULL);
+        err = ACL_ERROR_RT_MEMORY_ALLOCATION;
+    }
     if (err != ACL_SUCCESS) {
         munmap(at, len);
         return RT_FAIL(err, "cannot allocate %zu bytes of pinned host memory", size);

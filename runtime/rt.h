@@ -126,6 +126,11 @@ aclError rt_device_open(int32_t user_id);
 /* Releases all device state (aclFinalize). */
 void rt_devices_release(void);
 
+/* ---- init.c ---- */
+/* Keeps a destroyed handle's memory forever, so that a new context or stream
+ * never gets the address of a dead one (a stale handle stays an error). */
+void rt_retire_handle(void *handle);
+
 /* ---- context.c ---- */
 RtContext *rt_ctx_new(int32_t device, bool is_default, aclError *err);
 void rt_ctx_free(RtContext *ctx);
@@ -156,6 +161,11 @@ typedef struct RtStreamMark {
 } RtStreamMark;
 uint32_t rt_stream_mark(RtStream *s);
 aclError rt_stream_wait_mark(uint32_t id, uint32_t seq, int64_t timeout_ms);
+/* Waits, without g_rt.lock, for the streams match() selects; first error. */
+aclError rt_streams_wait(bool (*match)(RtStream *, const void *), const void *arg,
+                         int64_t timeout_ms);
+/* match() for rt_streams_wait: streams of the user device *(int32_t *)dev. */
+bool rt_stream_on_device(RtStream *s, const void *dev);
 /* Drops the client side of every stream of `device` (the emulator freed them). */
 void rt_stream_drop_device(int32_t device);
 void rt_stream_free(RtStream *s);

@@ -36,7 +36,7 @@ void rt_stream_free(RtStream *s)
 {
     g_hash_table_remove(g_rt.streams, s);
     s->magic = 0;
-    g_free(s);
+    rt_retire_handle(s);
 }
 
 bool rt_stream_valid(RtStream *s)
@@ -100,7 +100,10 @@ aclError rt_stream_wait_mark(uint32_t id, uint32_t seq, int64_t timeout_ms)
     if (err != ACL_SUCCESS)
         return err;
     EmuStreamState *st = &g_rt.conn.states[id];
-    if (__atomic_load_n(&st->error, __ATOMIC_ACQUIRE) != ACL_SUCCESS)
+    /* Only an error of a task we waited for: a later task's failure belongs to
+     * a later synchronise. */
+    if (__atomic_load_n(&st->error, __ATOMIC_ACQUIRE) != ACL_SUCCESS &&
+        emu_seq_reached(seq, __atomic_load_n(&st->error_seq, __ATOMIC_ACQUIRE)))
         return __atomic_exchange_n(&st->error, ACL_SUCCESS, __ATOMIC_ACQ_REL);
     return ACL_SUCCESS;
 }
@@ -110,8 +113,41 @@ aclError rt_stream_sync(RtStream *s, int64_t timeout_ms)
     return rt_stream_wait_mark(s->id, rt_stream_mark(s), timeout_ms);
 }
 
-/* Called with g_rt.lock held: waits for the device's streams, then forgets them
- * (the emulator destroys them when the device closes). */
+/* Waits, without g_rt.lock, for the work queued so far on the streams for which
+ * match(stream, arg) holds; returns the first error. */
+aclError rt_streams_wait(bool (*match)(RtStream *, const void *), const void *arg,
+                         int64_t timeout_ms)
+{
+    GArray *list = g_array_new(FALSE, FALSE, sizeof(RtStreamMark));
+    pthread_mutex_lock(&g_rt.lock);
+    GHashTableIter it;
+    gpointer key;
+    g_hash_table_iter_init(&it, g_rt.streams);
+    while (g_hash_table_iter_next(&it, &key, NULL)) {
+        RtStream *s = key;
+        if (match(s, arg))
+            g_array_append_val(list, ((RtStreamMark){ s->id, rt_stream_mark(s) }));
+    }
+    pthread_mutex_unlock(&g_rt.lock);
+    aclError first = ACL_SUCCESS;
+    for (unsigned i = 0; i < list->len; i++) {
+        RtStreamMark *m = &g_array_index(list, RtStreamMark, i);
+        aclError err = rt_stream_wait_mark(m->id, m->seq, timeout_ms);
+        if (err != ACL_SUCCESS && first == ACL_SUCCESS)
+            first = err;
+    }
+    g_array_free(list, TRUE);
+    return first;
+}
+
+bool rt_stream_on_device(RtStream *s, const void *dev)
+{
+    return s->device == *(const int32_t *)dev;
+}
+
+/* Called with g_rt.lock held: forgets the device's streams.  The caller waited
+ * for their work beforehand; the emulator runs anything queued since before it
+ * destroys them when the device closes. */
 void rt_stream_drop_device(int32_t device)
 {
     GPtrArray *gone = g_ptr_array_new();
@@ -122,9 +158,7 @@ void rt_stream_drop_device(int32_t device)
         if (((RtStream *)key)->device == device)
             g_ptr_array_add(gone, key);
     for (unsigned i = 0; i < gone->len; i++) {
-        RtStream *s = g_ptr_array_index(gone, i);
-        rt_stream_sync(s, -1);
-        rt_stream_free(s);
+        rt_stream_free(g_ptr_array_index(gone, i));
     }
     g_ptr_array_free(gone, TRUE);
 }
@@ -184,7 +218,7 @@ static aclError destroy(const char *api, aclrtStream stream, bool force)
     EmuReqStreamDestroy q = { .stream = s->id, .force = force };
     err = rt_call(EMU_CMD_STREAM_DESTROY, &q, sizeof(q), NULL, 0, NULL);
     s->magic = 0;
-    g_free(s);
+    rt_retire_handle(s);
     return err == ACL_SUCCESS ? ACL_SUCCESS : rt_fail(err, api, "the emulator refused");
 }
 

@@ -1970,6 +1970,101 @@ TEST(test_emulator_dies_during_sync)
 
 /* ================================================================== */
 
+/* ---- regressions of races found in review ---- */
+
+static int race_failures;
+
+static void *race_worker(void *arg)
+{
+    int id = (int)(intptr_t)arg;
+    if (aclrtSetDevice(2) != ACL_SUCCESS) {
+        __atomic_add_fetch(&race_failures, 1, __ATOMIC_RELAXED);
+        return NULL;
+    }
+    uint8_t out[64], in[64];
+    for (int i = 0; i < 3000; i++) {
+        void *d = NULL;
+        memset(out, (id * 31 + i) & 0xff, sizeof(out));
+        if (aclrtMalloc(&d, 100, ACL_MEM_MALLOC_HUGE_FIRST) != ACL_SUCCESS ||
+            aclrtMemcpy(d, 100, out, sizeof(out), ACL_MEMCPY_HOST_TO_DEVICE) != ACL_SUCCESS ||
+            aclrtMemcpy(in, sizeof(in), d, sizeof(in), ACL_MEMCPY_DEVICE_TO_HOST) != ACL_SUCCESS ||
+            memcmp(in, out, sizeof(in)) != 0 || aclrtFree(d) != ACL_SUCCESS)
+            __atomic_add_fetch(&race_failures, 1, __ATOMIC_RELAXED);
+    }
+    return NULL;
+}
+
+/* aclrtFree in one thread while others allocate: the emulator reuses addresses
+ * at once, so the runtime's tables must never drop another thread's memory. */
+TEST(test_malloc_free_race)
+{
+    EXPECT_OK(aclrtSetDevice(2));
+    size_t before = 0, after = 0, total = 0;
+    EXPECT_OK(aclrtGetMemInfo(ACL_HBM_MEM, &before, &total));
+    race_failures = 0;
+    pthread_t t[4];
+    for (int i = 0; i < 4; i++)
+        pthread_create(&t[i], NULL, race_worker, (void *)(intptr_t)i);
+    for (int i = 0; i < 4; i++)
+        pthread_join(t[i], NULL);
+    CHECKF(race_failures == 0, "%d failed malloc/copy/free rounds", race_failures);
+    EXPECT_OK(aclrtGetMemInfo(ACL_HBM_MEM, &after, &total));
+    CHECKF(after == before, "HBM free %zu before, %zu after", before, after);
+}
+
+/* A destroyed stream's handle stays invalid even after many new streams. */
+TEST(test_stale_stream_handle)
+{
+    EXPECT_OK(aclrtSetDevice(0));
+    aclrtStream old[64], fresh[64];
+    for (int i = 0; i < 64; i++) {
+        EXPECT_OK(aclrtCreateStream(&old[i]));
+        EXPECT_OK(aclrtDestroyStream(old[i]));
+    }
+    for (int i = 0; i < 64; i++)
+        EXPECT_OK(aclrtCreateStream(&fresh[i]));
+    for (int i = 0; i < 64; i++)
+        EXPECT_ERR(aclrtSynchronizeStream(old[i]), ACL_ERROR_RT_INVALID_HANDLE);
+    for (int i = 0; i < 64; i++)
+        EXPECT_OK(aclrtDestroyStream(fresh[i]));
+}
+
+static int reset_done;
+
+static void *reset_worker(void *arg)
+{
+    (void)arg;
+    if (aclrtSetDevice(6) == ACL_SUCCESS)
+        aclrtResetDevice(6);
+    __atomic_store_n(&reset_done, 1, __ATOMIC_RELEASE);
+    return NULL;
+}
+
+/* Resetting a device with long work queued holds up only the resetting thread. */
+TEST(test_reset_blocks_only_caller)
+{
+    EXPECT_OK(aclrtSetDevice(6));
+    void *d = NULL;
+    EXPECT_OK(aclrtMalloc(&d, 1ull << 30, ACL_MEM_MALLOC_HUGE_ONLY));
+    for (int i = 0; i < 4; i++)
+        EXPECT_OK(aclrtMemsetAsync(d, 1ull << 30, i, 1ull << 30, NULL));
+    reset_done = 0;
+    pthread_t t;
+    pthread_create(&t, NULL, reset_worker, NULL);
+    usleep(20000);
+    /* Meanwhile this thread works on device 0: it must finish while the reset
+     * still waits for 4 GiB of memsets, not after it. */
+    int32_t dev = -1;
+    EXPECT_OK(aclrtSetDevice(0));
+    EXPECT_OK(aclrtGetDevice(&dev));
+    bool reset_finished_first = __atomic_load_n(&reset_done, __ATOMIC_ACQUIRE);
+    CHECK(dev == 0);
+    pthread_join(t, NULL);
+    CHECKF(!reset_finished_first, "aclrtSetDevice/aclrtGetDevice on device 0 waited for a "
+                                  "reset of device 6");
+    EXPECT_OK(aclrtResetDevice(6));
+}
+
 typedef struct TestDef {
     const char *name;
     CU_TestFunc fn;
@@ -2019,6 +2114,7 @@ int main(void)
         T(test_malloc_bad_args), T(test_malloc_policies), T(test_malloc_small_slices),
         T(test_malloc_align32_cached), T(test_mem_info), T(test_mem_no_device),
         T(test_free_bad), T(test_host_memory), T(test_pointer_attributes),
+        T(test_malloc_free_race),
     };
     static const TestDef copies[] = {
         T(test_memcpy_all_kinds), T(test_memcpy_bad_args), T(test_memcpy_freed),
@@ -2031,6 +2127,7 @@ int main(void)
         T(test_stream_create_destroy), T(test_stream_destroy_waits),
         T(test_stream_sync_timeout_args), T(test_stream_limit), T(test_stream_limit_with_context),
         T(test_sync_device), T(test_sync_device_blocks_only_caller),
+        T(test_stale_stream_handle), T(test_reset_blocks_only_caller),
     };
     static const TestDef faults[] = {
         T(test_fault_write), T(test_fault_read), T(test_fault_after_reset),
