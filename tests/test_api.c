@@ -2034,9 +2034,11 @@ static int reset_done;
 static void *reset_worker(void *arg)
 {
     (void)arg;
-    if (aclrtSetDevice(6) == ACL_SUCCESS)
-        aclrtResetDevice(6);
-    __atomic_store_n(&reset_done, 1, __ATOMIC_RELEASE);
+    /* Releases the main thread's reference: waits for the queued memsets. */
+    if (aclrtResetDeviceForce(6) != ACL_SUCCESS)
+        __atomic_store_n(&reset_done, -1, __ATOMIC_RELEASE);
+    else
+        __atomic_store_n(&reset_done, 1, __ATOMIC_RELEASE);
     return NULL;
 }
 
@@ -2057,12 +2059,14 @@ TEST(test_reset_blocks_only_caller)
     int32_t dev = -1;
     EXPECT_OK(aclrtSetDevice(0));
     EXPECT_OK(aclrtGetDevice(&dev));
-    bool reset_finished_first = __atomic_load_n(&reset_done, __ATOMIC_ACQUIRE);
+    bool reset_finished_first = __atomic_load_n(&reset_done, __ATOMIC_ACQUIRE) != 0;
     CHECK(dev == 0);
     pthread_join(t, NULL);
+    CHECK(reset_done == 1);
     CHECKF(!reset_finished_first, "aclrtSetDevice/aclrtGetDevice on device 0 waited for a "
                                   "reset of device 6");
-    EXPECT_OK(aclrtResetDevice(6));
+    /* The forced reset released the memory with the device. */
+    EXPECT_ERR(aclrtFree(d), ACL_ERROR_RT_PARAM_INVALID);
 }
 
 typedef struct TestDef {
