@@ -3,19 +3,14 @@
  */
 #include "device.h"
 
+#include "npuemu/u64tree.h"
+
 #include "acl/acl_base.h"
 #include "acl/acl_rt.h"
 
 #define ALIGN_UP(x, a) (((x) + (a) - 1) & ~((uint64_t)(a) - 1))
 
-static gint cmp_u64(gconstpointer a, gconstpointer b, gpointer unused)
-{
-    (void)unused;
-    uint64_t x = (uint64_t)(uintptr_t)a, y = (uint64_t)(uintptr_t)b;
-    return x < y ? -1 : x > y;
-}
 
-#define KEY(v) ((gpointer)(uintptr_t)(v))
 
 Device *device_new(int index, uint64_t hbm_bytes, uint64_t va_lo, uint64_t va_hi)
 {
@@ -24,7 +19,7 @@ Device *device_new(int index, uint64_t hbm_bytes, uint64_t va_lo, uint64_t va_hi
     g_mutex_init(&d->lock);
     hbm_init(&d->hbm, hbm_bytes);
     d->heap = va_range_new(va_lo, va_hi);
-    d->segments = g_tree_new_full(cmp_u64, NULL, NULL, NULL);
+    d->segments = emu_u64_tree_new(NULL);
     d->allocs = g_hash_table_new_full(g_direct_hash, g_direct_equal, NULL, g_free);
     d->blocks = g_hash_table_new_full(g_direct_hash, g_direct_equal, NULL, NULL);
     return d;
@@ -32,7 +27,7 @@ Device *device_new(int index, uint64_t hbm_bytes, uint64_t va_lo, uint64_t va_hi
 
 static void segment_destroy(Device *d, Segment *s)
 {
-    g_tree_remove(d->segments, KEY(s->va));
+    g_tree_remove(d->segments, EMU_KEY(s->va));
     va_range_release(d->heap, s->va, s->size);
     hbm_give(&d->hbm, s->size, s->page_size);
     if (s->slices) {
@@ -116,7 +111,7 @@ static Segment *segment_new(Device *d, uint32_t owner, uint64_t size, uint64_t p
     s->obj = obj;
     s->owner = owner;
     s->page_size = (uint32_t)page;
-    g_tree_insert(d->segments, KEY(va), s);
+    g_tree_insert(d->segments, EMU_KEY(va), s);
     return s;
 }
 
@@ -174,7 +169,7 @@ int device_mem_alloc(Device *d, uint32_t owner, uint64_t size, uint32_t policy,
     s->nallocs++;
     DevAlloc *a = g_new(DevAlloc, 1);
     *a = (DevAlloc){ .va = va, .size = s->slices ? m : s->size, .seg = s, .owner = owner };
-    g_hash_table_insert(d->allocs, KEY(va), a);
+    g_hash_table_insert(d->allocs, EMU_KEY(va), a);
     *out = (DevAllocResult){
         .va = va, .size = a->size, .seg_va = s->va, .seg_size = s->size,
         .page_size = s->page_size, .new_obj = fresh ? memobj_ref(s->obj) : NULL,
@@ -190,7 +185,7 @@ static void alloc_free_locked(Device *d, DevAlloc *a, DevFreeResult *out)
     DevFreeResult r = { .size = a->size, .seg_va = s->va, .seg_size = s->size };
     if (s->slices)
         va_range_release(s->slices, a->va, a->size);
-    g_hash_table_remove(d->allocs, KEY(a->va));
+    g_hash_table_remove(d->allocs, EMU_KEY(a->va));
     if (--s->nallocs == 0) {
         segment_destroy(d, s);
         r.seg_released = true;
@@ -202,7 +197,7 @@ static void alloc_free_locked(Device *d, DevAlloc *a, DevFreeResult *out)
 int device_mem_free(Device *d, uint32_t owner, uint64_t va, DevFreeResult *out)
 {
     g_mutex_lock(&d->lock);
-    DevAlloc *a = g_hash_table_lookup(d->allocs, KEY(va));
+    DevAlloc *a = g_hash_table_lookup(d->allocs, EMU_KEY(va));
     if (!a || a->owner != owner) {
         g_mutex_unlock(&d->lock);
         return ACL_ERROR_RT_PARAM_INVALID;
@@ -249,8 +244,7 @@ unsigned device_release_owner(Device *d, uint32_t owner, uint64_t *bytes)
 
 static Segment *segment_at(Device *d, uint64_t va)
 {
-    GTreeNode *n = g_tree_upper_bound(d->segments, KEY(va));
-    n = n ? g_tree_node_previous(n) : g_tree_node_last(d->segments);
+    GTreeNode *n = emu_tree_floor(d->segments, va);
     if (!n)
         return NULL;
     Segment *s = g_tree_node_value(n);

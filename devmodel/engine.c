@@ -128,18 +128,22 @@ EngineStream *engine_stream_new(int device, EmuStreamState *state, EngineResolve
     return s;
 }
 
-uint32_t engine_stream_submit(EngineStream *s, const EmuTask *t)
+bool engine_stream_submit(EngineStream *s, const EmuTask *t, uint32_t *seq)
 {
+    g_mutex_lock(&s->lock);
+    if (g_queue_get_length(&s->queue) >= ENGINE_QUEUE_DEPTH) {
+        g_mutex_unlock(&s->lock);
+        return false;
+    }
     QueuedTask *q = g_new(QueuedTask, 1);
     q->task = *t;
-    g_mutex_lock(&s->lock);
     /* Read the number under the lock: once it is released the worker may run
      * and free the task. */
-    uint32_t seq = q->seq = ++s->last_seq;
+    *seq = q->seq = ++s->last_seq;
     g_queue_push_tail(&s->queue, q);
     g_cond_signal(&s->cond);
     g_mutex_unlock(&s->lock);
-    return seq;
+    return true;
 }
 
 uint32_t engine_stream_last(EngineStream *s)

@@ -28,10 +28,15 @@ typedef struct EngineStream EngineStream;
 /* Starts a stream of device `device` publishing its progress into *state. */
 EngineStream *engine_stream_new(int device, EmuStreamState *state, EngineResolve resolve,
                                 void *opaque);
-/* Queues a task; returns its sequence number. */
-uint32_t engine_stream_submit(EngineStream *s, const EmuTask *t);
+/* Tasks a stream holds at most, like a hardware submission queue. */
+#define ENGINE_QUEUE_DEPTH 4096
+
 /* Sequence number of the last task queued. */
 uint32_t engine_stream_last(EngineStream *s);
+
+/* Queues a task and stores its sequence number in *seq; false (nothing queued)
+ * when ENGINE_QUEUE_DEPTH tasks are already waiting. */
+bool engine_stream_submit(EngineStream *s, const EmuTask *t, uint32_t *seq);
 /* Stops the stream: runs what is queued (or drops it if `force`), joins the worker
  * and frees the stream.  The last task's number is published either way. */
 void engine_stream_destroy(EngineStream *s, bool force);

@@ -6,30 +6,24 @@
 
 #include <glib.h>
 
+#include "npuemu/u64tree.h"
+
 struct VaRange {
     GTree *free;        /* start -> end of each free range */
     uint64_t lo, hi;
     uint64_t free_bytes;
 };
 
-static gint cmp_u64(gconstpointer a, gconstpointer b, gpointer unused)
-{
-    (void)unused;
-    uint64_t x = (uint64_t)(uintptr_t)a, y = (uint64_t)(uintptr_t)b;
-    return x < y ? -1 : x > y;
-}
 
-#define KEY(v) ((gpointer)(uintptr_t)(v))
-#define VAL(p) ((uint64_t)(uintptr_t)(p))
 
 VaRange *va_range_new(uint64_t lo, uint64_t hi)
 {
     VaRange *r = g_new0(VaRange, 1);
-    r->free = g_tree_new_full(cmp_u64, NULL, NULL, NULL);
+    r->free = emu_u64_tree_new(NULL);
     r->lo = lo;
     r->hi = hi;
     r->free_bytes = hi - lo;
-    g_tree_insert(r->free, KEY(lo), KEY(hi));
+    g_tree_insert(r->free, EMU_KEY(lo), EMU_KEY(hi));
     return r;
 }
 
@@ -50,7 +44,7 @@ typedef struct FitSearch {
 static gboolean find_fit(gpointer key, gpointer value, gpointer data)
 {
     FitSearch *s = data;
-    uint64_t start = VAL(key), end = VAL(value);
+    uint64_t start = EMU_KEY_U64(key), end = EMU_KEY_U64(value);
     uint64_t at = (start + s->align - 1) & ~(s->align - 1);
     if (at < start || at > end || end - at < s->size)
         return FALSE;
@@ -69,11 +63,11 @@ bool va_range_alloc(VaRange *r, uint64_t size, uint64_t align, uint64_t *out)
     g_tree_foreach(r->free, find_fit, &s);
     if (!s.found)
         return false;
-    g_tree_remove(r->free, KEY(s.start));
+    g_tree_remove(r->free, EMU_KEY(s.start));
     if (s.at > s.start)
-        g_tree_insert(r->free, KEY(s.start), KEY(s.at));
+        g_tree_insert(r->free, EMU_KEY(s.start), EMU_KEY(s.at));
     if (s.at + size < s.end)
-        g_tree_insert(r->free, KEY(s.at + size), KEY(s.end));
+        g_tree_insert(r->free, EMU_KEY(s.at + size), EMU_KEY(s.end));
     r->free_bytes -= size;
     *out = s.at;
     return true;
@@ -82,18 +76,18 @@ bool va_range_alloc(VaRange *r, uint64_t size, uint64_t align, uint64_t *out)
 void va_range_release(VaRange *r, uint64_t addr, uint64_t size)
 {
     uint64_t start = addr, end = addr + size;
-    GTreeNode *next = g_tree_lower_bound(r->free, KEY(addr));
+    GTreeNode *next = g_tree_lower_bound(r->free, EMU_KEY(addr));
     GTreeNode *prev = next ? g_tree_node_previous(next) : g_tree_node_last(r->free);
 
-    if (next && VAL(g_tree_node_key(next)) == end) {
-        end = VAL(g_tree_node_value(next));
-        g_tree_remove(r->free, KEY(addr + size));
+    if (next && EMU_KEY_U64(g_tree_node_key(next)) == end) {
+        end = EMU_KEY_U64(g_tree_node_value(next));
+        g_tree_remove(r->free, EMU_KEY(addr + size));
     }
-    if (prev && VAL(g_tree_node_value(prev)) == start) {
-        start = VAL(g_tree_node_key(prev));
-        g_tree_remove(r->free, KEY(start));
+    if (prev && EMU_KEY_U64(g_tree_node_value(prev)) == start) {
+        start = EMU_KEY_U64(g_tree_node_key(prev));
+        g_tree_remove(r->free, EMU_KEY(start));
     }
-    g_tree_insert(r->free, KEY(start), KEY(end));
+    g_tree_insert(r->free, EMU_KEY(start), EMU_KEY(end));
     r->free_bytes += size;
 }
 

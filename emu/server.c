@@ -63,7 +63,7 @@ char *emu_default_socket_path(void)
     const char *env = g_getenv("NPU_EMU_SOCKET");
     if (env && *env)
         return g_strdup(env);
-    return g_strdup_printf("/tmp/npu-emu-%u.sock", (unsigned)getuid());
+    return g_strdup_printf(EMU_DEFAULT_SOCKET_FMT, (unsigned)getuid());
 }
 
 EmuServer *emu_server_new(const EmuOptions *opt, GError **errp)

@@ -16,6 +16,7 @@
 #include "acl/acl_rt.h"
 #include "devmodel/engine.h"
 #include "npuemu/futex.h"
+#include "npuemu/u64tree.h"
 
 typedef struct HostBuf {
     uint64_t addr;          /* where the client mapped it */
@@ -27,7 +28,6 @@ struct Session {
     EmuServer *srv;
     uint32_t id;
     pid_t pid;
-    uid_t uid;
     int server;             /* SuperPoD server index */
     int sock;
     MemObj *chan;
@@ -45,14 +45,7 @@ struct Session {
     bool opened[EMU_MAX_DEVICES];
 };
 
-static gint cmp_u64(gconstpointer a, gconstpointer b, gpointer unused)
-{
-    (void)unused;
-    uint64_t x = (uint64_t)(uintptr_t)a, y = (uint64_t)(uintptr_t)b;
-    return x < y ? -1 : x > y;
-}
 
-#define KEY(v) ((gpointer)(uintptr_t)(v))
 
 static Device *session_device(Session *s, int32_t dev)
 {
@@ -65,8 +58,7 @@ static Device *session_device(Session *s, int32_t dev)
 
 static HostBuf *host_at(Session *s, uint64_t addr)
 {
-    GTreeNode *n = g_tree_upper_bound(s->host, KEY(addr));
-    n = n ? g_tree_node_previous(n) : g_tree_node_last(s->host);
+    GTreeNode *n = emu_tree_floor(s->host, addr);
     if (!n)
         return NULL;
     HostBuf *h = g_tree_node_value(n);
@@ -247,7 +239,7 @@ static int handle_host_alloc(Session *s, const void *req, uint32_t len, Reply *r
         return ACL_ERROR_RT_PARAM_INVALID;
     g_mutex_lock(&s->lock);
     /* Overlap: a buffer containing the start, or one starting inside the range. */
-    GTreeNode *next = g_tree_lower_bound(s->host, KEY(q->client_addr));
+    GTreeNode *next = g_tree_lower_bound(s->host, EMU_KEY(q->client_addr));
     bool overlaps = host_at(s, q->client_addr) ||
                     (next && (uint64_t)(uintptr_t)g_tree_node_key(next) < end);
     g_mutex_unlock(&s->lock);
@@ -259,7 +251,7 @@ static int handle_host_alloc(Session *s, const void *req, uint32_t len, Reply *r
     HostBuf *h = g_new(HostBuf, 1);
     *h = (HostBuf){ .addr = q->client_addr, .size = q->size, .obj = obj };
     g_mutex_lock(&s->lock);
-    g_tree_insert(s->host, KEY(h->addr), h);
+    g_tree_insert(s->host, EMU_KEY(h->addr), h);
     g_mutex_unlock(&s->lock);
     r->fd_obj = memobj_ref(obj);
     return ACL_SUCCESS;
@@ -269,9 +261,9 @@ static int handle_host_free(Session *s, const void *req, uint32_t len)
 {
     REQ(EmuReqHostFree, q);
     g_mutex_lock(&s->lock);
-    HostBuf *h = g_tree_lookup(s->host, KEY(q->client_addr));
+    HostBuf *h = g_tree_lookup(s->host, EMU_KEY(q->client_addr));
     if (h)
-        g_tree_remove(s->host, KEY(q->client_addr));
+        g_tree_remove(s->host, EMU_KEY(q->client_addr));
     g_mutex_unlock(&s->lock);
     if (!h)
         return ACL_ERROR_RT_PARAM_INVALID;
@@ -344,8 +336,8 @@ static int handle_stream_submit(Session *s, const void *req, uint32_t len, Reply
         return ACL_ERROR_RT_PARAM_INVALID;
     }
     RESP(EmuRespSubmit, p);
-    p->seq = engine_stream_submit(st, &q->task);
-    return ACL_SUCCESS;
+    return engine_stream_submit(st, &q->task, &p->seq) ? ACL_SUCCESS
+                                                        : ACL_ERROR_RT_STREAM_TASK_FULL;
 }
 
 /* The whole protocol in one place. */
@@ -381,26 +373,43 @@ static int dispatch(Session *s, uint32_t cmd, const void *req, uint32_t len, Rep
     }
 }
 
-static bool send_fd(Session *s, int fd, uint32_t tag)
-{
-    EmuFdMsg m = { .magic = EMU_PROTO_MAGIC, .tag = tag };
-    struct iovec iov = { .iov_base = &m, .iov_len = sizeof(m) };
+/* A message of `len` bytes carrying `fd` (if >= 0) as SCM_RIGHTS. */
+typedef struct FdMessage {
+    struct msghdr msg;
+    struct iovec iov;
     union {
         char buf[CMSG_SPACE(sizeof(int))];
         struct cmsghdr align;
     } u;
-    struct msghdr msg = {
-        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof(u.buf),
-    };
-    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(c), &fd, sizeof(int));
+} FdMessage;
+
+static struct msghdr *fd_message(FdMessage *m, void *data, size_t len, int fd)
+{
+    memset(m, 0, sizeof(*m));
+    m->iov = (struct iovec){ .iov_base = data, .iov_len = len };
+    m->msg.msg_iov = &m->iov;
+    m->msg.msg_iovlen = 1;
+    if (fd >= 0) {
+        m->msg.msg_control = m->u.buf;
+        m->msg.msg_controllen = sizeof(m->u.buf);
+        struct cmsghdr *c = CMSG_FIRSTHDR(&m->msg);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(c), &fd, sizeof(int));
+    }
+    return &m->msg;
+}
+
+static bool send_fd(Session *s, int fd, uint32_t tag)
+{
+    EmuFdMsg m = { .magic = EMU_PROTO_MAGIC, .tag = tag };
+    FdMessage fm;
+    struct msghdr *msg = fd_message(&fm, &m, sizeof(m), fd);
     /* A client that stops reading its socket must not hold this thread forever:
      * wait at most ~5 s for room, then treat it as gone. */
     for (int tries = 0; tries < 50 && !__atomic_load_n(&s->dead, __ATOMIC_ACQUIRE); tries++) {
-        ssize_t n = sendmsg(s->sock, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+        ssize_t n = sendmsg(s->sock, msg, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (n == (ssize_t)sizeof(m))
             return true;
         if (n >= 0 || (errno != EAGAIN && errno != EINTR))
@@ -460,7 +469,7 @@ static Session *session_alloc(EmuServer *srv, int sock)
     s->srv = srv;
     s->sock = sock;
     g_mutex_init(&s->lock);
-    s->host = g_tree_new_full(cmp_u64, NULL, NULL, NULL);
+    s->host = emu_u64_tree_new(NULL);
     s->streams = g_new0(EngineStream *, EMU_CHAN_STREAMS);
     return s;
 }
@@ -527,22 +536,9 @@ static int recv_full(int fd, void *buf, size_t len, int timeout_ms)
 
 static void send_welcome(Session *s, EmuWelcome *w, int fd)
 {
-    struct iovec iov = { .iov_base = w, .iov_len = sizeof(*w) };
-    union {
-        char buf[CMSG_SPACE(sizeof(int))];
-        struct cmsghdr align;
-    } u;
-    struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
-    if (fd >= 0) {
-        msg.msg_control = u.buf;
-        msg.msg_controllen = sizeof(u.buf);
-        struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
-        c->cmsg_level = SOL_SOCKET;
-        c->cmsg_type = SCM_RIGHTS;
-        c->cmsg_len = CMSG_LEN(sizeof(int));
-        memcpy(CMSG_DATA(c), &fd, sizeof(int));
-    }
-    while (sendmsg(s->sock, &msg, MSG_NOSIGNAL) < 0 && errno == EINTR)
+    FdMessage fm;
+    struct msghdr *msg = fd_message(&fm, w, sizeof(*w), fd);
+    while (sendmsg(s->sock, msg, MSG_NOSIGNAL) < 0 && errno == EINTR)
         ;
 }
 
@@ -557,7 +553,6 @@ static int handshake(Session *s)
     if (getsockopt(s->sock, SOL_SOCKET, SO_PEERCRED, &cred, &cl) < 0)
         return ACL_ERROR_RT_INTERNAL_ERROR;
     s->pid = cred.pid;
-    s->uid = cred.uid;
     if (cred.uid != srv->uid) {
         emu_log("refused pid %d: uid %u is not the emulator's user (uid %u)",
                 (int)cred.pid, (unsigned)cred.uid, (unsigned)srv->uid);
@@ -723,7 +718,7 @@ void emu_session_reclaim(Session *s)
     }
     while (g_tree_nnodes(s->host) > 0) {
         HostBuf *h = g_tree_node_value(g_tree_node_first(s->host));
-        g_tree_remove(s->host, KEY(h->addr));
+        g_tree_remove(s->host, EMU_KEY(h->addr));
         memobj_unref(h->obj);
         g_free(h);
         hosts++;

@@ -33,7 +33,7 @@ static char *socket_path(void)
     const char *env = getenv("NPU_EMU_SOCKET");
     if (env && *env)
         return g_strdup(env);
-    return g_strdup_printf("/tmp/npu-emu-%u.sock", (unsigned)getuid());
+    return g_strdup_printf(EMU_DEFAULT_SOCKET_FMT, (unsigned)getuid());
 }
 
 /* The npu-emu binary: $NPU_EMU_BIN, else next to this library (build tree:

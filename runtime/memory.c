@@ -14,6 +14,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "npuemu/u64tree.h"
 #include "rt.h"
 
 typedef struct RtSegment {
@@ -43,23 +44,15 @@ static GTree *segments;     /* va -> RtSegment * */
 static GTree *allocs;       /* va -> RtAlloc * */
 static GTree *hostbufs;     /* addr -> RtHostBuf * */
 
-#define KEY(v) ((gpointer)(uintptr_t)(v))
 #define ALIGN_UP(x, a) (((x) + (a) - 1) & ~((uint64_t)(a) - 1))
 
-static gint cmp_u64(gconstpointer a, gconstpointer b, gpointer unused)
-{
-    (void)unused;
-    uint64_t x = (uint64_t)(uintptr_t)a, y = (uint64_t)(uintptr_t)b;
-    return x < y ? -1 : x > y;
-}
 
 /* The entry with the greatest key <= addr; every value starts with {va, size}. */
 static void *range_at(GTree *t, uint64_t addr)
 {
     if (!t)
         return NULL;
-    GTreeNode *n = g_tree_upper_bound(t, KEY(addr));
-    n = n ? g_tree_node_previous(n) : g_tree_node_last(t);
+    GTreeNode *n = emu_tree_floor(t, addr);
     if (!n)
         return NULL;
     uint64_t *r = g_tree_node_value(n);
@@ -69,9 +62,9 @@ static void *range_at(GTree *t, uint64_t addr)
 void rt_memory_init(void)
 {
     pthread_rwlock_wrlock(&mem_lock);
-    segments = g_tree_new_full(cmp_u64, NULL, NULL, NULL);
-    allocs = g_tree_new_full(cmp_u64, NULL, NULL, g_free);
-    hostbufs = g_tree_new_full(cmp_u64, NULL, NULL, g_free);
+    segments = emu_u64_tree_new(NULL);
+    allocs = emu_u64_tree_new(g_free);
+    hostbufs = emu_u64_tree_new(g_free);
     pthread_rwlock_unlock(&mem_lock);
 }
 
@@ -86,13 +79,13 @@ void rt_memory_release(void)
     pthread_rwlock_wrlock(&mem_lock);
     while (segments && g_tree_nnodes(segments)) {
         RtSegment *s = g_tree_node_value(g_tree_node_first(segments));
-        g_tree_remove(segments, KEY(s->va));
+        g_tree_remove(segments, EMU_KEY(s->va));
         segment_unmap(s);
     }
     while (hostbufs && g_tree_nnodes(hostbufs)) {
         RtHostBuf *h = g_tree_node_value(g_tree_node_first(hostbufs));
         munmap((void *)(uintptr_t)h->addr, h->size);
-        g_tree_remove(hostbufs, KEY(h->addr));
+        g_tree_remove(hostbufs, EMU_KEY(h->addr));
     }
     if (segments) {
         g_tree_destroy(segments);
@@ -171,10 +164,10 @@ void rt_memory_drop_device(int32_t phys)
         /* Forget the allocations inside the segment too (slices of a shared
          * block need not reach its end). */
         GTreeNode *n;
-        while ((n = g_tree_lower_bound(allocs, KEY(s->va))) &&
+        while ((n = g_tree_lower_bound(allocs, EMU_KEY(s->va))) &&
                (uint64_t)(uintptr_t)g_tree_node_key(n) < s->va + s->size)
             g_tree_remove(allocs, g_tree_node_key(n));
-        g_tree_remove(segments, KEY(s->va));
+        g_tree_remove(segments, EMU_KEY(s->va));
         segment_unmap(s);
     }
     g_ptr_array_free(gone, TRUE);
@@ -237,8 +230,8 @@ static aclError dev_malloc(const char *api, void **devPtr, size_t size, uint32_t
     *a = (RtAlloc){ .va = r.va, .size = r.size, .user = ctx->device };
     pthread_rwlock_wrlock(&mem_lock);
     if (seg)
-        g_tree_insert(segments, KEY(seg->va), seg);
-    g_tree_insert(allocs, KEY(a->va), a);
+        g_tree_insert(segments, EMU_KEY(seg->va), seg);
+    g_tree_insert(allocs, EMU_KEY(a->va), a);
     pthread_rwlock_unlock(&mem_lock);
     pthread_mutex_unlock(&alloc_lock);
     *devPtr = (void *)(uintptr_t)r.va;
@@ -281,7 +274,7 @@ RT_EXPORT aclError aclrtFree(void *devPtr)
      * once: its request and table update must not interleave with ours. */
     pthread_mutex_lock(&alloc_lock);
     pthread_rwlock_rdlock(&mem_lock);
-    RtAlloc *a = g_tree_lookup(allocs, KEY(va));
+    RtAlloc *a = g_tree_lookup(allocs, EMU_KEY(va));
     bool pinned = range_at(hostbufs, va) != NULL;
     pthread_rwlock_unlock(&mem_lock);
     if (!a) {
@@ -296,9 +289,9 @@ RT_EXPORT aclError aclrtFree(void *devPtr)
     RtSegment *gone = NULL;
     if (err == ACL_SUCCESS) {
         pthread_rwlock_wrlock(&mem_lock);
-        g_tree_remove(allocs, KEY(va));
-        if (r.seg_released && (gone = g_tree_lookup(segments, KEY(r.seg_va))))
-            g_tree_remove(segments, KEY(r.seg_va));
+        g_tree_remove(allocs, EMU_KEY(va));
+        if (r.seg_released && (gone = g_tree_lookup(segments, EMU_KEY(r.seg_va))))
+            g_tree_remove(segments, EMU_KEY(r.seg_va));
         pthread_rwlock_unlock(&mem_lock);
     }
     pthread_mutex_unlock(&alloc_lock);
@@ -393,7 +386,7 @@ RT_EXPORT aclError aclrtMallocHost(void **hostPtr, size_t size)
     RtHostBuf *h = g_new(RtHostBuf, 1);
     *h = (RtHostBuf){ .addr = q.client_addr, .size = len };
     pthread_rwlock_wrlock(&mem_lock);
-    g_tree_insert(hostbufs, KEY(h->addr), h);
+    g_tree_insert(hostbufs, EMU_KEY(h->addr), h);
     pthread_rwlock_unlock(&mem_lock);
     *hostPtr = p;
     return ACL_SUCCESS;
@@ -406,10 +399,10 @@ RT_EXPORT aclError aclrtFreeHost(void *hostPtr)
         return RT_FAIL(ACL_ERROR_RT_PARAM_INVALID, "hostPtr must not be NULL");
     uint64_t addr = (uint64_t)(uintptr_t)hostPtr;
     pthread_rwlock_wrlock(&mem_lock);
-    RtHostBuf *h = g_tree_lookup(hostbufs, KEY(addr));
+    RtHostBuf *h = g_tree_lookup(hostbufs, EMU_KEY(addr));
     uint64_t len = h ? h->size : 0;
     if (h)
-        g_tree_remove(hostbufs, KEY(addr));
+        g_tree_remove(hostbufs, EMU_KEY(addr));
     pthread_rwlock_unlock(&mem_lock);
     if (!h)
         return RT_FAIL(ACL_ERROR_RT_PARAM_INVALID,

@@ -77,7 +77,13 @@ aclError rt_stream_submit(RtStream *s, const EmuTask *t)
 {
     EmuReqSubmit q = { .stream = s->id, .task = *t };
     EmuRespSubmit r;
-    aclError err = rt_call(EMU_CMD_STREAM_SUBMIT, &q, sizeof(q), &r, sizeof(r), NULL);
+    aclError err;
+    /* A full queue blocks the caller until the stream makes room, as on hardware. */
+    while ((err = rt_call(EMU_CMD_STREAM_SUBMIT, &q, sizeof(q), &r, sizeof(r), NULL)) ==
+           ACL_ERROR_RT_STREAM_TASK_FULL) {
+        uint32_t done = __atomic_load_n(&g_rt.conn.states[s->id].done, __ATOMIC_ACQUIRE);
+        rt_wait_stream(s->id, done + 1, 100);
+    }
     if (err != ACL_SUCCESS)
         return err;
     /* Keep the newest number when threads submit to one stream concurrently. */

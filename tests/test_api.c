@@ -2069,6 +2069,25 @@ TEST(test_reset_blocks_only_caller)
     EXPECT_ERR(aclrtFree(d), ACL_ERROR_RT_PARAM_INVALID);
 }
 
+/* More tasks than a stream's queue holds: submitting waits for room, as on
+ * hardware, and every task runs in order. */
+TEST(test_queue_full_blocks)
+{
+    EXPECT_OK(aclrtSetDevice(0));
+    aclrtStream st = NULL;
+    EXPECT_OK(aclrtCreateStream(&st));
+    void *d = NULL;
+    EXPECT_OK(aclrtMalloc(&d, 4096, ACL_MEM_MALLOC_HUGE_FIRST));
+    for (int i = 0; i < 10000; i++)
+        EXPECT_OK(aclrtMemsetAsync(d, 4096, i & 0xff, 4096, st));
+    EXPECT_OK(aclrtSynchronizeStream(st));
+    uint8_t back[4096];
+    EXPECT_OK(aclrtMemcpy(back, sizeof(back), d, sizeof(back), ACL_MEMCPY_DEVICE_TO_HOST));
+    CHECK(back[0] == (9999 & 0xff) && back[4095] == (9999 & 0xff));
+    EXPECT_OK(aclrtFree(d));
+    EXPECT_OK(aclrtDestroyStream(st));
+}
+
 typedef struct TestDef {
     const char *name;
     CU_TestFunc fn;
@@ -2132,6 +2151,7 @@ int main(void)
         T(test_stream_sync_timeout_args), T(test_stream_limit), T(test_stream_limit_with_context),
         T(test_sync_device), T(test_sync_device_blocks_only_caller),
         T(test_stale_stream_handle), T(test_reset_blocks_only_caller),
+        T(test_queue_full_blocks),
     };
     static const TestDef faults[] = {
         T(test_fault_write), T(test_fault_read), T(test_fault_after_reset),

@@ -26,6 +26,16 @@
 #define GATE_ADDR (BUF_BASE + 0x7f000000ull) /* resolves to buffer 0, after the gate opens */
 #define BAD_ADDR  0x6000000000ull
 
+/* Queues a task, waiting for room as the runtime does; returns its number.
+ * (Safe from any thread: no CUnit assertion here.) */
+static uint32_t submit(EngineStream *s, const EmuTask *t)
+{
+    uint32_t seq = 0;
+    while (!engine_stream_submit(s, t, &seq))
+        g_usleep(50);
+    return seq;
+}
+
 static MemObj *bufs[NBUF];
 static int resolve_calls;
 
@@ -288,10 +298,10 @@ static void test_stream_in_order(void)
     EmuTask t2 = t_memcpy(addr_of(1, 0), addr_of(0, 0), 4096);
     EmuTask t3 = t_memset32(addr_of(0, 0), 2048, 0xcafebabe);
     EmuTask t4 = t_memcpy(addr_of(1, 2048), addr_of(0, 0), 1024);
-    CU_ASSERT_EQUAL(engine_stream_submit(s, &t1), 1);
-    CU_ASSERT_EQUAL(engine_stream_submit(s, &t2), 2);
-    CU_ASSERT_EQUAL(engine_stream_submit(s, &t3), 3);
-    uint32_t last = engine_stream_submit(s, &t4);
+    CU_ASSERT_EQUAL(submit(s, &t1), 1);
+    CU_ASSERT_EQUAL(submit(s, &t2), 2);
+    CU_ASSERT_EQUAL(submit(s, &t3), 3);
+    uint32_t last = submit(s, &t4);
     CU_ASSERT_EQUAL(last, 4);
     CU_ASSERT_EQUAL(engine_stream_last(s), 4);
     CU_ASSERT_TRUE_FATAL(wait_done(&st, last));
@@ -320,7 +330,7 @@ static void test_stream_in_order(void)
     uint32_t seq = 0;
     for (int i = 0; i < chain; i++) {
         EmuTask t = t_memcpy(addr_of(2, (uint64_t)(i + 1) * 8), addr_of(2, (uint64_t)i * 8), 8);
-        seq = engine_stream_submit(s, &t);
+        seq = submit(s, &t);
     }
     CU_ASSERT_EQUAL(seq, 4u + chain);
     CU_ASSERT_TRUE_FATAL(wait_done(&st, seq));
@@ -342,9 +352,9 @@ static void test_stream_seq_wrap(void)
     CU_ASSERT_PTR_NOT_NULL_FATAL(s);
     CU_ASSERT_EQUAL(engine_stream_last(s), UINT32_MAX - 1);
     EmuTask t = t_memset(addr_of(3, 0), 16, 7);
-    CU_ASSERT_EQUAL(engine_stream_submit(s, &t), UINT32_MAX);
-    CU_ASSERT_EQUAL(engine_stream_submit(s, &t), 0);
-    CU_ASSERT_EQUAL(engine_stream_submit(s, &t), 1);
+    CU_ASSERT_EQUAL(submit(s, &t), UINT32_MAX);
+    CU_ASSERT_EQUAL(submit(s, &t), 0);
+    CU_ASSERT_EQUAL(submit(s, &t), 1);
     CU_ASSERT_TRUE(wait_done(&st, 1));
     CU_ASSERT_TRUE(emu_seq_reached(st.done, UINT32_MAX));
     CU_ASSERT_TRUE(emu_seq_reached(st.done, 0));
@@ -364,11 +374,11 @@ static void test_stream_continue_on_failure(void)
     EmuTask bad2 = t_memcpy(addr_of(0, 0), BAD_ADDR, 64);
     EmuTask bad3 = { .type = 99, .dst = addr_of(0, 0), .size = 64 };
     EmuTask ok2 = t_memset(addr_of(1, 0), 64, 3);
-    uint32_t s1 = engine_stream_submit(s, &ok1);
-    uint32_t s2 = engine_stream_submit(s, &bad1);
-    engine_stream_submit(s, &bad2);
-    engine_stream_submit(s, &bad3);
-    uint32_t s5 = engine_stream_submit(s, &ok2);
+    uint32_t s1 = submit(s, &ok1);
+    uint32_t s2 = submit(s, &bad1);
+    submit(s, &bad2);
+    submit(s, &bad3);
+    uint32_t s5 = submit(s, &ok2);
     CU_ASSERT_TRUE_FATAL(wait_done(&st, s5));
     CU_ASSERT_EQUAL(s1 + 1, s2);
     /* the first error wins; later tasks still ran */
@@ -379,8 +389,8 @@ static void test_stream_continue_on_failure(void)
 
     /* once the client clears the error (synchronise), the next failure is recorded */
     __atomic_store_n(&st.error, ACL_SUCCESS, __ATOMIC_SEQ_CST);
-    uint32_t s6 = engine_stream_submit(s, &bad3);
-    uint32_t s7 = engine_stream_submit(s, &ok1);
+    uint32_t s6 = submit(s, &bad3);
+    uint32_t s7 = submit(s, &ok1);
     CU_ASSERT_TRUE_FATAL(wait_done(&st, s7));
     CU_ASSERT_EQUAL(st.error, ACL_ERROR_RT_PARAM_INVALID);
     CU_ASSERT_EQUAL(st.error_seq, s6);
@@ -424,7 +434,7 @@ static void test_stream_wakes_waiters(void)
     CU_ASSERT_PTR_NOT_NULL_FATAL(s);
     gate_close();
     EmuTask g = t_memset(GATE_ADDR, 16, 9);
-    uint32_t seq = engine_stream_submit(s, &g);
+    uint32_t seq = submit(s, &g);
     CU_ASSERT_TRUE(gate_wait_blocked(1));
     Waiter w = { .st = &st, .seq = seq };
     GThread *th = g_thread_new("waiter", waiter_main, &w);
@@ -451,17 +461,17 @@ static void test_streams_concurrent(void)
     gate_close();
     EmuTask g = t_memset(GATE_ADDR, 16, 0x77);
     EmuTask after = t_memset(addr_of(0, 16), 16, 0x78);
-    engine_stream_submit(a, &g);
-    uint32_t alast = engine_stream_submit(a, &after);
+    submit(a, &g);
+    uint32_t alast = submit(a, &after);
     CU_ASSERT_TRUE(gate_wait_blocked(1));
 
     uint32_t blast = 0;
     for (int i = 0; i < 100; i++) {
         EmuTask t = t_memset(addr_of(1, (uint64_t)i * 8), 8, (uint64_t)i + 1);
-        blast = engine_stream_submit(b, &t);
+        blast = submit(b, &t);
     }
     EmuTask bad = t_memset(BAD_ADDR, 8, 0);
-    blast = engine_stream_submit(b, &bad);
+    blast = submit(b, &bad);
     CU_ASSERT_EQUAL(blast, 1101);
     CU_ASSERT_TRUE(wait_done(&sb, blast));
     bool ok = true;
@@ -493,11 +503,11 @@ static void test_destroy_drains(void)
     CU_ASSERT_PTR_NOT_NULL_FATAL(s);
     gate_close();
     EmuTask g = t_memset(GATE_ADDR, 1, 0xaa);
-    engine_stream_submit(s, &g);
+    submit(s, &g);
     uint32_t last = 0;
     for (int i = 0; i < 256; i++) {
         EmuTask t = t_memset(addr_of(2, (uint64_t)i * 16), 16, 0x33);
-        last = engine_stream_submit(s, &t);
+        last = submit(s, &t);
     }
     CU_ASSERT_EQUAL(last, 41 + 257);
     CU_ASSERT_TRUE(gate_wait_blocked(1));
@@ -513,6 +523,33 @@ static void test_destroy_drains(void)
     CU_ASSERT_PTR_NOT_NULL_FATAL(s);
     engine_stream_destroy(s, true);
     CU_ASSERT_EQUAL(idle.done, 5);
+    check_refs();
+}
+
+/* A stream holds at most ENGINE_QUEUE_DEPTH waiting tasks; the next submit is
+ * refused without queueing anything, and room comes back as tasks run. */
+static void test_queue_depth(void)
+{
+    clear_bufs();
+    EmuStreamState st = { 0 };
+    EngineStream *s = engine_stream_new(0, &st, resolve_cb, NULL);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+    gate_close();
+    EmuTask g = t_memset(GATE_ADDR, 1, 0xaa);
+    submit(s, &g);
+    CU_ASSERT_TRUE(gate_wait_blocked(1));   /* in flight: no longer queued */
+    EmuTask t = t_memset(addr_of(1, 0), 16, 0x11);
+    uint32_t seq = 0;
+    for (int i = 0; i < ENGINE_QUEUE_DEPTH; i++)
+        CU_ASSERT_TRUE(engine_stream_submit(s, &t, &seq));
+    CU_ASSERT_EQUAL(seq, 1 + ENGINE_QUEUE_DEPTH);
+    uint32_t refused = 7;
+    CU_ASSERT_FALSE(engine_stream_submit(s, &t, &refused));
+    CU_ASSERT_EQUAL(refused, 7);
+    CU_ASSERT_EQUAL(engine_stream_last(s), 1 + ENGINE_QUEUE_DEPTH);
+    gate_release();
+    engine_stream_destroy(s, false);
+    CU_ASSERT_EQUAL(st.done, 1 + ENGINE_QUEUE_DEPTH);
     check_refs();
 }
 
@@ -539,15 +576,15 @@ static void test_destroy_force_drops(void)
     CU_ASSERT_PTR_NOT_NULL_FATAL(s);
     gate_close();
     EmuTask g = t_memset(GATE_ADDR, 1, 0xaa); /* in flight: finishes normally */
-    uint32_t first = engine_stream_submit(s, &g);
+    uint32_t first = submit(s, &g);
     CU_ASSERT_TRUE(gate_wait_blocked(1));
     uint32_t last = 0;
     for (int i = 0; i < 100; i++) {
         EmuTask t = t_memset(addr_of(3, (uint64_t)i * 16), 16, 0x44);
-        last = engine_stream_submit(s, &t);
+        last = submit(s, &t);
     }
     EmuTask bad = t_memset(BAD_ADDR, 1, 0);
-    last = engine_stream_submit(s, &bad);
+    last = submit(s, &bad);
     CU_ASSERT_EQUAL(last, first + 101);
 
     DestroyArgs da = { .s = s, .force = true };
@@ -580,7 +617,7 @@ static gpointer feeder_main(gpointer data)
     for (int i = 0; i < 1000; i++) {
         EmuTask t = t_memset32(addr_of(f->buf, (uint64_t)(i % 256) * 64), 64,
                                (uint64_t)(f->buf << 16 | i));
-        f->last = engine_stream_submit(f->s, &t);
+        f->last = submit(f->s, &t);
     }
     return NULL;
 }
@@ -638,7 +675,7 @@ static gpointer racer_main(gpointer data)
     EmuTask t = t_memset(BAD_ADDR, 0, 0);
     uint32_t prev = engine_stream_last(r->s);
     for (int i = 0; i < 50000; i++) {
-        uint32_t seq = engine_stream_submit(r->s, &t);
+        uint32_t seq = submit(r->s, &t);
         r->bad += seq != prev + 1;
         prev = seq;
     }
@@ -686,7 +723,8 @@ int main(void)
         !CU_add_test(s, "destroy runs queued tasks", test_destroy_drains) ||
         !CU_add_test(s, "destroy with force drops queued tasks", test_destroy_force_drops) ||
         !CU_add_test(s, "many streams, many threads", test_many_streams_many_threads) ||
-        !CU_add_test(s, "submit returns its seq while the worker races", test_submit_races_worker)) {
+        !CU_add_test(s, "submit returns its seq while the worker races", test_submit_races_worker) ||
+        !CU_add_test(s, "queue depth is bounded", test_queue_depth)) {
         CU_cleanup_registry();
         return 1;
     }

@@ -245,6 +245,9 @@ typedef struct EmuRespSubmit {
     uint32_t pad;
 } EmuRespSubmit;
 
+/* The socket npu-emu serves and clients look for when NPU_EMU_SOCKET is unset. */
+#define EMU_DEFAULT_SOCKET_FMT "/tmp/npu-emu-%u.sock" /* uid */
+
 /* True when sequence a is at or past b, tolerant of 32-bit wrap-around. */
 static inline int emu_seq_reached(uint32_t a, uint32_t b)
 {
