@@ -190,3 +190,24 @@ RT_EXPORT aclError aclrtCtxGetCurrentDefaultStream(aclrtStream *stream)
     *stream = ctx->default_stream;
     return ACL_SUCCESS;
 }
+
+RT_EXPORT aclError aclrtGetPrimaryCtxState(int32_t deviceId, uint32_t *flags, int32_t *active)
+{
+    RT_CHECK_INIT();
+    if (!active)
+        return RT_FAIL(ACL_ERROR_RT_PARAM_INVALID, "active must not be NULL");
+    if (!rt_device_valid(deviceId))
+        return RT_FAIL(ACL_ERROR_RT_INVALID_DEVICEID,
+                       "invalid device id %d; the valid range is [0, %d)", deviceId, g_rt.ndev);
+    /* Active while aclrtSetDevice references hold it.  aclrtCreateContext
+     * alone opens the device (for its per-device default stream) but does not
+     * take a reference, so the default context is not active then. */
+    pthread_mutex_lock(&g_rt.lock);
+    bool on = g_rt.dev[deviceId].open && g_rt.dev[deviceId].set_count > 0;
+    pthread_mutex_unlock(&g_rt.lock);
+    /* flags is reserved (callers pass NULL); no flag is defined, so report none. */
+    if (flags)
+        *flags = 0;
+    *active = on ? 1 : 0;
+    return ACL_SUCCESS;
+}

@@ -359,3 +359,58 @@ RT_EXPORT aclError aclrtGetPhyDevIdByLogicDevId(const int32_t logicDevId, int32_
 {
     return map_user_to_logic(__func__, logicDevId, phyDevId);
 }
+
+/* ---- status and capability queries ---- */
+
+RT_EXPORT aclError aclrtQueryDeviceStatus(int32_t deviceId, aclrtDeviceStatus *deviceStatus)
+{
+    RT_CHECK_INIT();
+    if (!deviceStatus)
+        return RT_FAIL(ACL_ERROR_RT_PARAM_INVALID, "deviceStatus must not be NULL");
+    if (!rt_device_valid(deviceId))
+        return RT_FAIL(ACL_ERROR_RT_INVALID_DEVICEID,
+                       "invalid device id %d; the valid range is [0, %d)", deviceId, g_rt.ndev);
+    /* Ask the emulator rather than trust our own state: a device whose
+     * emulator has gone is not usable, and only a round trip can tell.  That
+     * answer is the status, not a failure of the query. */
+    aclError err = rt_call(EMU_CMD_NOP, NULL, 0, NULL, 0, NULL);
+    if (err != ACL_SUCCESS && err != ACL_ERROR_RT_SOCKET_CLOSE)
+        return RT_FAIL(err, "cannot reach device %d", deviceId);
+    *deviceStatus = err == ACL_SUCCESS ? ACL_RT_DEVICE_STATUS_NORMAL
+                                       : ACL_RT_DEVICE_STATUS_ABNORMAL;
+    return ACL_SUCCESS;
+}
+
+RT_EXPORT aclError aclrtDeviceGetStreamPriorityRange(int32_t *leastPriority,
+                                                     int32_t *greatestPriority)
+{
+    RT_CHECK_INIT();
+    if (!leastPriority || !greatestPriority)
+        return RT_FAIL(ACL_ERROR_RT_PARAM_INVALID,
+                       "leastPriority and greatestPriority must not be NULL");
+    /* A2 / A3 stream priorities are 0..7, a smaller number running first. */
+    *leastPriority = 7;
+    *greatestPriority = 0;
+    return ACL_SUCCESS;
+}
+
+RT_EXPORT aclError aclrtGetDeviceUtilizationRate(int32_t deviceId,
+                                                 aclrtUtilizationInfo *utilizationInfo)
+{
+    RT_CHECK_INIT();
+    if (!utilizationInfo)
+        return RT_FAIL(ACL_ERROR_RT_PARAM_INVALID, "utilizationInfo must not be NULL");
+    if (!rt_device_valid(deviceId))
+        return RT_FAIL(ACL_ERROR_RT_INVALID_DEVICEID,
+                       "invalid device id %d; the valid range is [0, %d)", deviceId, g_rt.ndev);
+    /* No process can run anything on the emulated Cube, Vector or AI CPU cores
+     * (stream tasks are copies and memsets, which the DMA engine executes), so
+     * 0 is the true figure for every process on the device.  This must become
+     * a measurement once kernels execute.  Memory utilisation is documented as
+     * not supported: -1.  utilizationExtend is reserved and left alone. */
+    utilizationInfo->cubeUtilization = 0;
+    utilizationInfo->vectorUtilization = 0;
+    utilizationInfo->aicpuUtilization = 0;
+    utilizationInfo->memoryUtilization = -1;
+    return ACL_SUCCESS;
+}

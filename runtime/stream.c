@@ -268,3 +268,26 @@ RT_EXPORT aclError aclrtSynchronizeStreamWithTimeout(aclrtStream stream, int32_t
     }
     return sync_stream(__func__, stream, timeout);
 }
+
+RT_EXPORT aclError aclrtGetStreamAvailableNum(uint32_t *streamCount)
+{
+    RT_CHECK_INIT();
+    if (!streamCount)
+        return RT_FAIL(ACL_ERROR_RT_PARAM_INVALID, "streamCount must not be NULL");
+    aclError err;
+    RtContext *ctx = rt_require_ctx(__func__, &err);
+    if (!ctx)
+        return err;
+    /* The limit is per device and process and counts default streams too, which
+     * are in the registry like any other; every context's streams count. */
+    uint32_t used = 0;
+    pthread_mutex_lock(&g_rt.lock);
+    GHashTableIter it;
+    gpointer key;
+    g_hash_table_iter_init(&it, g_rt.streams);
+    while (g_hash_table_iter_next(&it, &key, NULL))
+        used += ((RtStream *)key)->device == ctx->device;
+    pthread_mutex_unlock(&g_rt.lock);
+    *streamCount = used < EMU_STREAMS_PER_DEVICE ? EMU_STREAMS_PER_DEVICE - used : 0;
+    return ACL_SUCCESS;
+}

@@ -21,7 +21,9 @@
  * memory; 6 the 1984-stream limit; 7 the stream budget of a context created
  * without aclrtSetDevice (5 is used by a fault child).  Devices 3, 4, 6 and 7
  * are only touched from short-lived threads, so the main thread's current
- * context is never theirs.
+ * context is never theirs; 3 is back to unset (no reference, closed) after each
+ * test that uses it, which the default-context state and stream-count tests
+ * rely on.
  */
 #define _GNU_SOURCE
 #include <CUnit/Basic.h>
@@ -312,6 +314,14 @@ static void child_preinit(void)
     EXPECT_ERR(aclrtMemcpy(b, sizeof(b), a, sizeof(a), ACL_MEMCPY_HOST_TO_HOST),
                ACL_ERROR_UNINITIALIZE);
     EXPECT_ERR(aclrtCreateStream(&s), ACL_ERROR_UNINITIALIZE);
+    aclrtDeviceStatus st;
+    int32_t lo, hi, active;
+    aclrtUtilizationInfo ui;
+    EXPECT_ERR(aclrtQueryDeviceStatus(0, &st), ACL_ERROR_UNINITIALIZE);
+    EXPECT_ERR(aclrtDeviceGetStreamPriorityRange(&lo, &hi), ACL_ERROR_UNINITIALIZE);
+    EXPECT_ERR(aclrtGetDeviceUtilizationRate(0, &ui), ACL_ERROR_UNINITIALIZE);
+    EXPECT_ERR(aclrtGetPrimaryCtxState(0, NULL, &active), ACL_ERROR_UNINITIALIZE);
+    EXPECT_ERR(aclrtGetStreamAvailableNum(&n), ACL_ERROR_UNINITIALIZE);
     EXPECT_ERR(aclFinalize(), ACL_ERROR_REPEAT_FINALIZE);
     CHECK(aclrtGetSocName() == NULL);
     drain_errors();
@@ -521,6 +531,58 @@ TEST(test_device_info)
     EXPECT_ERR(aclrtGetDeviceInfo(0, (aclrtDevAttr)12345, &v), ACL_ERROR_RT_PARAM_INVALID);
     EXPECT_ERR(aclrtGetDeviceInfo(8, ACL_DEV_ATTR_NPU_ARCH, &v), ACL_ERROR_RT_INVALID_DEVICEID);
     EXPECT_ERR(aclrtGetDeviceInfo(0, ACL_DEV_ATTR_NPU_ARCH, NULL), ACL_ERROR_RT_PARAM_INVALID);
+}
+
+TEST(test_device_status)
+{
+    aclrtDeviceStatus st = ACL_RT_DEVICE_STATUS_END;
+    EXPECT_OK(aclrtQueryDeviceStatus(0, &st));
+    CHECKF(st == ACL_RT_DEVICE_STATUS_NORMAL, "device 0 status %d, expected NORMAL", (int)st);
+    /* A device this process never opened is just as healthy. */
+    st = ACL_RT_DEVICE_STATUS_END;
+    EXPECT_OK(aclrtQueryDeviceStatus(7, &st));
+    CHECKF(st == ACL_RT_DEVICE_STATUS_NORMAL, "device 7 status %d, expected NORMAL", (int)st);
+    EXPECT_ERR(aclrtQueryDeviceStatus(0, NULL), ACL_ERROR_RT_PARAM_INVALID);
+    EXPECT_ERR(aclrtQueryDeviceStatus(8, &st), ACL_ERROR_RT_INVALID_DEVICEID);
+    EXPECT_ERR(aclrtQueryDeviceStatus(-1, &st), ACL_ERROR_RT_INVALID_DEVICEID);
+}
+
+TEST(test_stream_priority_range)
+{
+    int32_t least = -1, greatest = -1;
+    EXPECT_OK(aclrtDeviceGetStreamPriorityRange(&least, &greatest));
+    CHECKF(least == 7 && greatest == 0, "priority range least %d greatest %d, expected 7 / 0",
+           least, greatest);
+    /* Both ends are priorities a stream can be created with. */
+    aclrtStream hi = NULL, lo = NULL;
+    EXPECT_OK(aclrtCreateStreamWithConfig(&hi, (uint32_t)greatest, 0));
+    EXPECT_OK(aclrtCreateStreamWithConfig(&lo, (uint32_t)least, 0));
+    EXPECT_OK(aclrtDestroyStream(hi));
+    EXPECT_OK(aclrtDestroyStream(lo));
+    EXPECT_ERR(aclrtDeviceGetStreamPriorityRange(NULL, &greatest), ACL_ERROR_RT_PARAM_INVALID);
+    EXPECT_ERR(aclrtDeviceGetStreamPriorityRange(&least, NULL), ACL_ERROR_RT_PARAM_INVALID);
+}
+
+TEST(test_device_utilization)
+{
+    /* Nothing can run on the emulated Cube / Vector / AI CPU cores: 0; memory
+     * utilisation is documented as unsupported: -1.  The reserved extension
+     * pointer is not the call's to write. */
+    static const int32_t devs[] = { 0, 5 };
+    int sentinel;
+    for (size_t i = 0; i < G_N_ELEMENTS(devs); i++) {
+        aclrtUtilizationInfo ui = { 11, 22, 33, 44, (aclrtUtilizationExtendInfo *)&sentinel };
+        EXPECT_OK(aclrtGetDeviceUtilizationRate(devs[i], &ui));
+        CHECKF(ui.cubeUtilization == 0 && ui.vectorUtilization == 0 &&
+                   ui.aicpuUtilization == 0 && ui.memoryUtilization == -1,
+               "device %d: cube %d vector %d aicpu %d memory %d", devs[i], ui.cubeUtilization,
+               ui.vectorUtilization, ui.aicpuUtilization, ui.memoryUtilization);
+        CHECK(ui.utilizationExtend == (aclrtUtilizationExtendInfo *)&sentinel);
+    }
+    aclrtUtilizationInfo ui;
+    EXPECT_ERR(aclrtGetDeviceUtilizationRate(0, NULL), ACL_ERROR_RT_PARAM_INVALID);
+    EXPECT_ERR(aclrtGetDeviceUtilizationRate(8, &ui), ACL_ERROR_RT_INVALID_DEVICEID);
+    EXPECT_ERR(aclrtGetDeviceUtilizationRate(-1, &ui), ACL_ERROR_RT_INVALID_DEVICEID);
 }
 
 static void *thread_set_reset(void *arg)
@@ -837,6 +899,54 @@ TEST(test_ctx_destroyed_current)
     EXPECT_ERR(aclrtSynchronizeStream(NULL), ACL_ERROR_RT_CONTEXT_NULL);
     EXPECT_ERR(aclrtMemsetAsync(h, sizeof(h), 0, sizeof(h), NULL), ACL_ERROR_RT_CONTEXT_NULL);
     use_dev0();
+}
+
+static int32_t primary_active(int32_t dev)
+{
+    int32_t active = -1;
+    uint32_t flags = 0xdead;
+    aclError e = aclrtGetPrimaryCtxState(dev, &flags, &active);
+    CHECKF(e == ACL_SUCCESS && flags == 0, "aclrtGetPrimaryCtxState(%d) returned %d, flags 0x%x",
+           dev, e, flags);
+    int32_t again = -1;
+    e = aclrtGetPrimaryCtxState(dev, NULL, &again);     /* flags: NULL, as documented */
+    CHECKF(e == ACL_SUCCESS && again == active, "with flags NULL: %d, active %d", e, again);
+    drain_errors();
+    return active;
+}
+
+static void *thread_primary_ctx(void *arg)
+{
+    (void)arg;
+    aclrtContext c = NULL;
+    CHECKF(primary_active(3) == 0, "device 3 has no aclrtSetDevice reference yet");
+    /* An explicit context opens the device, not its default context. */
+    EXPECT_OK(aclrtCreateContext(&c, 3));
+    CHECKF(primary_active(3) == 0, "aclrtCreateContext activated the default context");
+    EXPECT_OK(aclrtSetDevice(3));
+    CHECK(primary_active(3) == 1);
+    EXPECT_OK(aclrtSetDevice(3));
+    EXPECT_OK(aclrtResetDevice(3));
+    CHECKF(primary_active(3) == 1, "one reference is left");
+    EXPECT_OK(aclrtDestroyContext(c));
+    EXPECT_OK(aclrtResetDevice(3));
+    CHECKF(primary_active(3) == 0, "the last reference is gone");
+    EXPECT_OK(aclrtSetDevice(3));
+    EXPECT_OK(aclrtSetDevice(3));
+    CHECK(primary_active(3) == 1);
+    EXPECT_OK(aclrtResetDeviceForce(3));
+    CHECK(primary_active(3) == 0);
+    return NULL;
+}
+
+TEST(test_primary_ctx_state)
+{
+    CHECK(primary_active(0) == 1);      /* the main thread's device */
+    run_thread(thread_primary_ctx, NULL);
+    int32_t active = -1;
+    EXPECT_ERR(aclrtGetPrimaryCtxState(0, NULL, NULL), ACL_ERROR_RT_PARAM_INVALID);
+    EXPECT_ERR(aclrtGetPrimaryCtxState(8, NULL, &active), ACL_ERROR_RT_INVALID_DEVICEID);
+    EXPECT_ERR(aclrtGetPrimaryCtxState(-1, NULL, &active), ACL_ERROR_RT_INVALID_DEVICEID);
 }
 
 /* ================================================================== */
@@ -1615,7 +1725,10 @@ static void *thread_stream_limit(void *arg)
     enum { MAX_TRY = 2100 };
     aclrtStream *s = g_new0(aclrtStream, MAX_TRY);
     aclError last = ACL_SUCCESS;
+    uint32_t avail = 0;
     EXPECT_OK(aclrtSetDevice(6));
+    EXPECT_OK(aclrtGetStreamAvailableNum(&avail));
+    CHECKF(avail == 1983, "after aclrtSetDevice %u streams available, expected 1984 - 1", avail);
     int n = 0;
     while (n < MAX_TRY) {
         last = aclrtCreateStream(&s[n]);
@@ -1629,9 +1742,13 @@ static void *thread_stream_limit(void *arg)
     EXPECT_ERR(last, ACL_ERROR_RT_NO_STREAM_RESOURCE);
     aclrtStream extra = NULL;
     EXPECT_ERR(aclrtCreateStream(&extra), ACL_ERROR_RT_NO_STREAM_RESOURCE);
+    EXPECT_OK(aclrtGetStreamAvailableNum(&avail));
+    CHECKF(avail == 0, "at the limit %u streams are still reported available", avail);
     /* Freeing one makes room for exactly one. */
     if (n > 0) {
         EXPECT_OK(aclrtDestroyStream(s[n - 1]));
+        EXPECT_OK(aclrtGetStreamAvailableNum(&avail));
+        CHECK(avail == 1);
         EXPECT_OK(aclrtCreateStream(&s[n - 1]));
         EXPECT_ERR(aclrtCreateStream(&extra), ACL_ERROR_RT_NO_STREAM_RESOURCE);
     }
@@ -1653,6 +1770,79 @@ TEST(test_stream_limit)
     run_thread(thread_stream_limit, &r);
 }
 
+static uint32_t streams_available(void)
+{
+    uint32_t n = UINT32_MAX;
+    aclError e = aclrtGetStreamAvailableNum(&n);
+    CHECKF(e == ACL_SUCCESS, "aclrtGetStreamAvailableNum returned %d", e);
+    drain_errors();
+    return n;
+}
+
+typedef struct AvailResult {
+    uint32_t seen;
+} AvailResult;
+
+static void *thread_other_thread_stream(void *arg)
+{
+    AvailResult *r = arg;
+    aclrtStream s = NULL;
+    EXPECT_OK(aclrtSetDevice(3));
+    EXPECT_OK(aclrtCreateStream(&s));
+    r->seen = streams_available();
+    EXPECT_OK(aclrtDestroyStream(s));
+    EXPECT_OK(aclrtResetDevice(3));
+    return NULL;
+}
+
+static void *thread_stream_available(void *arg)
+{
+    (void)arg;
+    uint32_t n = 0;
+    aclrtStream s[3] = { NULL, NULL, NULL };
+    aclrtContext c = NULL, def3 = NULL;
+    EXPECT_ERR(aclrtGetStreamAvailableNum(&n), ACL_ERROR_RT_CONTEXT_NULL);
+    /* Device 3 is unset here: its default stream is the only one. */
+    EXPECT_OK(aclrtSetDevice(3));
+    EXPECT_OK(aclrtGetCurrentContext(&def3));
+    CHECK(streams_available() == 1983);
+    for (int i = 0; i < 3; i++)
+        EXPECT_OK(aclrtCreateStream(&s[i]));
+    CHECK(streams_available() == 1980);
+    EXPECT_OK(aclrtDestroyStream(s[1]));
+    CHECK(streams_available() == 1981);
+    /* Another context's streams, default stream included, count too. */
+    EXPECT_OK(aclrtCreateContext(&c, 3));
+    aclrtStream cs = NULL;
+    EXPECT_OK(aclrtCreateStream(&cs));
+    CHECK(streams_available() == 1979);
+    EXPECT_OK(aclrtDestroyContext(c));
+    CHECK(aclrtGetStreamAvailableNum(&n) == ACL_ERROR_RT_CONTEXT_NULL);    /* c was current */
+    drain_errors();
+    /* So do other threads' streams; another device's do not. */
+    AvailResult r = { 0 };
+    run_thread(thread_other_thread_stream, &r);
+    CHECKF(r.seen == 1980, "another thread saw %u available, expected 1984 - 4", r.seen);
+    EXPECT_OK(aclrtSetCurrentContext(def3));
+    CHECK(streams_available() == 1981);
+    EXPECT_OK(aclrtSetDevice(1));
+    uint32_t on1 = streams_available();
+    CHECKF(on1 == 1983, "device 1 (only its default stream) has %u available", on1);
+    EXPECT_OK(aclrtSetCurrentContext(def3));
+    EXPECT_OK(aclrtDestroyStream(s[0]));
+    EXPECT_OK(aclrtDestroyStream(s[2]));
+    CHECK(streams_available() == 1983);
+    EXPECT_ERR(aclrtGetStreamAvailableNum(NULL), ACL_ERROR_RT_PARAM_INVALID);
+    EXPECT_OK(aclrtResetDevice(3));
+    EXPECT_OK(aclrtResetDevice(1));
+    return NULL;
+}
+
+TEST(test_stream_available_num)
+{
+    run_thread(thread_stream_available, NULL);
+}
+
 static void *thread_ctx_stream_budget(void *arg)
 {
     (void)arg;
@@ -1660,11 +1850,15 @@ static void *thread_ctx_stream_budget(void *arg)
     aclrtStream *s = g_new0(aclrtStream, MAX_TRY);
     aclrtContext c = NULL;
     aclError last = ACL_SUCCESS;
+    uint32_t avail = 0;
     /* No aclrtSetDevice(7) anywhere: the context costs two default streams. */
     EXPECT_OK(aclrtCreateContext(&c, 7));
+    EXPECT_OK(aclrtGetStreamAvailableNum(&avail));
     int n = 0;
     while (n < MAX_TRY && (last = aclrtCreateStream(&s[n])) == ACL_SUCCESS)
         n++;
+    CHECKF(avail == (uint32_t)n, "aclrtGetStreamAvailableNum said %u, %d could be created",
+           avail, n);
     CHECKF(n == 1982, "after aclrtCreateContext without aclrtSetDevice %d streams could be "
                       "created, expected 1984 - 2 = 1982", n);
     EXPECT_ERR(last, ACL_ERROR_RT_NO_STREAM_RESOURCE);
@@ -1915,9 +2109,12 @@ static void child_wait_through_death(void)
     aclrtStream s = NULL;
     Busy bz;
     close(g_death_pipe[0]);
+    aclrtDeviceStatus st = ACL_RT_DEVICE_STATUS_END;
     if (!EXPECT_OK(aclInit(NULL)) || !EXPECT_OK(aclrtSetDevice(0)) ||
         !EXPECT_OK(aclrtCreateStream(&s)) || !busy_alloc(&bz))
         _exit(90);
+    EXPECT_OK(aclrtQueryDeviceStatus(0, &st));
+    CHECK(st == ACL_RT_DEVICE_STATUS_NORMAL);
     for (int i = 0; i < 8; i++)
         EXPECT_OK(aclrtMemcpyAsync(bz.b, BIG, bz.a, BIG, ACL_MEMCPY_DEVICE_TO_DEVICE, s));
     if (write(g_death_pipe[1], "q", 1) != 1)
@@ -1929,6 +2126,11 @@ static void child_wait_through_death(void)
                                            "died, expected 507901", e);
     CHECKF(waited < 2.0, "aclrtSynchronizeStream noticed the death after %.3f s", waited);
     drain_errors();
+    /* The device is unusable now; saying so is the query's answer, not a failure. */
+    st = ACL_RT_DEVICE_STATUS_END;
+    EXPECT_OK(aclrtQueryDeviceStatus(0, &st));
+    CHECKF(st == ACL_RT_DEVICE_STATUS_ABNORMAL, "device status %d after npu-emu died, expected "
+                                                "ABNORMAL", (int)st);
 }
 
 TEST(test_emulator_dies_during_sync)
@@ -2125,13 +2327,15 @@ int main(void)
     };
     static const TestDef devices[] = {
         T(test_device_queries), T(test_device_bad_ids), T(test_device_none_in_new_thread),
-        T(test_device_per_thread), T(test_device_info), T(test_device_set_reset_count),
+        T(test_device_per_thread), T(test_device_info), T(test_device_status),
+        T(test_stream_priority_range), T(test_device_utilization), T(test_device_set_reset_count),
         T(test_device_reset_force), T(test_device_reset_frees_memory), T(test_visible_devices),
     };
     static const TestDef errors[] = { T(test_errors_newest_first), T(test_errors_per_thread) };
     static const TestDef contexts[] = {
         T(test_ctx_create_is_current), T(test_ctx_switch_device), T(test_ctx_destroy_default),
         T(test_ctx_destroy_twice), T(test_ctx_destroy_takes_streams), T(test_ctx_null_args), T(test_ctx_destroyed_current),
+        T(test_primary_ctx_state),
     };
     static const TestDef memory[] = {
         T(test_malloc_bad_args), T(test_malloc_policies), T(test_malloc_small_slices),
@@ -2149,6 +2353,7 @@ int main(void)
     static const TestDef streams[] = {
         T(test_stream_create_destroy), T(test_stream_destroy_waits),
         T(test_stream_sync_timeout_args), T(test_stream_limit), T(test_stream_limit_with_context),
+        T(test_stream_available_num),
         T(test_sync_device), T(test_sync_device_blocks_only_caller),
         T(test_stale_stream_handle), T(test_reset_blocks_only_caller),
         T(test_queue_full_blocks),
