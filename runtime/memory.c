@@ -1,7 +1,8 @@
 /*
  * memory.c - device and pinned host memory as the client sees it
- * (aclrtMalloc family, aclrtFree, aclrtMallocHost, aclrtFreeHost,
- * aclrtGetMemInfo, aclrtPointerGetAttributes).
+ * (aclrtMalloc family with and without aclrtMallocConfig, aclrtFree,
+ * aclrtMallocHost (also with a configuration), aclrtFreeHost, cache
+ * maintenance, aclrtGetMemInfo, aclrtCheckMemType, aclrtPointerGetAttributes).
  *
  * The emulator owns the memory; the client keeps three ordered tables:
  * segments (device VA range -> host alias of the memory object), allocations
@@ -10,6 +11,7 @@
  * parallel; the fault handler only try-locks.
  */
 #define _GNU_SOURCE
+#include <inttypes.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -174,10 +176,71 @@ void rt_memory_drop_device(int32_t phys)
     pthread_rwlock_unlock(&mem_lock);
 }
 
+/* ---- allocation configuration ---- */
+
+/* Checks the attributes of an aclrtMallocConfig (NULL: none).  `host` is true
+ * for aclrtMallocHostWithCfg, the only call that knows ACL_RT_MEM_ATTR_VA_FLAG.
+ * The module id only labels the memory for maintenance tools; nothing here
+ * reads it back, so any value is accepted. */
+static aclError check_cfg(const char *api, const aclrtMallocConfig *cfg, bool host)
+{
+    if (!cfg)
+        return ACL_SUCCESS;
+    if (cfg->numAttrs && !cfg->attrs)
+        return rt_fail(ACL_ERROR_RT_PARAM_INVALID, api, "cfg->attrs is NULL but numAttrs is %zu",
+                       cfg->numAttrs);
+    for (size_t i = 0; i < cfg->numAttrs; i++) {
+        const aclrtMallocAttribute *a = &cfg->attrs[i];
+        switch (a->attr) {
+        case ACL_RT_MEM_ATTR_RSV:
+            /* A reserved entry carries nothing, and its value must be zero. */
+            for (size_t k = 0; k < sizeof(a->value.rsv); k++)
+                if (a->value.rsv[k])
+                    return rt_fail(ACL_ERROR_RT_PARAM_INVALID, api,
+                                   "cfg->attrs[%zu]: a reserved attribute must have a zero value",
+                                   i);
+            break;
+        case ACL_RT_MEM_ATTR_MODULE_ID:
+            break;
+        case ACL_RT_MEM_ATTR_DEVICE_ID: {
+            /* Documented: it must name the device the thread computes on. */
+            int32_t want = (int32_t)a->value.deviceId;
+            if (!rt_device_valid(want))
+                return rt_fail(ACL_ERROR_RT_INVALID_DEVICEID, api,
+                               "cfg->attrs[%zu]: invalid device id %u; the valid range is "
+                               "[0, %d)", i, a->value.deviceId, g_rt.ndev);
+            aclError err;
+            RtContext *ctx = rt_require_ctx(api, &err);
+            if (!ctx)
+                return err;
+            if (ctx->device != want)
+                return rt_fail(ACL_ERROR_RT_PARAM_INVALID, api,
+                               "cfg->attrs[%zu]: device id %d is not the current device %d", i,
+                               want, ctx->device);
+            break;
+        }
+        case ACL_RT_MEM_ATTR_VA_FLAG:
+            if (!host)
+                return rt_fail(ACL_ERROR_RT_PARAM_INVALID, api,
+                               "cfg->attrs[%zu]: ACL_RT_MEM_ATTR_VA_FLAG applies to host "
+                               "memory (aclrtMallocHostWithCfg) only", i);
+            if (a->value.vaFlag > 1)
+                return rt_fail(ACL_ERROR_RT_PARAM_INVALID, api,
+                               "cfg->attrs[%zu]: vaFlag %u is neither 0 nor 1", i,
+                               a->value.vaFlag);
+            break;
+        default:
+            return rt_fail(ACL_ERROR_RT_PARAM_INVALID, api,
+                           "cfg->attrs[%zu]: %d is not an aclrtMallocAttrType", i, (int)a->attr);
+        }
+    }
+    return ACL_SUCCESS;
+}
+
 /* ---- device memory ---- */
 
 static aclError dev_malloc(const char *api, void **devPtr, size_t size, uint32_t policy,
-                           bool align32_only)
+                           bool align32_only, const aclrtMallocConfig *cfg)
 {
     RT_CHECK_INIT();
     if (!devPtr)
@@ -187,6 +250,8 @@ static aclError dev_malloc(const char *api, void **devPtr, size_t size, uint32_t
     aclError err;
     RtContext *ctx = rt_require_ctx(api, &err);
     if (!ctx)
+        return err;
+    if ((err = check_cfg(api, cfg, false)) != ACL_SUCCESS)
         return err;
     EmuReqMemAlloc q = { .device = rt_device_phys(ctx->device), .policy = policy, .size = size,
                          .flags = align32_only ? EMU_ALLOC_ALIGN32_ONLY : 0 };
@@ -240,12 +305,45 @@ static aclError dev_malloc(const char *api, void **devPtr, size_t size, uint32_t
 
 RT_EXPORT aclError aclrtMalloc(void **devPtr, size_t size, aclrtMemMallocPolicy policy)
 {
-    return dev_malloc(__func__, devPtr, size, (uint32_t)policy, false);
+    return dev_malloc(__func__, devPtr, size, (uint32_t)policy, false, NULL);
 }
 
 RT_EXPORT aclError aclrtMallocAlign32(void **devPtr, size_t size, aclrtMemMallocPolicy policy)
 {
-    return dev_malloc(__func__, devPtr, size, (uint32_t)policy, true);
+    return dev_malloc(__func__, devPtr, size, (uint32_t)policy, true, NULL);
+}
+
+#define POLICY_BANDWIDTH (ACL_MEM_TYPE_LOW_BAND_WIDTH | ACL_MEM_TYPE_HIGH_BAND_WIDTH)
+/* Sent for a base policy outside the enum: the emulator then chooses the page
+ * size from the size alone, as documented for such values. */
+#define POLICY_OUT_OF_RANGE 0xffu
+
+RT_EXPORT aclError aclrtMallocWithCfg(void **devPtr, size_t size, aclrtMemMallocPolicy policy,
+                                      aclrtMallocConfig *cfg)
+{
+    RT_CHECK_INIT();
+    /* Unlike aclrtMalloc, this call takes an OR of at most one bandwidth
+     * choice, READONLY and one base policy. */
+    uint32_t p = (uint32_t)policy;
+    if ((p & POLICY_BANDWIDTH) == POLICY_BANDWIDTH)
+        return RT_FAIL(ACL_ERROR_RT_PARAM_INVALID,
+                       "policy 0x%x asks for both low and high bandwidth memory", p);
+    /* A2 / A3 ignore the bandwidth bits (the system picks the memory).
+     * READONLY forbids user-space writes, which only kernels could make: the
+     * host cannot touch device memory at all, and copies are DMA. */
+    uint32_t base = p & ~(uint32_t)(POLICY_BANDWIDTH | ACL_MEM_ACCESS_USER_SPACE_READONLY);
+    if (base > ACL_MEM_MALLOC_HUGE1G_ONLY_P2P)
+        base = POLICY_OUT_OF_RANGE;
+    return dev_malloc(__func__, devPtr, size, base, false, cfg);
+}
+
+RT_EXPORT aclError aclrtMallocForTaskScheduler(void **devPtr, size_t size,
+                                               aclrtMemMallocPolicy policy,
+                                               aclrtMallocConfig *cfg)
+{
+    /* Every emulated device allocation is reachable by the stream engine (the
+     * task scheduler), so this is an ordinary allocation. */
+    return dev_malloc(__func__, devPtr, size, (uint32_t)policy, false, cfg);
 }
 
 RT_EXPORT aclError aclrtMallocCached(void **devPtr, size_t size, aclrtMemMallocPolicy policy)
@@ -255,7 +353,7 @@ RT_EXPORT aclError aclrtMallocCached(void **devPtr, size_t size, aclrtMemMallocP
     case ACL_MEM_MALLOC_HUGE_ONLY:
     case ACL_MEM_MALLOC_NORMAL_ONLY:
     case ACL_MEM_MALLOC_HUGE1G_ONLY:
-        return dev_malloc(__func__, devPtr, size, (uint32_t)policy, false);
+        return dev_malloc(__func__, devPtr, size, (uint32_t)policy, false, NULL);
     default:
         RT_CHECK_INIT();
         return RT_FAIL(ACL_ERROR_RT_PARAM_INVALID,
@@ -299,6 +397,62 @@ RT_EXPORT aclError aclrtFree(void *devPtr)
         return RT_FAIL(err, "the emulator refused to free %p", devPtr);
     if (gone)
         segment_unmap(gone);
+    return ACL_SUCCESS;
+}
+
+/* Device memory is coherent with its users on A2 / A3 (CANN documents that
+ * applications need no cache maintenance), so flush and invalidate only check
+ * their arguments. */
+static aclError cache_op(const char *api, void *devPtr, size_t size)
+{
+    RT_CHECK_INIT();
+    if (!devPtr)
+        return rt_fail(ACL_ERROR_RT_PARAM_INVALID, api, "devPtr must not be NULL");
+    if (size == 0)
+        return rt_fail(ACL_ERROR_RT_PARAM_INVALID, api, "size must not be 0");
+    if ((uint64_t)(uintptr_t)devPtr + size < (uint64_t)(uintptr_t)devPtr)
+        return rt_fail(ACL_ERROR_RT_PARAM_INVALID, api,
+                       "%p + %zu runs past the end of the address space", devPtr, size);
+    return ACL_SUCCESS;
+}
+
+RT_EXPORT aclError aclrtMemFlush(void *devPtr, size_t size)
+{
+    return cache_op(__func__, devPtr, size);
+}
+
+RT_EXPORT aclError aclrtMemInvalidate(void *devPtr, size_t size)
+{
+    return cache_op(__func__, devPtr, size);
+}
+
+#define MEM_TYPES (ACL_RT_MEM_TYPE_DEV | ACL_RT_MEM_TYPE_DVPP | ACL_RT_MEM_TYPE_RSVD)
+
+RT_EXPORT aclError aclrtCheckMemType(void **addrList, uint32_t size, uint32_t memType,
+                                     uint32_t *checkResult, uint32_t reserve)
+{
+    RT_CHECK_INIT();
+    if (!addrList || !checkResult)
+        return RT_FAIL(ACL_ERROR_RT_PARAM_INVALID, "addrList and checkResult must not be NULL");
+    if (size == 0)
+        return RT_FAIL(ACL_ERROR_RT_PARAM_INVALID, "size (the number of addresses) must not be 0");
+    if (memType == 0 || (memType & ~MEM_TYPES))
+        return RT_FAIL(ACL_ERROR_RT_PARAM_INVALID,
+                       "memType 0x%x is not an OR of ACL_RT_MEM_TYPE_DEV, _DVPP and _RSVD",
+                       memType);
+    if (reserve != 0)
+        return RT_FAIL(ACL_ERROR_RT_PARAM_INVALID, "reserve must be 0, not %u", reserve);
+    /* Only the aclrtMalloc family's memory exists here: there is no DVPP
+     * allocator, and reserving address ranges is not supported yet.  Interior
+     * addresses of an allocation are device memory too. */
+    uint32_t match = 1;
+    for (uint32_t i = 0; i < size && match; i++) {
+        RtMemRef ref;
+        uint32_t type = rt_mem_lookup(addrList[i], 1, &ref) == RT_MEM_DEVICE
+                            ? ACL_RT_MEM_TYPE_DEV : 0;
+        match = (type & memType) != 0;
+    }
+    *checkResult = match;
     return ACL_SUCCESS;
 }
 
@@ -351,21 +505,27 @@ RT_EXPORT aclError aclrtPointerGetAttributes(const void *ptr, aclrtPtrAttributes
 
 /* ---- pinned host memory ---- */
 
-RT_EXPORT aclError aclrtMallocHost(void **hostPtr, size_t size)
+static aclError host_malloc(const char *api, void **hostPtr, uint64_t size,
+                            const aclrtMallocConfig *cfg)
 {
     RT_CHECK_INIT();
     if (!hostPtr)
-        return RT_FAIL(ACL_ERROR_RT_PARAM_INVALID, "hostPtr must not be NULL");
+        return rt_fail(ACL_ERROR_RT_PARAM_INVALID, api, "hostPtr must not be NULL");
     if (size == 0 || size > (1ull << 40))
-        return RT_FAIL(ACL_ERROR_RT_PARAM_INVALID, "size %zu is 0 or too large", size);
-    uint64_t len = ALIGN_UP((uint64_t)size, 4096);
+        return rt_fail(ACL_ERROR_RT_PARAM_INVALID, api, "size %" PRIu64 " is 0 or too large",
+                       size);
+    aclError err = check_cfg(api, cfg, true);
+    if (err != ACL_SUCCESS)
+        return err;
+    uint64_t len = ALIGN_UP(size, 4096);
     /* Reserve the address first so the emulator can learn it in the same request. */
     void *at = mmap(NULL, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (at == MAP_FAILED)
-        return RT_FAIL(ACL_ERROR_RT_MEMORY_ALLOCATION, "no address space for %zu bytes", size);
+        return rt_fail(ACL_ERROR_RT_MEMORY_ALLOCATION, api, "no address space for %" PRIu64
+                       " bytes", size);
     EmuReqHostAlloc q = { .size = len, .client_addr = (uint64_t)(uintptr_t)at };
     int fd;
-    aclError err = rt_call(EMU_CMD_HOST_ALLOC, &q, sizeof(q), NULL, 0, &fd);
+    err = rt_call(EMU_CMD_HOST_ALLOC, &q, sizeof(q), NULL, 0, &fd);
     if (err == ACL_ERROR_RT_RESOURCE_ALLOC_FAIL) {
         EmuReqHostFree f = { .client_addr = q.client_addr };
         rt_call(EMU_CMD_HOST_FREE, &f, sizeof(f), NULL, 0, NULL);
@@ -373,7 +533,8 @@ RT_EXPORT aclError aclrtMallocHost(void **hostPtr, size_t size)
     }
     if (err != ACL_SUCCESS) {
         munmap(at, len);
-        return RT_FAIL(err, "cannot allocate %zu bytes of pinned host memory", size);
+        return rt_fail(err, api, "cannot allocate %" PRIu64 " bytes of pinned host memory",
+                       size);
     }
     void *p = mmap(at, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 0);
     close(fd);
@@ -381,7 +542,7 @@ RT_EXPORT aclError aclrtMallocHost(void **hostPtr, size_t size)
         EmuReqHostFree f = { .client_addr = q.client_addr };
         rt_call(EMU_CMD_HOST_FREE, &f, sizeof(f), NULL, 0, NULL);
         munmap(at, len);
-        return RT_FAIL(ACL_ERROR_RT_MEMORY_ALLOCATION, "cannot map pinned host memory");
+        return rt_fail(ACL_ERROR_RT_MEMORY_ALLOCATION, api, "cannot map pinned host memory");
     }
     RtHostBuf *h = g_new(RtHostBuf, 1);
     *h = (RtHostBuf){ .addr = q.client_addr, .size = len };
@@ -390,6 +551,18 @@ RT_EXPORT aclError aclrtMallocHost(void **hostPtr, size_t size)
     pthread_rwlock_unlock(&mem_lock);
     *hostPtr = p;
     return ACL_SUCCESS;
+}
+
+RT_EXPORT aclError aclrtMallocHost(void **hostPtr, size_t size)
+{
+    return host_malloc(__func__, hostPtr, size, NULL);
+}
+
+RT_EXPORT aclError aclrtMallocHostWithCfg(void **ptr, uint64_t size, aclrtMallocConfig *cfg)
+{
+    /* vaFlag = 1 only promises that aclrtHostRegister will map the buffer at
+     * its host address; nothing else changes. */
+    return host_malloc(__func__, ptr, size, cfg);
 }
 
 RT_EXPORT aclError aclrtFreeHost(void *hostPtr)

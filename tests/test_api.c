@@ -317,11 +317,21 @@ static void child_preinit(void)
     aclrtDeviceStatus st;
     int32_t lo, hi, active;
     aclrtUtilizationInfo ui;
+    uint32_t res;
     EXPECT_ERR(aclrtQueryDeviceStatus(0, &st), ACL_ERROR_UNINITIALIZE);
     EXPECT_ERR(aclrtDeviceGetStreamPriorityRange(&lo, &hi), ACL_ERROR_UNINITIALIZE);
     EXPECT_ERR(aclrtGetDeviceUtilizationRate(0, &ui), ACL_ERROR_UNINITIALIZE);
     EXPECT_ERR(aclrtGetPrimaryCtxState(0, NULL, &active), ACL_ERROR_UNINITIALIZE);
     EXPECT_ERR(aclrtGetStreamAvailableNum(&n), ACL_ERROR_UNINITIALIZE);
+    EXPECT_ERR(aclrtMallocWithCfg(&p, 4096, ACL_MEM_MALLOC_HUGE_FIRST, NULL),
+               ACL_ERROR_UNINITIALIZE);
+    EXPECT_ERR(aclrtMallocForTaskScheduler(&p, 4096, ACL_MEM_MALLOC_HUGE_FIRST, NULL),
+               ACL_ERROR_UNINITIALIZE);
+    EXPECT_ERR(aclrtMemFlush(a, sizeof(a)), ACL_ERROR_UNINITIALIZE);
+    EXPECT_ERR(aclrtMemInvalidate(a, sizeof(a)), ACL_ERROR_UNINITIALIZE);
+    EXPECT_ERR(aclrtMallocHostWithCfg(&p, 4096, NULL), ACL_ERROR_UNINITIALIZE);
+    void *list[1] = { a };
+    EXPECT_ERR(aclrtCheckMemType(list, 1, ACL_RT_MEM_TYPE_DEV, &res, 0), ACL_ERROR_UNINITIALIZE);
     EXPECT_ERR(aclFinalize(), ACL_ERROR_REPEAT_FINALIZE);
     CHECK(aclrtGetSocName() == NULL);
     drain_errors();
@@ -1232,6 +1242,337 @@ TEST(test_pointer_attributes)
     EXPECT_OK(aclrtSetCurrentContext(c1));
     EXPECT_OK(aclrtDestroyContext(c1));
     use_dev0();
+}
+
+/* ---- aclrtMallocWithCfg, aclrtMallocForTaskScheduler ---- */
+
+static aclrtMallocAttribute attr_of(aclrtMallocAttrType type, uint32_t v)
+{
+    aclrtMallocAttribute a;
+    memset(&a, 0, sizeof(a));
+    a.attr = type;
+    if (type == ACL_RT_MEM_ATTR_MODULE_ID)
+        a.value.moduleId = (uint16_t)v;
+    else
+        a.value.deviceId = v;   /* deviceId and vaFlag share the same 4 bytes */
+    return a;
+}
+
+/* Allocates with `fn`, checks alignment, location and page size, and that the
+ * whole range holds data; frees with aclrtFree.  Returns the page size. */
+static uint32_t cfg_alloc_roundtrip(aclError (*fn)(void **, size_t, aclrtMemMallocPolicy,
+                                                   aclrtMallocConfig *),
+                                    uint32_t policy, uint64_t size, aclrtMallocConfig *cfg)
+{
+    void *p = NULL;
+    aclrtPtrAttributes at;
+    memset(&at, 0, sizeof(at));
+    if (!EXPECT_OK(fn(&p, size, (aclrtMemMallocPolicy)policy, cfg)))
+        return 0;
+    CHECKF(in_window(p) && ((uintptr_t)p & 63) == 0, "policy 0x%x: %p", policy, p);
+    EXPECT_OK(aclrtPointerGetAttributes(p, &at));
+    CHECKF(at.location.type == ACL_MEM_LOCATION_TYPE_DEVICE && at.location.id == 0,
+           "policy 0x%x: location %d / %u", policy, (int)at.location.type, at.location.id);
+    uint8_t head[256], tail[256];
+    size_t n = size < sizeof(head) ? size : sizeof(head);
+    fill_pattern(head, n, policy);
+    fill_pattern(tail, n, policy + 1);
+    EXPECT_OK(aclrtMemcpy(p, n, head, n, ACL_MEMCPY_HOST_TO_DEVICE));
+    uint8_t *end = (uint8_t *)p + size - n;
+    EXPECT_OK(aclrtMemcpy(end, n, tail, n, ACL_MEMCPY_HOST_TO_DEVICE));
+    CHECKF(dev_equals(end, tail, n) && (size < 2 * n || dev_equals(p, head, n)),
+           "policy 0x%x size %" PRIu64 ": data did not survive", policy, size);
+    EXPECT_OK(aclrtFree(p));
+    return at.pageSize;
+}
+
+TEST(test_malloc_with_cfg)
+{
+    size_t free0 = 0, free1 = 0, total = 0;
+    EXPECT_OK(aclrtGetMemInfo(ACL_HBM_MEM, &free0, &total));
+    /* cfg NULL: as aclrtMalloc. */
+    CHECK(cfg_alloc_roundtrip(aclrtMallocWithCfg, ACL_MEM_MALLOC_HUGE_FIRST, 1000, NULL) == 4096);
+    /* One bandwidth bit, READONLY and a base policy may be ORed; the base
+     * policy alone chooses the pages. */
+    static const struct {
+        uint32_t policy;
+        uint64_t size;
+        uint32_t page;
+    } cases[] = {
+        { ACL_MEM_TYPE_HIGH_BAND_WIDTH | ACL_MEM_ACCESS_USER_SPACE_READONLY |
+              ACL_MEM_MALLOC_HUGE_ONLY, 3 * MiB, 2 * MiB },
+        { ACL_MEM_TYPE_LOW_BAND_WIDTH | ACL_MEM_MALLOC_NORMAL_ONLY, 3 * MiB, 4096 },
+        { ACL_MEM_TYPE_HIGH_BAND_WIDTH, 3 * MiB, 2 * MiB },  /* base HUGE_FIRST (0) */
+        { ACL_MEM_ACCESS_USER_SPACE_READONLY | ACL_MEM_MALLOC_HUGE_FIRST, MiB, 4096 },
+        { ACL_MEM_ACCESS_USER_SPACE_READONLY | ACL_MEM_MALLOC_HUGE_FIRST_P2P, MiB + 1, 2 * MiB },
+        { ACL_MEM_TYPE_LOW_BAND_WIDTH | ACL_MEM_MALLOC_NORMAL_ONLY_P2P, 64, 4096 },
+        /* A base policy outside the enum: the size decides (huge from 2 MiB). */
+        { ACL_MEM_TYPE_HIGH_BAND_WIDTH | 42, 3 * MiB, 2 * MiB },
+        { ACL_MEM_TYPE_HIGH_BAND_WIDTH | 42, MiB + MiB / 2, 4096 },
+        { 0x200, MiB + MiB / 2, 4096 },
+        { 0x200, 2 * MiB, 2 * MiB },
+    };
+    for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
+        uint32_t page = cfg_alloc_roundtrip(aclrtMallocWithCfg, cases[i].policy, cases[i].size,
+                                            NULL);
+        CHECKF(page == cases[i].page, "policy 0x%x size %" PRIu64 ": page %u, expected %u",
+               cases[i].policy, cases[i].size, page, cases[i].page);
+    }
+    /* Every documented attribute that applies to device memory. */
+    aclrtMallocAttribute attrs[3] = {
+        attr_of(ACL_RT_MEM_ATTR_MODULE_ID, 33),
+        attr_of(ACL_RT_MEM_ATTR_DEVICE_ID, 0),
+        attr_of(ACL_RT_MEM_ATTR_RSV, 0),
+    };
+    aclrtMallocConfig cfg = { attrs, 3 };
+    CHECK(cfg_alloc_roundtrip(aclrtMallocWithCfg, ACL_MEM_MALLOC_HUGE_FIRST, 5000, &cfg) == 4096);
+    aclrtMallocConfig empty = { NULL, 0 };
+    CHECK(cfg_alloc_roundtrip(aclrtMallocWithCfg, ACL_MEM_MALLOC_HUGE_ONLY, 4096, &empty) ==
+          2 * MiB);
+    EXPECT_OK(aclrtGetMemInfo(ACL_HBM_MEM, &free1, &total));
+    CHECKF(free1 == free0, "HBM free %zu before, %zu after: memory leaked", free0, free1);
+}
+
+TEST(test_malloc_with_cfg_bad)
+{
+    void *p = (void *)0x1234;
+    aclrtMallocAttribute a;
+    aclrtMallocConfig cfg = { &a, 1 };
+    size_t free0 = 0, free1 = 0, total = 0;
+    EXPECT_OK(aclrtGetMemInfo(ACL_HBM_MEM, &free0, &total));
+    EXPECT_ERR(aclrtMallocWithCfg(NULL, 4096, ACL_MEM_MALLOC_HUGE_FIRST, NULL),
+               ACL_ERROR_RT_PARAM_INVALID);
+    EXPECT_ERR(aclrtMallocWithCfg(&p, 0, ACL_MEM_MALLOC_HUGE_FIRST, NULL),
+               ACL_ERROR_RT_PARAM_INVALID);
+    EXPECT_ERR(aclrtMallocWithCfg(&p, 4096,
+                                  (aclrtMemMallocPolicy)(ACL_MEM_TYPE_LOW_BAND_WIDTH |
+                                                         ACL_MEM_TYPE_HIGH_BAND_WIDTH),
+                                  NULL),
+               ACL_ERROR_RT_PARAM_INVALID);
+    EXPECT_ERR(aclrtMallocWithCfg(&p, 65 * GiB, ACL_MEM_MALLOC_HUGE_FIRST, NULL),
+               ACL_ERROR_RT_MEMORY_ALLOCATION);
+    aclrtMallocConfig no_attrs = { NULL, 1 };
+    EXPECT_ERR(aclrtMallocWithCfg(&p, 4096, ACL_MEM_MALLOC_HUGE_FIRST, &no_attrs),
+               ACL_ERROR_RT_PARAM_INVALID);
+    a = attr_of(ACL_RT_MEM_ATTR_DEVICE_ID, 1);      /* valid, but not current */
+    EXPECT_ERR(aclrtMallocWithCfg(&p, 4096, ACL_MEM_MALLOC_HUGE_FIRST, &cfg),
+               ACL_ERROR_RT_PARAM_INVALID);
+    a = attr_of(ACL_RT_MEM_ATTR_DEVICE_ID, 8);
+    EXPECT_ERR(aclrtMallocWithCfg(&p, 4096, ACL_MEM_MALLOC_HUGE_FIRST, &cfg),
+               ACL_ERROR_RT_INVALID_DEVICEID);
+    a = attr_of(ACL_RT_MEM_ATTR_VA_FLAG, 0);        /* host memory only */
+    EXPECT_ERR(aclrtMallocWithCfg(&p, 4096, ACL_MEM_MALLOC_HUGE_FIRST, &cfg),
+               ACL_ERROR_RT_PARAM_INVALID);
+    a = attr_of((aclrtMallocAttrType)99, 0);
+    EXPECT_ERR(aclrtMallocWithCfg(&p, 4096, ACL_MEM_MALLOC_HUGE_FIRST, &cfg),
+               ACL_ERROR_RT_PARAM_INVALID);
+    a = attr_of(ACL_RT_MEM_ATTR_RSV, 0);
+    a.value.rsv[7] = 1;                             /* reserved bytes must be 0 */
+    EXPECT_ERR(aclrtMallocWithCfg(&p, 4096, ACL_MEM_MALLOC_HUGE_FIRST, &cfg),
+               ACL_ERROR_RT_PARAM_INVALID);
+    /* A bad attribute after good ones still fails the call. */
+    aclrtMallocAttribute two[2] = { attr_of(ACL_RT_MEM_ATTR_MODULE_ID, 33),
+                                    attr_of(ACL_RT_MEM_ATTR_VA_FLAG, 1) };
+    aclrtMallocConfig cfg2 = { two, 2 };
+    EXPECT_ERR(aclrtMallocWithCfg(&p, 4096, ACL_MEM_MALLOC_HUGE_FIRST, &cfg2),
+               ACL_ERROR_RT_PARAM_INVALID);
+    CHECKF(p == (void *)0x1234, "a failed call wrote *devPtr = %p", p);
+    EXPECT_OK(aclrtGetMemInfo(ACL_HBM_MEM, &free1, &total));
+    CHECKF(free1 == free0, "failed calls took HBM: %zu before, %zu after", free0, free1);
+}
+
+TEST(test_malloc_for_task_scheduler)
+{
+    CHECK(cfg_alloc_roundtrip(aclrtMallocForTaskScheduler, ACL_MEM_MALLOC_HUGE_FIRST, 3 * MiB,
+                              NULL) == 2 * MiB);
+    CHECK(cfg_alloc_roundtrip(aclrtMallocForTaskScheduler, ACL_MEM_MALLOC_NORMAL_ONLY, 100,
+                              NULL) == 4096);
+    aclrtMallocAttribute a = attr_of(ACL_RT_MEM_ATTR_MODULE_ID, 33);
+    aclrtMallocConfig cfg = { &a, 1 };
+    CHECK(cfg_alloc_roundtrip(aclrtMallocForTaskScheduler, ACL_MEM_MALLOC_HUGE_ONLY, 4096, &cfg) ==
+          2 * MiB);
+    void *p = NULL;
+    EXPECT_ERR(aclrtMallocForTaskScheduler(NULL, 4096, ACL_MEM_MALLOC_HUGE_FIRST, NULL),
+               ACL_ERROR_RT_PARAM_INVALID);
+    EXPECT_ERR(aclrtMallocForTaskScheduler(&p, 0, ACL_MEM_MALLOC_HUGE_FIRST, NULL),
+               ACL_ERROR_RT_PARAM_INVALID);
+    a = attr_of(ACL_RT_MEM_ATTR_DEVICE_ID, 2);
+    EXPECT_ERR(aclrtMallocForTaskScheduler(&p, 4096, ACL_MEM_MALLOC_HUGE_FIRST, &cfg),
+               ACL_ERROR_RT_PARAM_INVALID);
+}
+
+static void *thread_cfg_no_device(void *arg)
+{
+    (void)arg;
+    void *p = NULL;
+    aclrtMallocAttribute a = attr_of(ACL_RT_MEM_ATTR_DEVICE_ID, 0);
+    aclrtMallocConfig cfg = { &a, 1 };
+    EXPECT_ERR(aclrtMallocWithCfg(&p, 4096, ACL_MEM_MALLOC_HUGE_FIRST, NULL),
+               ACL_ERROR_RT_CONTEXT_NULL);
+    EXPECT_ERR(aclrtMallocForTaskScheduler(&p, 4096, ACL_MEM_MALLOC_HUGE_FIRST, NULL),
+               ACL_ERROR_RT_CONTEXT_NULL);
+    /* Host memory needs no device, unless the configuration names one. */
+    EXPECT_OK(aclrtMallocHostWithCfg(&p, 4096, NULL));
+    EXPECT_OK(aclrtFreeHost(p));
+    EXPECT_ERR(aclrtMallocHostWithCfg(&p, 4096, &cfg), ACL_ERROR_RT_CONTEXT_NULL);
+    return NULL;
+}
+
+TEST(test_malloc_cfg_no_device)
+{
+    run_thread(thread_cfg_no_device, NULL);
+}
+
+/* ---- cache maintenance, memory types ---- */
+
+TEST(test_mem_flush_invalidate)
+{
+    void *d = NULL, *h = NULL;
+    uint8_t data[4096];
+    fill_pattern(data, sizeof(data), 77);
+    EXPECT_OK(aclrtMalloc(&d, sizeof(data), ACL_MEM_MALLOC_HUGE_FIRST));
+    EXPECT_OK(aclrtMemcpy(d, sizeof(data), data, sizeof(data), ACL_MEMCPY_HOST_TO_DEVICE));
+    EXPECT_OK(aclrtMemFlush(d, sizeof(data)));
+    EXPECT_OK(aclrtMemInvalidate(d, 1));
+    /* Coherent memory: the data is what it was, nothing was dropped. */
+    CHECK(dev_equals(d, data, sizeof(data)));
+    EXPECT_OK(aclrtMallocHost(&h, sizeof(data)));
+    EXPECT_OK(aclrtMemFlush(h, sizeof(data)));
+    EXPECT_OK(aclrtMemInvalidate(h, sizeof(data)));
+
+    EXPECT_ERR(aclrtMemFlush(NULL, 64), ACL_ERROR_RT_PARAM_INVALID);
+    EXPECT_ERR(aclrtMemInvalidate(NULL, 64), ACL_ERROR_RT_PARAM_INVALID);
+    EXPECT_ERR(aclrtMemFlush(d, 0), ACL_ERROR_RT_PARAM_INVALID);
+    EXPECT_ERR(aclrtMemInvalidate(d, 0), ACL_ERROR_RT_PARAM_INVALID);
+    EXPECT_ERR(aclrtMemFlush(d, SIZE_MAX), ACL_ERROR_RT_PARAM_INVALID);
+    EXPECT_ERR(aclrtMemInvalidate(d, SIZE_MAX), ACL_ERROR_RT_PARAM_INVALID);
+    EXPECT_OK(aclrtFreeHost(h));
+    EXPECT_OK(aclrtFree(d));
+}
+
+static uint32_t mem_type_of(void **list, uint32_t n, uint32_t type)
+{
+    uint32_t r = 0xdead;
+    aclError e = aclrtCheckMemType(list, n, type, &r, 0);
+    CHECKF(e == ACL_SUCCESS && (r == 0 || r == 1), "aclrtCheckMemType(type 0x%x) returned %d, "
+                                                  "result %u", type, e, r);
+    drain_errors();
+    return r;
+}
+
+TEST(test_check_mem_type)
+{
+    void *d = NULL, *d1 = NULL, *h = NULL, *gone = NULL;
+    aclrtContext c1 = NULL;
+    int on_stack = 0;
+    EXPECT_OK(aclrtMalloc(&d, 3 * MiB, ACL_MEM_MALLOC_HUGE_FIRST));
+    EXPECT_OK(aclrtCreateContext(&c1, 1));
+    EXPECT_OK(aclrtMallocWithCfg(&d1, 100, ACL_MEM_MALLOC_NORMAL_ONLY, NULL));
+    use_dev0();
+    EXPECT_OK(aclrtMallocHost(&h, 4096));
+    EXPECT_OK(aclrtMalloc(&gone, 4096, ACL_MEM_MALLOC_HUGE_FIRST));
+    EXPECT_OK(aclrtFree(gone));
+
+    void *devs[] = { d, (uint8_t *)d + MiB, (uint8_t *)d + 3 * MiB - 1, d1 };
+    CHECK(mem_type_of(devs, 4, ACL_RT_MEM_TYPE_DEV) == 1);
+    CHECK(mem_type_of(devs, 4, ACL_RT_MEM_TYPE_DEV | ACL_RT_MEM_TYPE_DVPP) == 1);
+    CHECK(mem_type_of(devs, 4, ACL_RT_MEM_TYPE_DEV | ACL_RT_MEM_TYPE_RSVD) == 1);
+    /* No DVPP memory or reserved ranges exist. */
+    CHECK(mem_type_of(devs, 4, ACL_RT_MEM_TYPE_DVPP) == 0);
+    CHECK(mem_type_of(devs, 4, ACL_RT_MEM_TYPE_RSVD) == 0);
+    CHECK(mem_type_of(devs, 4, ACL_RT_MEM_TYPE_DVPP | ACL_RT_MEM_TYPE_RSVD) == 0);
+    /* One address of another kind spoils the whole list. */
+    void *mixed[] = { d, h };
+    CHECK(mem_type_of(mixed, 2, ACL_RT_MEM_TYPE_DEV) == 0);
+    void *host[] = { &on_stack };
+    CHECK(mem_type_of(host, 1, ACL_RT_MEM_TYPE_DEV) == 0);
+    void *freed[] = { d, gone };
+    CHECK(mem_type_of(freed, 2, ACL_RT_MEM_TYPE_DEV) == 0);
+    void *null_entry[] = { NULL };
+    CHECK(mem_type_of(null_entry, 1, ACL_RT_MEM_TYPE_DEV) == 0);
+    void *past[] = { (uint8_t *)d + ALIGN_UP(3 * MiB + 64, 2 * MiB) };
+    CHECK(mem_type_of(past, 1, ACL_RT_MEM_TYPE_DEV) == 0);
+
+    uint32_t r = 0xdead;
+    EXPECT_ERR(aclrtCheckMemType(NULL, 1, ACL_RT_MEM_TYPE_DEV, &r, 0), ACL_ERROR_RT_PARAM_INVALID);
+    EXPECT_ERR(aclrtCheckMemType(devs, 1, ACL_RT_MEM_TYPE_DEV, NULL, 0),
+               ACL_ERROR_RT_PARAM_INVALID);
+    EXPECT_ERR(aclrtCheckMemType(devs, 0, ACL_RT_MEM_TYPE_DEV, &r, 0), ACL_ERROR_RT_PARAM_INVALID);
+    EXPECT_ERR(aclrtCheckMemType(devs, 1, 0, &r, 0), ACL_ERROR_RT_PARAM_INVALID);
+    EXPECT_ERR(aclrtCheckMemType(devs, 1, 0x1, &r, 0), ACL_ERROR_RT_PARAM_INVALID);
+    EXPECT_ERR(aclrtCheckMemType(devs, 1, ACL_RT_MEM_TYPE_DEV | 0x4, &r, 0),
+               ACL_ERROR_RT_PARAM_INVALID);
+    EXPECT_ERR(aclrtCheckMemType(devs, 1, ACL_RT_MEM_TYPE_DEV, &r, 1), ACL_ERROR_RT_PARAM_INVALID);
+    CHECKF(r == 0xdead, "a failed check wrote the result %u", r);
+
+    EXPECT_OK(aclrtFreeHost(h));
+    EXPECT_OK(aclrtFree(d1));
+    EXPECT_OK(aclrtFree(d));
+    EXPECT_OK(aclrtSetCurrentContext(c1));
+    EXPECT_OK(aclrtDestroyContext(c1));
+    use_dev0();
+}
+
+/* ---- pinned host memory with a configuration ---- */
+
+TEST(test_host_with_cfg)
+{
+    enum { N = 64 * 1024 };
+    void *h = NULL, *d = NULL;
+    uint8_t data[N];
+    aclrtPtrAttributes at;
+    fill_pattern(data, N, 88);
+    EXPECT_OK(aclrtMalloc(&d, N, ACL_MEM_MALLOC_HUGE_FIRST));
+    aclrtMallocAttribute attrs[4] = {
+        attr_of(ACL_RT_MEM_ATTR_MODULE_ID, 33), attr_of(ACL_RT_MEM_ATTR_DEVICE_ID, 0),
+        attr_of(ACL_RT_MEM_ATTR_VA_FLAG, 1), attr_of(ACL_RT_MEM_ATTR_RSV, 0),
+    };
+    aclrtMallocConfig full = { attrs, 4 };
+    aclrtMallocAttribute va0 = attr_of(ACL_RT_MEM_ATTR_VA_FLAG, 0);
+    aclrtMallocConfig off = { &va0, 1 };
+    aclrtMallocConfig *cfgs[] = { NULL, &full, &off };
+    for (size_t i = 0; i < G_N_ELEMENTS(cfgs); i++) {
+        h = NULL;
+        if (!EXPECT_OK(aclrtMallocHostWithCfg(&h, N, cfgs[i])))
+            continue;
+        CHECK(h != NULL && ((uintptr_t)h & 63) == 0 && !in_window(h));
+        memset(&at, 0, sizeof(at));
+        EXPECT_OK(aclrtPointerGetAttributes(h, &at));
+        CHECK(at.location.type == ACL_MEM_LOCATION_TYPE_HOST);
+        /* Pinned: a truly asynchronous copy reads it from the stream. */
+        memcpy(h, data, N);
+        EXPECT_OK(aclrtMemcpyAsync(d, N, h, N, ACL_MEMCPY_HOST_TO_DEVICE, NULL));
+        EXPECT_OK(aclrtSynchronizeStream(NULL));
+        CHECKF(dev_equals(d, data, N), "cfg %zu: the copy from pinned memory lost data", i);
+        EXPECT_OK(aclrtMemset(d, N, 0, N));
+        EXPECT_OK(aclrtFreeHost(h));
+    }
+
+    void *p = (void *)0x1234;
+    aclrtMallocAttribute a;
+    aclrtMallocConfig one = { &a, 1 };
+    EXPECT_ERR(aclrtMallocHostWithCfg(NULL, N, NULL), ACL_ERROR_RT_PARAM_INVALID);
+    EXPECT_ERR(aclrtMallocHostWithCfg(&p, 0, NULL), ACL_ERROR_RT_PARAM_INVALID);
+    aclrtMallocConfig no_attrs = { NULL, 2 };
+    EXPECT_ERR(aclrtMallocHostWithCfg(&p, N, &no_attrs), ACL_ERROR_RT_PARAM_INVALID);
+    a = attr_of(ACL_RT_MEM_ATTR_VA_FLAG, 2);
+    EXPECT_ERR(aclrtMallocHostWithCfg(&p, N, &one), ACL_ERROR_RT_PARAM_INVALID);
+    a = attr_of(ACL_RT_MEM_ATTR_DEVICE_ID, 1);
+    EXPECT_ERR(aclrtMallocHostWithCfg(&p, N, &one), ACL_ERROR_RT_PARAM_INVALID);
+    a = attr_of(ACL_RT_MEM_ATTR_DEVICE_ID, 9);
+    EXPECT_ERR(aclrtMallocHostWithCfg(&p, N, &one), ACL_ERROR_RT_INVALID_DEVICEID);
+    a = attr_of((aclrtMallocAttrType)77, 0);
+    EXPECT_ERR(aclrtMallocHostWithCfg(&p, N, &one), ACL_ERROR_RT_PARAM_INVALID);
+    CHECKF(p == (void *)0x1234, "a failed call wrote *ptr = %p", p);
+    EXPECT_OK(aclrtFree(d));
+}
+
+/* aclrtGetMemUsageInfo stays unsupported (see docs/api-notes.tsv). */
+TEST(test_mem_usage_info_unsupported)
+{
+    aclrtMemUsageInfo info[4];
+    size_t n = 99;
+    EXPECT_ERR(aclrtGetMemUsageInfo(0, info, 4, &n), ACL_ERROR_RT_FEATURE_NOT_SUPPORT);
 }
 
 /* ================================================================== */
@@ -2212,6 +2553,7 @@ TEST(test_malloc_free_race)
     CHECKF(race_failures == 0, "%d failed malloc/copy/free rounds", race_failures);
     EXPECT_OK(aclrtGetMemInfo(ACL_HBM_MEM, &after, &total));
     CHECKF(after == before, "HBM free %zu before, %zu after", before, after);
+    use_dev0();
 }
 
 /* A destroyed stream's handle stays invalid even after many new streams. */
@@ -2341,7 +2683,10 @@ int main(void)
         T(test_malloc_bad_args), T(test_malloc_policies), T(test_malloc_small_slices),
         T(test_malloc_align32_cached), T(test_mem_info), T(test_mem_no_device),
         T(test_free_bad), T(test_host_memory), T(test_pointer_attributes),
-        T(test_malloc_free_race),
+        T(test_malloc_free_race), T(test_malloc_with_cfg), T(test_malloc_with_cfg_bad),
+        T(test_malloc_for_task_scheduler), T(test_malloc_cfg_no_device),
+        T(test_mem_flush_invalidate), T(test_check_mem_type), T(test_host_with_cfg),
+        T(test_mem_usage_info_unsupported),
     };
     static const TestDef copies[] = {
         T(test_memcpy_all_kinds), T(test_memcpy_bad_args), T(test_memcpy_freed),
