@@ -1,5 +1,5 @@
 /*
- * device.c - device memory: segments, shared small blocks, HBM accounting.
+ * device.c - device memory: segments, shared small blocks, their HBM pages.
  */
 #include "device.h"
 
@@ -29,7 +29,7 @@ static void segment_destroy(Device *d, Segment *s)
 {
     g_tree_remove(d->segments, EMU_KEY(s->va));
     va_range_release(d->heap, s->va, s->size);
-    hbm_give(&d->hbm, s->size, s->page_size);
+    hbm_free(&d->hbm, &s->phys);
     if (s->slices) {
         GList *l = g_hash_table_lookup(d->blocks, GUINT_TO_POINTER(s->owner));
         l = g_list_remove(l, s);
@@ -56,6 +56,7 @@ void device_destroy(Device *d)
     g_hash_table_destroy(d->blocks);
     g_tree_destroy(d->segments);
     va_range_destroy(d->heap);
+    hbm_destroy(&d->hbm);
     g_mutex_clear(&d->lock);
     g_free(d);
 }
@@ -91,10 +92,11 @@ uint64_t device_policy_page(uint32_t policy, uint64_t size)
 static Segment *segment_new(Device *d, uint32_t owner, uint64_t size, uint64_t page)
 {
     uint64_t va;
-    if (!hbm_take(&d->hbm, size, page))
+    HbmPages phys;
+    if (!hbm_alloc(&d->hbm, size, page, &phys))
         return NULL;
     if (!va_range_alloc(d->heap, size, page, &va)) {
-        hbm_give(&d->hbm, size, page);
+        hbm_free(&d->hbm, &phys);
         return NULL;
     }
     char name[48];
@@ -102,7 +104,7 @@ static Segment *segment_new(Device *d, uint32_t owner, uint64_t size, uint64_t p
     MemObj *obj = memobj_new(name, size);
     if (!obj) {
         va_range_release(d->heap, va, size);
-        hbm_give(&d->hbm, size, page);
+        hbm_free(&d->hbm, &phys);
         return NULL;
     }
     Segment *s = g_new0(Segment, 1);
@@ -111,6 +113,7 @@ static Segment *segment_new(Device *d, uint32_t owner, uint64_t size, uint64_t p
     s->obj = obj;
     s->owner = owner;
     s->page_size = (uint32_t)page;
+    s->phys = phys;
     g_tree_insert(d->segments, EMU_KEY(va), s);
     return s;
 }
@@ -155,7 +158,8 @@ int device_mem_alloc(Device *d, uint32_t owner, uint64_t size, uint32_t policy,
     } else {
         s = segment_new(d, owner, ALIGN_UP(m, page), page);
         if (!s && huge_first && page == HBM_PAGE_HUGE) {
-            page = HBM_PAGE_NORMAL;     /* huge pages exhausted: fall back */
+            /* No room in whole 2 MiB blocks (exhausted or fragmented). */
+            page = HBM_PAGE_NORMAL;
             s = segment_new(d, owner, ALIGN_UP(m, page), page);
         }
         if (s)
@@ -270,4 +274,13 @@ void device_mem_info(Device *d, uint64_t *free_bytes, uint64_t *total)
     *free_bytes = hbm_free_bytes(&d->hbm);
     *total = d->hbm.capacity;
     g_mutex_unlock(&d->lock);
+}
+
+bool device_segment_phys(Device *d, uint64_t va, uint64_t *phys)
+{
+    g_mutex_lock(&d->lock);
+    Segment *s = segment_at(d, va);
+    bool ok = s && hbm_phys(&s->phys, va - s->va, phys);
+    g_mutex_unlock(&d->lock);
+    return ok;
 }

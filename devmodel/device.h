@@ -3,7 +3,11 @@
  * memory segments allocated on it.
  *
  * Concepts: an allocation lives in a segment; a segment is one memory object
- * mapped at one device virtual address range.  Allocations of at least a page
+ * mapped at one device virtual address range, on physical HBM pages of one size
+ * taken from the pool (hbm.h).  The pages need not be contiguous: the segment
+ * keeps the pool's extents, in VA order, so every VA of the segment translates
+ * to its HBM address (device_segment_phys).  The memory object is the data; the
+ * physical pages are the model's bookkeeping.  Allocations of at least a page
  * get a segment of their own, rounded to their page size (4 KiB, 2 MiB, 1 GiB)
  * and aligned to it.  Smaller ones are 64-byte aligned slices of a shared 2 MiB
  * block of normal pages that belongs to one owner (a client session), which is
@@ -35,6 +39,7 @@ typedef struct Segment {
     uint32_t page_size;
     uint32_t nallocs;
     VaRange *slices;    /* shared small block: its free slices; NULL otherwise */
+    HbmPages phys;      /* its HBM pages, in VA order */
 } Segment;
 
 typedef struct DevAlloc {
@@ -92,5 +97,8 @@ unsigned device_release_owner(Device *d, uint32_t owner, uint64_t *bytes);
 uint8_t *device_resolve(Device *d, uint32_t owner, uint64_t va, uint64_t len, MemObj **ref);
 /* Free and total HBM bytes. */
 void device_mem_info(Device *d, uint64_t *free_bytes, uint64_t *total);
+/* The HBM address behind `va` if it lies in a segment (of any owner); false
+ * otherwise.  Pages of the segment's page size are physically contiguous. */
+bool device_segment_phys(Device *d, uint64_t va, uint64_t *phys);
 
 #endif
