@@ -1,7 +1,7 @@
 /*
  * test_device.c - device memory (devmodel/device.h): aclrtMalloc sizing and page
- * policy, segments and shared small blocks, HBM accounting, ownership checks,
- * address resolution and owner release.
+ * policy, segments and shared small blocks, HBM accounting and physical pages,
+ * ownership checks, address resolution and owner release.
  *
  * Backing is sparse, so the devices have their real 64 GiB; the tests touch at
  * most a few pages of what they allocate.
@@ -411,6 +411,103 @@ static void test_huge_first_fallback(void)
     device_destroy(d);
 }
 
+static uint64_t phys_of(Device *d, uint64_t va)
+{
+    uint64_t phys = UINT64_MAX;
+    CU_ASSERT_TRUE(device_segment_phys(d, va, &phys));
+    return phys;
+}
+
+/* HUGE_FIRST falls back to normal pages when fragmentation, not exhaustion,
+ * leaves no whole 2 MiB block. */
+static void test_huge_first_fallback_fragmented(void)
+{
+    Device *d = device_new(0, 64 * MiB, LO, HI);
+    DevAllocResult half[64], r;
+    uint64_t f = 0, t = 0;
+    /* 1 MiB segments of normal pages fill the HBM in address order; freeing
+     * every other one leaves 32 MiB free, all in half blocks */
+    for (unsigned i = 0; i < 64; i++) {
+        half[i] = must_alloc(d, 1, MiB - 32, ACL_MEM_MALLOC_NORMAL_ONLY, false, NULL);
+        CU_ASSERT_EQUAL(phys_of(d, half[i].va), i * MiB);
+    }
+    for (unsigned i = 1; i < 64; i += 2)
+        must_free(d, 1, half[i].va);
+    device_mem_info(d, &f, &t);
+    CU_ASSERT_EQUAL(f, 32 * MiB);
+    CU_ASSERT_EQUAL(hbm_largest(&d->hbm, HBM_PAGE_HUGE), 0);
+    CU_ASSERT_EQUAL(device_mem_alloc(d, 1, 1, ACL_MEM_MALLOC_HUGE_ONLY, false, &r),
+                    ACL_ERROR_RT_MEMORY_ALLOCATION);
+
+    /* 3 MiB HUGE_FIRST: normal pages, in the freed halves, page by page */
+    DevAllocResult fb = must_alloc(d, 1, 3 * MiB, ACL_MEM_MALLOC_HUGE_FIRST, false, NULL);
+    CU_ASSERT_EQUAL(fb.page_size, HBM_PAGE_NORMAL);
+    CU_ASSERT_EQUAL(fb.seg_size, 3 * MiB + 4 * KiB);
+    unsigned outside = 0;
+    for (uint64_t off = 0, prev = 0; off < fb.seg_size; off += HBM_PAGE_NORMAL) {
+        uint64_t ph = phys_of(d, fb.va + off);
+        outside += ph % HBM_PAGE_NORMAL || ph / MiB % 2 != 1 || (off && ph <= prev) ||
+                   phys_of(d, fb.va + off + 100) != ph + 100;
+        prev = ph;
+    }
+    CU_ASSERT_EQUAL(outside, 0);
+    CU_ASSERT_EQUAL(phys_of(d, fb.va + MiB), 3 * MiB);  /* the second hole */
+    must_free(d, 1, fb.va);
+
+    /* a whole block freed: a huge page fits again, exactly there */
+    must_free(d, 1, half[10].va);
+    DevAllocResult h = must_alloc(d, 1, MiB + 1, ACL_MEM_MALLOC_HUGE_FIRST, false, NULL);
+    CU_ASSERT_EQUAL(h.page_size, HBM_PAGE_HUGE);
+    CU_ASSERT_EQUAL(phys_of(d, h.va), 10 * MiB);
+    must_free(d, 1, h.va);
+    for (unsigned i = 0; i < 64; i += 2)
+        if (i != 10)
+            must_free(d, 1, half[i].va);
+    CU_ASSERT_EQUAL(hbm_largest(&d->hbm, HBM_PAGE_HUGE), 64 * MiB);
+    device_destroy(d);
+}
+
+/* Every VA of a segment translates to its HBM address; segments never share
+ * physical pages. */
+static void test_segment_phys(void)
+{
+    Device *d = new_dev();
+    DevAllocResult r[5];
+    r[0] = must_alloc(d, 1, 1, ACL_MEM_MALLOC_HUGE1G_ONLY, false, NULL);
+    r[1] = must_alloc(d, 2, 3 * MiB, ACL_MEM_MALLOC_HUGE_ONLY, false, NULL);
+    r[2] = must_alloc(d, 1, 100 * KiB, ACL_MEM_MALLOC_NORMAL_ONLY, false, NULL);
+    r[3] = must_alloc(d, 1, 100, ACL_MEM_MALLOC_HUGE_FIRST, false, NULL);
+    r[4] = must_alloc(d, 1, 100, ACL_MEM_MALLOC_HUGE_FIRST, false, NULL);
+    uint64_t lo[4], hi[4], ph = 0;
+    for (unsigned i = 0; i < 4; i++) {
+        /* a fresh device gives each segment one aligned physical run */
+        lo[i] = phys_of(d, r[i].seg_va);
+        hi[i] = lo[i] + r[i].seg_size;
+        CU_ASSERT_EQUAL(lo[i] % r[i].page_size, 0);
+        for (uint64_t off = 0; off < r[i].seg_size; off += r[i].seg_size / 8 + 4 * KiB + 8)
+            CU_ASSERT_EQUAL(phys_of(d, r[i].seg_va + off), lo[i] + off);
+        CU_ASSERT_EQUAL(phys_of(d, r[i].seg_va + r[i].seg_size - 1), hi[i] - 1);
+        for (unsigned k = 0; k < i; k++)
+            CU_ASSERT_TRUE(hi[i] <= lo[k] || hi[k] <= lo[i]);
+    }
+    /* slices of a shared block are where the block is */
+    CU_ASSERT_EQUAL(r[4].seg_va, r[3].seg_va);
+    CU_ASSERT_EQUAL(phys_of(d, r[4].va), lo[3] + (r[4].va - r[3].seg_va));
+    /* outside every segment, and after a free */
+    CU_ASSERT_FALSE(device_segment_phys(d, 0, &ph));
+    CU_ASSERT_FALSE(device_segment_phys(d, LO - 1, &ph));
+    CU_ASSERT_FALSE(device_segment_phys(d, r[0].va + 6 * GiB, &ph));
+    must_free(d, 2, r[1].va);
+    CU_ASSERT_FALSE(device_segment_phys(d, r[1].va, &ph));
+    CU_ASSERT_FALSE(device_segment_phys(d, r[1].va + r[1].seg_size - 1, &ph));
+    for (unsigned i = 0; i < 5; i++)
+        if (i != 1)
+            must_free(d, 1, r[i].va);
+    CU_ASSERT_FALSE(device_segment_phys(d, r[4].va, &ph));
+    CU_ASSERT_EQUAL(dev_free(d), CAP);
+    device_destroy(d);
+}
+
 /* A VA heap too small for the request: the HBM taken must be given back. */
 static void test_va_heap_exhaustion(void)
 {
@@ -702,6 +799,11 @@ static void test_concurrent_owners(void)
         CU_ASSERT_EQUAL(device_release_owner(d, w[i].owner, NULL), w[i].nlive);
     CU_ASSERT_EQUAL(dev_free(d), CAP);
     CU_ASSERT_TRUE(va_range_is_empty(d->heap));
+    /* every page came back: the whole HBM fits in 1 GiB pages again */
+    DevAllocResult whole = must_alloc(d, 1, CAP, ACL_MEM_MALLOC_HUGE1G_ONLY, false, NULL);
+    CU_ASSERT_EQUAL(phys_of(d, whole.va), 0);
+    CU_ASSERT_EQUAL(phys_of(d, whole.va + CAP - 1), CAP - 1);
+    must_free(d, 1, whole.va);
     free(all);
     free(w);
     device_destroy(d);
@@ -720,6 +822,9 @@ int main(void)
         !CU_add_test(s, "HBM accounting", test_hbm_accounting) ||
         !CU_add_test(s, "exhaustion and exact capacity", test_exhaustion) ||
         !CU_add_test(s, "HUGE_FIRST falls back to normal pages", test_huge_first_fallback) ||
+        !CU_add_test(s, "HUGE_FIRST falls back when HBM is fragmented",
+                     test_huge_first_fallback_fragmented) ||
+        !CU_add_test(s, "segment VA to physical HBM", test_segment_phys) ||
         !CU_add_test(s, "VA heap exhaustion gives HBM back", test_va_heap_exhaustion) ||
         !CU_add_test(s, "free errors", test_free_errors) ||
         !CU_add_test(s, "resolve", test_resolve) ||
