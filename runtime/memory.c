@@ -1,8 +1,9 @@
 /*
  * memory.c - device and pinned host memory as the client sees it
- * (aclrtMalloc family with and without aclrtMallocConfig, aclrtFree,
- * aclrtMallocHost (also with a configuration), aclrtFreeHost, cache
- * maintenance, aclrtGetMemInfo, aclrtCheckMemType, aclrtPointerGetAttributes).
+ * (aclrtMalloc family with and without aclrtMallocConfig, aclrtFree and
+ * aclrtFreeWithDevSync, aclrtMallocHost / aclrtFreeHost and their variants,
+ * cache maintenance, aclrtGetMemInfo, aclrtCheckMemType,
+ * aclrtPointerGetAttributes).
  *
  * The emulator owns the memory; the client keeps three ordered tables:
  * segments (device VA range -> host alias of the memory object), allocations
@@ -362,28 +363,37 @@ RT_EXPORT aclError aclrtMallocCached(void **devPtr, size_t size, aclrtMemMallocP
     }
 }
 
-RT_EXPORT aclError aclrtFree(void *devPtr)
+/* ACL_SUCCESS if devPtr starts a live device allocation, else the error. */
+static aclError check_dev_free(const char *api, void *devPtr)
 {
-    RT_CHECK_INIT();
     if (!devPtr)
-        return RT_FAIL(ACL_ERROR_RT_PARAM_INVALID, "devPtr must not be NULL");
+        return rt_fail(ACL_ERROR_RT_PARAM_INVALID, api, "devPtr must not be NULL");
+    uint64_t va = (uint64_t)(uintptr_t)devPtr;
+    pthread_rwlock_rdlock(&mem_lock);
+    bool ok = g_tree_lookup(allocs, EMU_KEY(va)) != NULL;
+    bool pinned = range_at(hostbufs, va) != NULL;
+    pthread_rwlock_unlock(&mem_lock);
+    if (ok)
+        return ACL_SUCCESS;
+    return rt_fail(ACL_ERROR_RT_PARAM_INVALID, api,
+                   "%p is not the start of device memory allocated by aclrtMalloc%s", devPtr,
+                   pinned ? " (it is host memory: use aclrtFreeHost)" : " (or it was freed)");
+}
+
+static aclError dev_free(const char *api, void *devPtr)
+{
     uint64_t va = (uint64_t)(uintptr_t)devPtr;
     /* The emulator may hand a freed address to another thread's aclrtMalloc at
      * once: its request and table update must not interleave with ours. */
     pthread_mutex_lock(&alloc_lock);
-    pthread_rwlock_rdlock(&mem_lock);
-    RtAlloc *a = g_tree_lookup(allocs, EMU_KEY(va));
-    bool pinned = range_at(hostbufs, va) != NULL;
-    pthread_rwlock_unlock(&mem_lock);
-    if (!a) {
+    aclError err = check_dev_free(api, devPtr);
+    if (err != ACL_SUCCESS) {
         pthread_mutex_unlock(&alloc_lock);
-        return RT_FAIL(ACL_ERROR_RT_PARAM_INVALID,
-                       "%p is not the start of device memory allocated by aclrtMalloc%s", devPtr,
-                       pinned ? " (it is host memory: use aclrtFreeHost)" : " (or it was freed)");
+        return err;
     }
     EmuReqMemFree q = { .va = va };
     EmuRespMemFree r;
-    aclError err = rt_call(EMU_CMD_MEM_FREE, &q, sizeof(q), &r, sizeof(r), NULL);
+    err = rt_call(EMU_CMD_MEM_FREE, &q, sizeof(q), &r, sizeof(r), NULL);
     RtSegment *gone = NULL;
     if (err == ACL_SUCCESS) {
         pthread_rwlock_wrlock(&mem_lock);
@@ -394,10 +404,38 @@ RT_EXPORT aclError aclrtFree(void *devPtr)
     }
     pthread_mutex_unlock(&alloc_lock);
     if (err != ACL_SUCCESS)
-        return RT_FAIL(err, "the emulator refused to free %p", devPtr);
+        return rt_fail(err, api, "the emulator refused to free %p", devPtr);
     if (gone)
         segment_unmap(gone);
     return ACL_SUCCESS;
+}
+
+RT_EXPORT aclError aclrtFree(void *devPtr)
+{
+    RT_CHECK_INIT();
+    return dev_free(__func__, devPtr);
+}
+
+/* For the *WithDevSync frees: waits for the work queued so far on every stream
+ * of the process.  The runtime does not know which tasks use a buffer, and a
+ * buffer can be used from any device's streams (pinned memory by all of them,
+ * device memory by peer copies), so it waits for all.  A failed task's error is
+ * not consumed: the free succeeds, and the stream's next synchronise reports
+ * the failure as it would have without this call. */
+static aclError drain_for_free(const char *api)
+{
+    aclError err = rt_streams_drain();
+    return err == ACL_SUCCESS ? ACL_SUCCESS
+                              : rt_fail(err, api, "cannot wait for the queued tasks");
+}
+
+RT_EXPORT aclError aclrtFreeWithDevSync(void *devPtr)
+{
+    RT_CHECK_INIT();
+    aclError err = check_dev_free(__func__, devPtr);
+    if (err == ACL_SUCCESS)
+        err = drain_for_free(__func__);
+    return err == ACL_SUCCESS ? dev_free(__func__, devPtr) : err;
 }
 
 /* Device memory is coherent with its users on A2 / A3 (CANN documents that
@@ -565,23 +603,46 @@ RT_EXPORT aclError aclrtMallocHostWithCfg(void **ptr, uint64_t size, aclrtMalloc
     return host_malloc(__func__, ptr, size, cfg);
 }
 
-RT_EXPORT aclError aclrtFreeHost(void *hostPtr)
+static aclError host_free_error(const char *api, void *hostPtr)
 {
-    RT_CHECK_INIT();
     if (!hostPtr)
-        return RT_FAIL(ACL_ERROR_RT_PARAM_INVALID, "hostPtr must not be NULL");
+        return rt_fail(ACL_ERROR_RT_PARAM_INVALID, api, "hostPtr must not be NULL");
+    return rt_fail(ACL_ERROR_RT_PARAM_INVALID, api,
+                   "%p is not memory allocated by aclrtMallocHost (or it was freed)", hostPtr);
+}
+
+static aclError host_free(const char *api, void *hostPtr)
+{
     uint64_t addr = (uint64_t)(uintptr_t)hostPtr;
     pthread_rwlock_wrlock(&mem_lock);
-    RtHostBuf *h = g_tree_lookup(hostbufs, EMU_KEY(addr));
+    RtHostBuf *h = hostPtr ? g_tree_lookup(hostbufs, EMU_KEY(addr)) : NULL;
     uint64_t len = h ? h->size : 0;
     if (h)
         g_tree_remove(hostbufs, EMU_KEY(addr));
     pthread_rwlock_unlock(&mem_lock);
     if (!h)
-        return RT_FAIL(ACL_ERROR_RT_PARAM_INVALID,
-                       "%p is not memory allocated by aclrtMallocHost (or it was freed)", hostPtr);
+        return host_free_error(api, hostPtr);
     EmuReqHostFree q = { .client_addr = addr };
     aclError err = rt_call(EMU_CMD_HOST_FREE, &q, sizeof(q), NULL, 0, NULL);
     munmap(hostPtr, len);
-    return err == ACL_SUCCESS ? ACL_SUCCESS : RT_FAIL(err, "the emulator refused the free");
+    return err == ACL_SUCCESS ? ACL_SUCCESS : rt_fail(err, api, "the emulator refused the free");
+}
+
+RT_EXPORT aclError aclrtFreeHost(void *hostPtr)
+{
+    RT_CHECK_INIT();
+    return host_free(__func__, hostPtr);
+}
+
+RT_EXPORT aclError aclrtFreeHostWithDevSync(void *hostPtr)
+{
+    RT_CHECK_INIT();
+    uint64_t addr = (uint64_t)(uintptr_t)hostPtr;
+    pthread_rwlock_rdlock(&mem_lock);
+    bool known = hostPtr && g_tree_lookup(hostbufs, EMU_KEY(addr)) != NULL;
+    pthread_rwlock_unlock(&mem_lock);
+    if (!known)
+        return host_free_error(__func__, hostPtr);
+    aclError err = drain_for_free(__func__);
+    return err == ACL_SUCCESS ? host_free(__func__, hostPtr) : err;
 }

@@ -164,6 +164,10 @@ aclError rt_stream_wait_mark(uint32_t id, uint32_t seq, int64_t timeout_ms);
 /* Waits, without g_rt.lock, for the streams match() selects; first error. */
 aclError rt_streams_wait(bool (*match)(RtStream *, const void *), const void *arg,
                          int64_t timeout_ms);
+/* Waits, without g_rt.lock, for the work queued so far on every stream of the
+ * process, leaving task errors for the streams' next synchronise to report.
+ * Returns ACL_SUCCESS or ACL_ERROR_RT_SOCKET_CLOSE. */
+aclError rt_streams_drain(void);
 /* match() for rt_streams_wait: streams of the user device *(int32_t *)dev. */
 bool rt_stream_on_device(RtStream *s, const void *dev);
 /* Drops the client side of every stream of `device` (the emulator freed them). */

@@ -119,10 +119,9 @@ aclError rt_stream_sync(RtStream *s, int64_t timeout_ms)
     return rt_stream_wait_mark(s->id, rt_stream_mark(s), timeout_ms);
 }
 
-/* Waits, without g_rt.lock, for the work queued so far on the streams for which
- * match(stream, arg) holds; returns the first error. */
-aclError rt_streams_wait(bool (*match)(RtStream *, const void *), const void *arg,
-                         int64_t timeout_ms)
+/* The (stream, last task) pairs of the streams match() selects, taken under
+ * g_rt.lock so that the wait itself can run without it. */
+static GArray *snapshot(bool (*match)(RtStream *, const void *), const void *arg)
 {
     GArray *list = g_array_new(FALSE, FALSE, sizeof(RtStreamMark));
     pthread_mutex_lock(&g_rt.lock);
@@ -135,10 +134,40 @@ aclError rt_streams_wait(bool (*match)(RtStream *, const void *), const void *ar
             g_array_append_val(list, ((RtStreamMark){ s->id, rt_stream_mark(s) }));
     }
     pthread_mutex_unlock(&g_rt.lock);
+    return list;
+}
+
+/* Waits, without g_rt.lock, for the work queued so far on the streams for which
+ * match(stream, arg) holds; returns the first error. */
+aclError rt_streams_wait(bool (*match)(RtStream *, const void *), const void *arg,
+                         int64_t timeout_ms)
+{
+    GArray *list = snapshot(match, arg);
     aclError first = ACL_SUCCESS;
     for (unsigned i = 0; i < list->len; i++) {
         RtStreamMark *m = &g_array_index(list, RtStreamMark, i);
         aclError err = rt_stream_wait_mark(m->id, m->seq, timeout_ms);
+        if (err != ACL_SUCCESS && first == ACL_SUCCESS)
+            first = err;
+    }
+    g_array_free(list, TRUE);
+    return first;
+}
+
+static bool any_stream(RtStream *s, const void *arg)
+{
+    (void)s;
+    (void)arg;
+    return true;
+}
+
+aclError rt_streams_drain(void)
+{
+    GArray *list = snapshot(any_stream, NULL);
+    aclError first = ACL_SUCCESS;
+    for (unsigned i = 0; i < list->len; i++) {
+        RtStreamMark *m = &g_array_index(list, RtStreamMark, i);
+        aclError err = rt_wait_stream(m->id, m->seq, -1);
         if (err != ACL_SUCCESS && first == ACL_SUCCESS)
             first = err;
     }

@@ -327,9 +327,11 @@ static void child_preinit(void)
                ACL_ERROR_UNINITIALIZE);
     EXPECT_ERR(aclrtMallocForTaskScheduler(&p, 4096, ACL_MEM_MALLOC_HUGE_FIRST, NULL),
                ACL_ERROR_UNINITIALIZE);
+    EXPECT_ERR(aclrtFreeWithDevSync(a), ACL_ERROR_UNINITIALIZE);
     EXPECT_ERR(aclrtMemFlush(a, sizeof(a)), ACL_ERROR_UNINITIALIZE);
     EXPECT_ERR(aclrtMemInvalidate(a, sizeof(a)), ACL_ERROR_UNINITIALIZE);
     EXPECT_ERR(aclrtMallocHostWithCfg(&p, 4096, NULL), ACL_ERROR_UNINITIALIZE);
+    EXPECT_ERR(aclrtFreeHostWithDevSync(a), ACL_ERROR_UNINITIALIZE);
     void *list[1] = { a };
     EXPECT_ERR(aclrtCheckMemType(list, 1, ACL_RT_MEM_TYPE_DEV, &res, 0), ACL_ERROR_UNINITIALIZE);
     EXPECT_ERR(aclFinalize(), ACL_ERROR_REPEAT_FINALIZE);
@@ -1996,6 +1998,133 @@ TEST(test_async_dma_error)
     EXPECT_OK(aclrtFreeHost(pin));
 }
 
+/* ---- frees that wait for the device ---- */
+
+TEST(test_free_with_dev_sync)
+{
+    enum { N = 4096 };
+    Busy bz;
+    aclrtStream s = NULL, s2 = NULL;
+    void *pin = NULL, *d = NULL, *d2 = NULL;
+    if (!busy_alloc(&bz))
+        return;
+    EXPECT_OK(aclrtCreateStream(&s));
+    EXPECT_OK(aclrtCreateStream(&s2));
+    EXPECT_OK(aclrtMallocHost(&pin, N));
+    EXPECT_OK(aclrtMallocWithCfg(&d2, N, ACL_MEM_MALLOC_HUGE_FIRST, NULL));
+    EXPECT_OK(aclrtMemsetD32(d2, N, 0x77665544u, N / 4));
+    if (!pin)
+        return;
+    memset(pin, 0, N);
+    /* s: a long copy into b, then a copy of b's tail to pinned memory; s2: a
+     * copy out of d2.  Freeing b and d2 must wait for both streams. */
+    for (int i = 0; i < 3; i++)
+        EXPECT_OK(aclrtMemcpyAsync(bz.b, BIG, bz.a, BIG, ACL_MEMCPY_DEVICE_TO_DEVICE, s));
+    EXPECT_OK(aclrtMemcpyAsync(pin, N, (uint8_t *)bz.b + BIG - N, N, ACL_MEMCPY_DEVICE_TO_HOST,
+                               s));
+    EXPECT_OK(aclrtMemcpyAsync(bz.a, N, d2, N, ACL_MEMCPY_DEVICE_TO_DEVICE, s2));
+    double t0 = now_s();
+    EXPECT_OK(aclrtFreeWithDevSync(bz.b));
+    double waited = now_s() - t0;
+    /* No synchronise of our own: the copy that read b must be done. */
+    bool tail_ok = true;
+    for (int k = 0; k < N; k += 4)
+        tail_ok &= *(uint32_t *)((uint8_t *)pin + k) == 0x5a5a0001u;
+    CHECKF(tail_ok, "aclrtFreeWithDevSync returned (after %.3f s) before the queued copy out of "
+                    "the freed buffer finished", waited);
+    EXPECT_OK(aclrtFreeWithDevSync(d2));
+    uint8_t *head = dev_read(bz.a, 64);
+    CHECK(*(uint32_t *)head == 0x77665544u);
+    g_free(head);
+    /* The tasks ran before the memory went: the streams have no error. */
+    EXPECT_OK(aclrtSynchronizeStream(s));
+    EXPECT_OK(aclrtSynchronizeStream(s2));
+    EXPECT_ERR(aclrtFree(bz.b), ACL_ERROR_RT_PARAM_INVALID);
+    EXPECT_ERR(aclrtFreeWithDevSync(d2), ACL_ERROR_RT_PARAM_INVALID);
+
+    /* A failed task's error is left for the stream's synchronise. */
+    EXPECT_OK(aclrtMalloc(&d, N, ACL_MEM_MALLOC_HUGE_FIRST));
+    EXPECT_OK(aclrtMemcpyAsync(bz.a, N, (void *)(uintptr_t)0x150000000000ull, N,
+                               ACL_MEMCPY_DEVICE_TO_DEVICE, s));
+    EXPECT_OK(aclrtFreeWithDevSync(d));
+    EXPECT_ERR(aclrtSynchronizeStream(s), ACL_ERROR_RT_SYS_DMA);
+
+    /* Memory of another device (and a stream there) is freed the same way. */
+    aclrtContext c1 = NULL;
+    aclrtStream s1 = NULL;
+    void *e1 = NULL, *f1 = NULL;
+    EXPECT_OK(aclrtCreateContext(&c1, 1));
+    EXPECT_OK(aclrtCreateStream(&s1));
+    EXPECT_OK(aclrtMalloc(&e1, BIG, ACL_MEM_MALLOC_HUGE_FIRST));
+    EXPECT_OK(aclrtMalloc(&f1, BIG, ACL_MEM_MALLOC_HUGE_FIRST));
+    EXPECT_OK(aclrtMemset(e1, BIG, 0x3c, BIG));
+    EXPECT_OK(aclrtMemcpyAsync(f1, BIG, e1, BIG, ACL_MEMCPY_DEVICE_TO_DEVICE, s1));
+    memset(pin, 0, N);
+    EXPECT_OK(aclrtMemcpyAsync(pin, N, (uint8_t *)f1 + BIG - N, N, ACL_MEMCPY_DEVICE_TO_HOST,
+                               s1));
+    use_dev0();
+    EXPECT_OK(aclrtFreeWithDevSync(f1));    /* from device 0's context */
+    CHECKF(all_bytes(pin, N, 0x3c), "device 1's queued copy had not finished");
+    EXPECT_OK(aclrtFreeWithDevSync(e1));
+    EXPECT_OK(aclrtSetCurrentContext(c1));
+    EXPECT_OK(aclrtSynchronizeStream(s1));
+    EXPECT_OK(aclrtDestroyContext(c1));
+    use_dev0();
+
+    void *m = malloc(64);
+    EXPECT_ERR(aclrtFreeWithDevSync(NULL), ACL_ERROR_RT_PARAM_INVALID);
+    EXPECT_ERR(aclrtFreeWithDevSync(d), ACL_ERROR_RT_PARAM_INVALID);            /* freed */
+    EXPECT_ERR(aclrtFreeWithDevSync((uint8_t *)bz.a + 64), ACL_ERROR_RT_PARAM_INVALID);
+    EXPECT_ERR(aclrtFreeWithDevSync(pin), ACL_ERROR_RT_PARAM_INVALID);          /* host */
+    EXPECT_ERR(aclrtFreeWithDevSync(m), ACL_ERROR_RT_PARAM_INVALID);
+    free(m);
+    EXPECT_OK(aclrtFreeWithDevSync(bz.a));  /* the failed calls left it alive */
+    EXPECT_OK(aclrtFreeHost(pin));
+    EXPECT_OK(aclrtDestroyStream(s));
+    EXPECT_OK(aclrtDestroyStream(s2));
+}
+
+TEST(test_free_host_with_dev_sync)
+{
+    enum { N = 64 * 1024 };
+    Busy bz;
+    aclrtStream s = NULL;
+    void *pin = NULL, *d = NULL, *cfg_pin = NULL;
+    uint8_t data[N];
+    fill_pattern(data, N, 93);
+    if (!busy_alloc(&bz))
+        return;
+    EXPECT_OK(aclrtCreateStream(&s));
+    EXPECT_OK(aclrtMalloc(&d, N, ACL_MEM_MALLOC_HUGE_FIRST));
+    EXPECT_OK(aclrtMemset(d, N, 0, N));
+    if (!EXPECT_OK(aclrtMallocHost(&pin, N)))
+        return;
+    memcpy(pin, data, N);
+    /* The copy out of the pinned buffer waits behind long copies. */
+    for (int i = 0; i < 3; i++)
+        EXPECT_OK(aclrtMemcpyAsync(bz.b, BIG, bz.a, BIG, ACL_MEMCPY_DEVICE_TO_DEVICE, s));
+    EXPECT_OK(aclrtMemcpyAsync(d, N, pin, N, ACL_MEMCPY_HOST_TO_DEVICE, s));
+    EXPECT_OK(aclrtFreeHostWithDevSync(pin));
+    CHECKF(dev_equals(d, data, N), "aclrtFreeHostWithDevSync returned before the queued copy "
+                                   "out of the buffer ran");
+    EXPECT_OK(aclrtSynchronizeStream(s));
+    EXPECT_ERR(aclrtFreeHost(pin), ACL_ERROR_RT_PARAM_INVALID);
+    EXPECT_ERR(aclrtFreeHostWithDevSync(pin), ACL_ERROR_RT_PARAM_INVALID);
+
+    /* Memory from aclrtMallocHostWithCfg, nothing queued. */
+    EXPECT_OK(aclrtMallocHostWithCfg(&cfg_pin, N, NULL));
+    EXPECT_OK(aclrtFreeHostWithDevSync(cfg_pin));
+
+    void *m = malloc(64);
+    EXPECT_ERR(aclrtFreeHostWithDevSync(NULL), ACL_ERROR_RT_PARAM_INVALID);
+    EXPECT_ERR(aclrtFreeHostWithDevSync(d), ACL_ERROR_RT_PARAM_INVALID);
+    EXPECT_ERR(aclrtFreeHostWithDevSync(m), ACL_ERROR_RT_PARAM_INVALID);
+    free(m);
+    EXPECT_OK(aclrtFree(d));
+    EXPECT_OK(aclrtDestroyStream(s));
+    busy_free(&bz);
+}
+
 /* ================================================================== */
 /* Streams.                                                             */
 
@@ -2686,7 +2815,8 @@ int main(void)
         T(test_malloc_free_race), T(test_malloc_with_cfg), T(test_malloc_with_cfg_bad),
         T(test_malloc_for_task_scheduler), T(test_malloc_cfg_no_device),
         T(test_mem_flush_invalidate), T(test_check_mem_type), T(test_host_with_cfg),
-        T(test_mem_usage_info_unsupported),
+        T(test_mem_usage_info_unsupported), T(test_free_with_dev_sync),
+        T(test_free_host_with_dev_sync),
     };
     static const TestDef copies[] = {
         T(test_memcpy_all_kinds), T(test_memcpy_bad_args), T(test_memcpy_freed),
