@@ -67,10 +67,17 @@ uint64_t device_malloc_size(uint64_t size, uint64_t page_size, bool align32_only
     return page_size == HBM_PAGE_1G || align32_only ? m : m + 32;
 }
 
+/* The page-size part of a policy: bandwidth and read-only bits do not choose
+ * the page size; any other value outside the enum stays out of range. */
+static uint32_t policy_base(uint32_t policy)
+{
+    return policy & ~(uint32_t)(ACL_MEM_TYPE_LOW_BAND_WIDTH | ACL_MEM_TYPE_HIGH_BAND_WIDTH |
+                                ACL_MEM_ACCESS_USER_SPACE_READONLY);
+}
+
 uint64_t device_policy_page(uint32_t policy, uint64_t size)
 {
-    /* Bandwidth and read-only bits do not choose the page size. */
-    switch (policy & 0xffu) {
+    switch (policy_base(policy)) {
     case ACL_MEM_MALLOC_HUGE_FIRST:
     case ACL_MEM_MALLOC_HUGE_FIRST_P2P:
         return size <= (1u << 20) ? HBM_PAGE_NORMAL : HBM_PAGE_HUGE;
@@ -144,8 +151,8 @@ int device_mem_alloc(Device *d, uint32_t owner, uint64_t size, uint32_t policy,
 {
     uint64_t page = device_policy_page(policy, size);
     uint64_t m = device_malloc_size(size, page, align32_only);
-    bool huge_first = (policy & 0xffu) == ACL_MEM_MALLOC_HUGE_FIRST ||
-                      (policy & 0xffu) == ACL_MEM_MALLOC_HUGE_FIRST_P2P;
+    bool huge_first = policy_base(policy) == ACL_MEM_MALLOC_HUGE_FIRST ||
+                      policy_base(policy) == ACL_MEM_MALLOC_HUGE_FIRST_P2P;
     Segment *s = NULL;
     bool fresh = false;
     uint64_t va = 0;

@@ -113,6 +113,9 @@ static void test_policy_page(void)
             CU_ASSERT_EQUAL(device_policy_page(ACL_MEM_MALLOC_HUGE1G_ONLY_P2P + 1 + x, sz), oor);
             CU_ASSERT_EQUAL(device_policy_page(0x7f | x, sz), oor);
             CU_ASSERT_EQUAL(device_policy_page(0xff | x, sz), oor);
+            /* undocumented high bits are out of range too, not HUGE_FIRST */
+            CU_ASSERT_EQUAL(device_policy_page(0x200 | x, sz), oor);
+            CU_ASSERT_EQUAL(device_policy_page(0x10000 | x, sz), oor);
         }
     }
     /* the read-only access bit does not choose the page size either */
