@@ -275,6 +275,14 @@ uint8_t *device_resolve(Device *d, uint32_t owner, uint64_t va, uint64_t len, Me
     return p;
 }
 
+uint64_t device_mem_fits(Device *d, uint64_t page_size)
+{
+    g_mutex_lock(&d->lock);
+    uint64_t fits = hbm_largest(&d->hbm, page_size);
+    g_mutex_unlock(&d->lock);
+    return fits;
+}
+
 void device_mem_info(Device *d, uint64_t *free_bytes, uint64_t *total)
 {
     g_mutex_lock(&d->lock);

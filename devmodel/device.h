@@ -97,6 +97,9 @@ unsigned device_release_owner(Device *d, uint32_t owner, uint64_t *bytes);
 uint8_t *device_resolve(Device *d, uint32_t owner, uint64_t va, uint64_t len, MemObj **ref);
 /* Free and total HBM bytes. */
 void device_mem_info(Device *d, uint64_t *free_bytes, uint64_t *total);
+/* Bytes that pages of page_size could still be allocated in (fragmentation
+ * counted: a split 1 GiB chunk holds no 1 GiB page). */
+uint64_t device_mem_fits(Device *d, uint64_t page_size);
 /* The HBM address behind `va` if it lies in a segment (of any owner); false
  * otherwise.  Pages of the segment's page size are physically contiguous. */
 bool device_segment_phys(Device *d, uint64_t va, uint64_t *phys);

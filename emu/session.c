@@ -215,13 +215,23 @@ static int handle_mem_info(Session *s, const void *req, uint32_t len, Reply *r)
         *p = (EmuRespMemInfo){ 0, 0 };
         return ACL_SUCCESS;
     case ACL_HBM_MEM:
-    case ACL_HBM_MEM_HUGE:
+        device_mem_info(d, &p->free, &p->total);
+        return ACL_SUCCESS;
     case ACL_HBM_MEM_NORMAL:
-    case ACL_HBM_MEM_P2P_HUGE:
     case ACL_HBM_MEM_P2P_NORMAL:
+        device_mem_info(d, &p->free, &p->total);
+        p->free = device_mem_fits(d, HBM_PAGE_NORMAL);
+        return ACL_SUCCESS;
+    case ACL_HBM_MEM_HUGE:
+    case ACL_HBM_MEM_P2P_HUGE:
+        /* What huge pages still fit: fragmentation by normal pages shows. */
+        device_mem_info(d, &p->free, &p->total);
+        p->free = device_mem_fits(d, HBM_PAGE_HUGE);
+        return ACL_SUCCESS;
     case ACL_HBM_MEM_HUGE1G:
     case ACL_HBM_MEM_P2P_HUGE1G:
         device_mem_info(d, &p->free, &p->total);
+        p->free = device_mem_fits(d, HBM_PAGE_1G);
         return ACL_SUCCESS;
     default:
         r->resp_len = 0;

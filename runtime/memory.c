@@ -503,10 +503,15 @@ RT_EXPORT aclError aclrtGetMemInfo(aclrtMemAttr attr, size_t *free, size_t *tota
     RtContext *ctx = rt_require_ctx(__func__, &err);
     if (!ctx)
         return err;
+    /* The hardware-neutral attributes name the HBM pools of A2 / A3. */
+    static const uint32_t neutral[] = {
+        [ACL_MEM_NORMAL] = ACL_HBM_MEM_NORMAL, [ACL_MEM_HUGE] = ACL_HBM_MEM_HUGE,
+        [ACL_MEM_HUGE1G] = ACL_HBM_MEM_HUGE1G, [ACL_MEM_P2P_NORMAL] = ACL_HBM_MEM_P2P_NORMAL,
+        [ACL_MEM_P2P_HUGE] = ACL_HBM_MEM_P2P_HUGE, [ACL_MEM_P2P_HUGE1G] = ACL_HBM_MEM_P2P_HUGE1G,
+    };
     uint32_t a = (uint32_t)attr;
-    /* The hardware-neutral attributes name the same pools as the HBM ones. */
     if (a >= ACL_MEM_NORMAL && a <= ACL_MEM_P2P_HUGE1G)
-        a = ACL_HBM_MEM;
+        a = neutral[a];
     EmuReqMemInfo q = { .device = rt_device_phys(ctx->device), .attr = a };
     EmuRespMemInfo r;
     err = rt_call(EMU_CMD_MEM_INFO, &q, sizeof(q), &r, sizeof(r), NULL);

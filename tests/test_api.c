@@ -2761,6 +2761,35 @@ TEST(test_queue_full_blocks)
     EXPECT_OK(aclrtDestroyStream(st));
 }
 
+/* Per-page-size free memory comes from the pool and shows fragmentation: one
+ * small allocation splits a 1 GiB chunk into 2 MiB blocks and one block into
+ * 4 KiB pages. */
+TEST(test_mem_info_page_sizes)
+{
+    EXPECT_OK(aclrtSetDevice(7));
+    size_t f_all, f_norm, f_huge, f_1g, f_mem_huge, total;
+    EXPECT_OK(aclrtGetMemInfo(ACL_HBM_MEM_HUGE1G, &f_1g, &total));
+    CHECK(total == HBM_BYTES);
+    CHECKF(f_1g == HBM_BYTES, "fresh device: %zu bytes fit 1 GiB pages", f_1g);
+    void *p = NULL;
+    EXPECT_OK(aclrtMalloc(&p, 100, ACL_MEM_MALLOC_HUGE_FIRST));
+    EXPECT_OK(aclrtGetMemInfo(ACL_HBM_MEM, &f_all, &total));
+    EXPECT_OK(aclrtGetMemInfo(ACL_HBM_MEM_NORMAL, &f_norm, &total));
+    EXPECT_OK(aclrtGetMemInfo(ACL_HBM_MEM_HUGE, &f_huge, &total));
+    EXPECT_OK(aclrtGetMemInfo(ACL_HBM_MEM_HUGE1G, &f_1g, &total));
+    EXPECT_OK(aclrtGetMemInfo(ACL_MEM_HUGE, &f_mem_huge, &total));
+    CHECKF(f_all == HBM_BYTES - 2 * MiB, "HBM free %zu", f_all);
+    CHECKF(f_norm == HBM_BYTES - 2 * MiB, "normal-page free %zu", f_norm);
+    CHECKF(f_huge == HBM_BYTES - 2 * MiB, "huge-page free %zu", f_huge);
+    CHECKF(f_1g == HBM_BYTES - GiB, "1 GiB-page free %zu", f_1g);
+    CHECK(f_mem_huge == f_huge);
+    EXPECT_OK(aclrtFree(p));
+    EXPECT_OK(aclrtGetMemInfo(ACL_HBM_MEM_HUGE1G, &f_1g, &total));
+    CHECKF(f_1g == HBM_BYTES, "after the free: %zu bytes fit 1 GiB pages", f_1g);
+    EXPECT_OK(aclrtResetDevice(7));
+    EXPECT_OK(aclrtSetDevice(0));
+}
+
 typedef struct TestDef {
     const char *name;
     CU_TestFunc fn;
@@ -2812,7 +2841,7 @@ int main(void)
         T(test_malloc_bad_args), T(test_malloc_policies), T(test_malloc_small_slices),
         T(test_malloc_align32_cached), T(test_mem_info), T(test_mem_no_device),
         T(test_free_bad), T(test_host_memory), T(test_pointer_attributes),
-        T(test_malloc_free_race), T(test_malloc_with_cfg), T(test_malloc_with_cfg_bad),
+        T(test_malloc_free_race), T(test_mem_info_page_sizes), T(test_malloc_with_cfg), T(test_malloc_with_cfg_bad),
         T(test_malloc_for_task_scheduler), T(test_malloc_cfg_no_device),
         T(test_mem_flush_invalidate), T(test_check_mem_type), T(test_host_with_cfg),
         T(test_mem_usage_info_unsupported), T(test_free_with_dev_sync),
