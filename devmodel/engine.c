@@ -36,12 +36,72 @@ static void fill32(uint8_t *p, uint64_t bytes, uint32_t v)
         memcpy(&w[i], &v, 4);
 }
 
+/* A 2D copy resolves each side's whole footprint once, then copies the rows:
+ * one descriptor for any height, and its footprint must be mapped like any
+ * other range. */
+static int run_memcpy2d(const EmuTask *t, EngineResolve resolve, void *opaque)
+{
+    uint64_t dspan, sspan;
+    if (!emu_span_2d(t->size, t->height, t->dpitch, &dspan) ||
+        !emu_span_2d(t->size, t->height, t->spitch, &sspan))
+        return ACL_ERROR_RT_PARAM_INVALID;
+    if (dspan == 0)
+        return ACL_SUCCESS;
+    MemObj *dref = NULL, *sref = NULL;
+    uint8_t *dst = resolve(opaque, t->dst, dspan, &dref);
+    uint8_t *src = dst ? resolve(opaque, t->src, sspan, &sref) : NULL;
+    if (src) {
+        if (t->dpitch == t->size && t->spitch == t->size)
+            memmove(dst, src, dspan);
+        else
+            for (uint64_t row = 0; row < t->height; row++)
+                memmove(dst + row * t->dpitch, src + row * t->spitch, t->size);
+    }
+    memobj_unref(sref);
+    memobj_unref(dref);
+    return src ? ACL_SUCCESS : ACL_ERROR_RT_SYS_DMA;
+}
+
+/* The base address stored at `at` (device or pinned memory), read now. */
+static bool load_base(uint64_t at, EngineResolve resolve, void *opaque, uint64_t *base)
+{
+    MemObj *ref = NULL;
+    uint8_t *p = resolve(opaque, at, sizeof(*base), &ref);
+    if (!p)
+        return false;
+    memcpy(base, p, sizeof(*base));
+    memobj_unref(ref);
+    return true;
+}
+
+/* A copy whose bases may live in memory the device reads when the task runs
+ * (aclrtMemcpyAsyncWithOffset); both ends must be memory of one device. */
+static int run_memcpy_ptr(const EmuTask *t, EngineResolve resolve, void *opaque)
+{
+    if (t->flags & ~(EMU_TASK_DST_INDIRECT | EMU_TASK_SRC_INDIRECT))
+        return ACL_ERROR_RT_PARAM_INVALID;
+    uint64_t dst = t->dst, src = t->src;
+    if (((t->flags & EMU_TASK_DST_INDIRECT) && !load_base(t->dst, resolve, opaque, &dst)) ||
+        ((t->flags & EMU_TASK_SRC_INDIRECT) && !load_base(t->src, resolve, opaque, &src)))
+        return ACL_ERROR_RT_SYS_DMA;
+    dst += t->doff;
+    src += t->soff;
+    if (emu_va_device(dst) < 0 || emu_va_device(dst) != emu_va_device(src))
+        return ACL_ERROR_RT_SYS_DMA;
+    EmuTask copy = { .type = EMU_TASK_MEMCPY, .dst = dst, .src = src, .size = t->size };
+    return engine_run_task(&copy, resolve, opaque);
+}
+
 int engine_run_task(const EmuTask *t, EngineResolve resolve, void *opaque)
 {
     MemObj *dref = NULL, *sref = NULL;
     int err = ACL_SUCCESS;
+    if (t->type == EMU_TASK_MEMCPY2D)
+        return run_memcpy2d(t, resolve, opaque);
     if (t->size == 0)
         return ACL_SUCCESS;
+    if (t->type == EMU_TASK_MEMCPY_PTR)
+        return run_memcpy_ptr(t, resolve, opaque);
     uint8_t *dst = resolve(opaque, t->dst, t->size, &dref);
     if (!dst)
         return ACL_ERROR_RT_SYS_DMA;

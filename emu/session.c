@@ -342,6 +342,17 @@ static int handle_stream_submit(Session *s, const void *req, uint32_t len, Reply
         if (q->task.size % 4)
             return ACL_ERROR_RT_PARAM_INVALID;
         break;
+    case EMU_TASK_MEMCPY2D: {
+        uint64_t span;
+        if (!emu_span_2d(q->task.size, q->task.height, q->task.dpitch, &span) ||
+            !emu_span_2d(q->task.size, q->task.height, q->task.spitch, &span))
+            return ACL_ERROR_RT_PARAM_INVALID;
+        break;
+    }
+    case EMU_TASK_MEMCPY_PTR:
+        if (q->task.flags & ~(EMU_TASK_DST_INDIRECT | EMU_TASK_SRC_INDIRECT))
+            return ACL_ERROR_RT_PARAM_INVALID;
+        break;
     default:
         return ACL_ERROR_RT_PARAM_INVALID;
     }

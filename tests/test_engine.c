@@ -25,6 +25,10 @@
 #define BUF_STEP  0x10000000ull
 #define GATE_ADDR (BUF_BASE + 0x7f000000ull) /* resolves to buffer 0, after the gate opens */
 #define BAD_ADDR  0x6000000000ull
+/* The buffers also appear in the device window, as memory of devices 0 and 1
+ * (for tasks that insist on device memory of one device). */
+#define WIN0_BASE (EMU_VA_WINDOW_LO + EMU_VA_HEAP_OFFSET)
+#define WIN1_BASE (WIN0_BASE + EMU_VA_DEVICE_SPAN)
 
 /* Queues a task, waiting for room as the runtime does; returns its number.
  * (Safe from any thread: no CUnit assertion here.) */
@@ -63,6 +67,10 @@ static uint8_t *resolve_cb(void *opaque, uint64_t addr, uint64_t len, MemObj **r
         g_mutex_unlock(&gate_lock);
         addr = addr_of(0, 0);
     }
+    if (addr >= WIN0_BASE && addr - WIN0_BASE < NBUF * BUF_STEP)
+        addr = BUF_BASE + (addr - WIN0_BASE);
+    else if (addr >= WIN1_BASE && addr - WIN1_BASE < NBUF * BUF_STEP)
+        addr = BUF_BASE + (addr - WIN1_BASE);
     if (addr < BUF_BASE)
         return NULL;
     uint64_t i = (addr - BUF_BASE) / BUF_STEP, off = (addr - BUF_BASE) % BUF_STEP;
@@ -272,7 +280,7 @@ static void test_run_errors(void)
     CU_ASSERT_EQUAL(engine_run_task(&t, resolve_cb, NULL), ACL_ERROR_RT_SYS_DMA);
     CU_ASSERT_TRUE(all_bytes(bufs[1]->map, BUF_SIZE, 0));
     /* unknown task types */
-    const uint32_t bad_types[] = { 0, 4, 0xffffffffu };
+    const uint32_t bad_types[] = { 0, 6, 0xffffffffu };
     for (unsigned i = 0; i < 3; i++) {
         t = (EmuTask){ .type = bad_types[i], .dst = addr_of(2, 0), .src = addr_of(3, 0),
                        .size = 64, .value = 0x55 };
@@ -283,7 +291,194 @@ static void test_run_errors(void)
     check_refs();
 }
 
+static EmuTask t_memcpy2d(uint64_t dst, uint64_t dpitch, uint64_t src, uint64_t spitch,
+                          uint64_t width, uint64_t height)
+{
+    return (EmuTask){ .type = EMU_TASK_MEMCPY2D, .dst = dst, .src = src, .size = width,
+                      .height = height, .dpitch = dpitch, .spitch = spitch };
+}
+
+/* A sub-rectangle between differently pitched buffers: exactly its bytes move. */
+static void test_run_memcpy2d(void)
+{
+    clear_bufs();
+    uint8_t *a = bufs[0]->map, *b = bufs[1]->map;
+    for (unsigned i = 0; i < BUF_SIZE; i++)
+        a[i] = (uint8_t)(i * 13 + 5);
+    enum { W = 100, H = 300, SP = 200, DP = 150, SOFF = 37, DOFF = 11 };
+    EmuTask t = t_memcpy2d(addr_of(1, DOFF), DP, addr_of(0, SOFF), SP, W, H);
+    CU_ASSERT_EQUAL(engine_run_task(&t, resolve_cb, NULL), ACL_SUCCESS);
+    bool ok = true;
+    for (unsigned i = 0; i < BUF_SIZE; i++) {
+        unsigned rel = i - DOFF, row = rel / DP, col = rel % DP;
+        bool inside = i >= DOFF && row < H && col < W;
+        ok &= b[i] == (inside ? a[SOFF + row * SP + col] : 0);
+    }
+    CU_ASSERT_TRUE(ok);
+    /* pitches equal to the width: one contiguous block */
+    t = t_memcpy2d(addr_of(2, 0), 64, addr_of(0, 0), 64, 64, 1000);
+    CU_ASSERT_EQUAL(engine_run_task(&t, resolve_cb, NULL), ACL_SUCCESS);
+    CU_ASSERT_EQUAL(memcmp(bufs[2]->map, a, 64000), 0);
+    CU_ASSERT_TRUE(all_bytes(bufs[2]->map + 64000, BUF_SIZE - 64000, 0));
+    /* many short rows: 16384 rows of 3 bytes out of every 4 */
+    memset(b, 0, BUF_SIZE);
+    t = t_memcpy2d(addr_of(1, 0), 4, addr_of(0, 0), 4, 3, BUF_SIZE / 4);
+    CU_ASSERT_EQUAL(engine_run_task(&t, resolve_cb, NULL), ACL_SUCCESS);
+    ok = true;
+    for (unsigned i = 0; i < BUF_SIZE; i++)
+        ok &= b[i] == (i % 4 == 3 ? 0 : a[i]);
+    CU_ASSERT_TRUE(ok);
+    /* the last row may end exactly at the end of the buffer */
+    t = t_memcpy2d(addr_of(3, BUF_SIZE - 10 - 2 * 1000), 1000, addr_of(0, 0), 10, 10, 3);
+    CU_ASSERT_EQUAL(engine_run_task(&t, resolve_cb, NULL), ACL_SUCCESS);
+    CU_ASSERT_EQUAL(memcmp(bufs[3]->map + BUF_SIZE - 10, a + 20, 10), 0);
+    check_refs();
+}
+
+static void test_run_memcpy2d_errors(void)
+{
+    clear_bufs();
+    memset(bufs[0]->map, 0x77, BUF_SIZE);
+    int before = __atomic_load_n(&resolve_calls, __ATOMIC_SEQ_CST);
+    /* nothing to copy: success without touching memory */
+    EmuTask t = t_memcpy2d(BAD_ADDR, 10, BAD_ADDR, 10, 0, 5);
+    CU_ASSERT_EQUAL(engine_run_task(&t, resolve_cb, NULL), ACL_SUCCESS);
+    t = t_memcpy2d(BAD_ADDR, 10, BAD_ADDR, 10, 5, 0);
+    CU_ASSERT_EQUAL(engine_run_task(&t, resolve_cb, NULL), ACL_SUCCESS);
+    /* malformed: rows wider than a pitch, or a footprint past 2^64 */
+    t = t_memcpy2d(addr_of(1, 0), 10, addr_of(0, 0), 20, 11, 2);
+    CU_ASSERT_EQUAL(engine_run_task(&t, resolve_cb, NULL), ACL_ERROR_RT_PARAM_INVALID);
+    t = t_memcpy2d(addr_of(1, 0), 20, addr_of(0, 0), 10, 11, 1);
+    CU_ASSERT_EQUAL(engine_run_task(&t, resolve_cb, NULL), ACL_ERROR_RT_PARAM_INVALID);
+    t = t_memcpy2d(addr_of(1, 0), 1ull << 40, addr_of(0, 0), 16, 16, 1ull << 25);
+    CU_ASSERT_EQUAL(engine_run_task(&t, resolve_cb, NULL), ACL_ERROR_RT_PARAM_INVALID);
+    CU_ASSERT_EQUAL(__atomic_load_n(&resolve_calls, __ATOMIC_SEQ_CST), before);
+    /* a footprint whose last row crosses the end of its buffer moves nothing */
+    t = t_memcpy2d(addr_of(1, 0), 1000, addr_of(0, 0), 100, 100, BUF_SIZE / 1000 + 2);
+    CU_ASSERT_EQUAL(engine_run_task(&t, resolve_cb, NULL), ACL_ERROR_RT_SYS_DMA);
+    t = t_memcpy2d(addr_of(1, 0), 100, addr_of(0, 0), 1000, 100, BUF_SIZE / 1000 + 2);
+    CU_ASSERT_EQUAL(engine_run_task(&t, resolve_cb, NULL), ACL_ERROR_RT_SYS_DMA);
+    t = t_memcpy2d(addr_of(1, 0), 100, BAD_ADDR, 100, 100, 2);
+    CU_ASSERT_EQUAL(engine_run_task(&t, resolve_cb, NULL), ACL_ERROR_RT_SYS_DMA);
+    CU_ASSERT_TRUE(all_bytes(bufs[1]->map, BUF_SIZE, 0));
+    check_refs();
+}
+
+static EmuTask t_memcpy_ptr(uint64_t dst, uint64_t doff, uint64_t src, uint64_t soff,
+                            uint64_t size, uint32_t flags)
+{
+    return (EmuTask){ .type = EMU_TASK_MEMCPY_PTR, .flags = flags, .dst = dst, .src = src,
+                      .size = size, .doff = doff, .soff = soff };
+}
+
+static void put_base(int buf, uint64_t off, uint64_t base)
+{
+    memcpy(bufs[buf]->map + off, &base, sizeof(base));
+}
+
+/* Bases read from memory when the task runs, plus offsets. */
+static void test_run_memcpy_ptr(void)
+{
+    clear_bufs();
+    uint8_t *a = bufs[0]->map, *b = bufs[1]->map;
+    for (unsigned i = 0; i < 8192; i++)
+        a[i] = (uint8_t)(i * 3 + 1);
+    /* slots in buffer 3 hold device-0 window addresses of buffers 0 and 1 */
+    put_base(3, 0, WIN0_BASE + BUF_STEP);          /* buffer 1 */
+    put_base(3, 8, WIN0_BASE);                     /* buffer 0 */
+    const uint32_t both = EMU_TASK_DST_INDIRECT | EMU_TASK_SRC_INDIRECT;
+    EmuTask t = t_memcpy_ptr(addr_of(3, 0), 100, addr_of(3, 8), 200, 1000, both);
+    CU_ASSERT_EQUAL(engine_run_task(&t, resolve_cb, NULL), ACL_SUCCESS);
+    CU_ASSERT_EQUAL(memcmp(b + 100, a + 200, 1000), 0);
+    CU_ASSERT_TRUE(all_bytes(b, 100, 0));
+    CU_ASSERT_TRUE(all_bytes(b + 1100, 100, 0));
+    /* the base is read at run time: change it, run again */
+    put_base(3, 0, WIN0_BASE + BUF_STEP + 4000);
+    CU_ASSERT_EQUAL(engine_run_task(&t, resolve_cb, NULL), ACL_SUCCESS);
+    CU_ASSERT_EQUAL(memcmp(b + 4100, a + 200, 1000), 0);
+    /* one side direct, the other indirect */
+    t = t_memcpy_ptr(WIN0_BASE + 2 * BUF_STEP, 8, addr_of(3, 8), 0, 500, EMU_TASK_SRC_INDIRECT);
+    CU_ASSERT_EQUAL(engine_run_task(&t, resolve_cb, NULL), ACL_SUCCESS);
+    CU_ASSERT_EQUAL(memcmp(bufs[2]->map + 8, a, 500), 0);
+    t = t_memcpy_ptr(addr_of(3, 0), 0, WIN0_BASE + 16, 0, 64, EMU_TASK_DST_INDIRECT);
+    CU_ASSERT_EQUAL(engine_run_task(&t, resolve_cb, NULL), ACL_SUCCESS);
+    CU_ASSERT_EQUAL(memcmp(b + 4000, a + 16, 64), 0);
+    /* both direct: a plain copy with offsets */
+    t = t_memcpy_ptr(WIN0_BASE + 2 * BUF_STEP, 6000, WIN0_BASE, 7000, 100, 0);
+    CU_ASSERT_EQUAL(engine_run_task(&t, resolve_cb, NULL), ACL_SUCCESS);
+    CU_ASSERT_EQUAL(memcmp(bufs[2]->map + 6000, a + 7000, 100), 0);
+    check_refs();
+}
+
+static void test_run_memcpy_ptr_errors(void)
+{
+    clear_bufs();
+    const uint32_t both = EMU_TASK_DST_INDIRECT | EMU_TASK_SRC_INDIRECT;
+    memset(bufs[0]->map, 0x42, BUF_SIZE);
+    put_base(3, 0, WIN0_BASE + BUF_STEP);          /* device 0, buffer 1 */
+    put_base(3, 8, WIN1_BASE);                     /* device 1, buffer 0 */
+    put_base(3, 16, addr_of(0, 0));                /* not device memory */
+    put_base(3, 24, WIN0_BASE + BUF_STEP + BUF_SIZE - 8);
+    put_base(3, 32, WIN0_BASE);                    /* device 0, buffer 0 */
+    struct {
+        EmuTask t;
+        int want;
+    } cases[] = {
+        /* a slot that does not resolve */
+        { t_memcpy_ptr(BAD_ADDR, 0, addr_of(3, 32), 0, 16, both), ACL_ERROR_RT_SYS_DMA },
+        { t_memcpy_ptr(addr_of(3, 0), 0, BAD_ADDR, 0, 16, both), ACL_ERROR_RT_SYS_DMA },
+        { t_memcpy_ptr(addr_of(3, BUF_SIZE - 4), 0, addr_of(3, 32), 0, 16, both),
+          ACL_ERROR_RT_SYS_DMA },
+        /* ends on two devices, or outside the device window */
+        { t_memcpy_ptr(addr_of(3, 0), 0, addr_of(3, 8), 0, 16, both), ACL_ERROR_RT_SYS_DMA },
+        { t_memcpy_ptr(addr_of(3, 0), 0, addr_of(3, 16), 0, 16, both), ACL_ERROR_RT_SYS_DMA },
+        { t_memcpy_ptr(addr_of(1, 0), 0, WIN0_BASE, 0, 16, 0), ACL_ERROR_RT_SYS_DMA },
+        /* base + offset + size past the end of the memory */
+        { t_memcpy_ptr(addr_of(3, 24), 0, addr_of(3, 32), 0, 16, both), ACL_ERROR_RT_SYS_DMA },
+        { t_memcpy_ptr(addr_of(3, 0), BUF_SIZE, addr_of(3, 32), 0, 16, both),
+          ACL_ERROR_RT_SYS_DMA },
+        /* unknown flags */
+        { t_memcpy_ptr(addr_of(3, 0), 0, addr_of(3, 32), 0, 16, both | 4),
+          ACL_ERROR_RT_PARAM_INVALID },
+    };
+    for (unsigned i = 0; i < G_N_ELEMENTS(cases); i++)
+        CU_ASSERT_EQUAL(engine_run_task(&cases[i].t, resolve_cb, NULL), cases[i].want);
+    CU_ASSERT_TRUE(all_bytes(bufs[1]->map, BUF_SIZE, 0));
+    /* size 0 reads no slot */
+    int before = __atomic_load_n(&resolve_calls, __ATOMIC_SEQ_CST);
+    EmuTask t = t_memcpy_ptr(BAD_ADDR, 0, BAD_ADDR, 0, 0, both);
+    CU_ASSERT_EQUAL(engine_run_task(&t, resolve_cb, NULL), ACL_SUCCESS);
+    CU_ASSERT_EQUAL(__atomic_load_n(&resolve_calls, __ATOMIC_SEQ_CST), before);
+    check_refs();
+}
+
 /* ---- streams ---- */
+
+/* 2D and pointer copies on a stream, in order with plain tasks. */
+static void test_stream_2d_and_ptr(void)
+{
+    clear_bufs();
+    EmuStreamState st = { 0 };
+    EngineStream *s = engine_stream_new(0, &st, resolve_cb, NULL);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+    EmuTask t = t_memset(addr_of(0, 0), BUF_SIZE, 0x3c);
+    submit(s, &t);
+    t = t_memcpy2d(addr_of(1, 0), 256, addr_of(0, 0), 300, 128, 200);
+    submit(s, &t);
+    put_base(3, 0, WIN0_BASE + 2 * BUF_STEP);
+    t = t_memcpy_ptr(addr_of(3, 0), 10, WIN0_BASE + BUF_STEP, 0, 256 * 200,
+                     EMU_TASK_DST_INDIRECT);
+    uint32_t last = submit(s, &t);
+    CU_ASSERT_TRUE_FATAL(wait_done(&st, last));
+    CU_ASSERT_EQUAL(st.error, ACL_SUCCESS);
+    bool ok = true;
+    for (unsigned i = 0; i < 256 * 200; i++)
+        ok &= bufs[2]->map[10 + i] == (i % 256 < 128 ? 0x3c : 0);
+    CU_ASSERT_TRUE(ok);
+    engine_stream_destroy(s, false);
+    check_refs();
+}
+
 
 static void test_stream_in_order(void)
 {
@@ -715,6 +910,11 @@ int main(void)
         !CU_add_test(s, "run: memcpy", test_run_memcpy) ||
         !CU_add_test(s, "run: size 0", test_run_size_zero) ||
         !CU_add_test(s, "run: errors", test_run_errors) ||
+        !CU_add_test(s, "run: memcpy2d", test_run_memcpy2d) ||
+        !CU_add_test(s, "run: memcpy2d errors", test_run_memcpy2d_errors) ||
+        !CU_add_test(s, "run: memcpy through stored bases", test_run_memcpy_ptr) ||
+        !CU_add_test(s, "run: memcpy through stored bases, errors", test_run_memcpy_ptr_errors) ||
+        !CU_add_test(s, "stream: 2D and stored-base copies in order", test_stream_2d_and_ptr) ||
         !CU_add_test(s, "stream: tasks run in order", test_stream_in_order) ||
         !CU_add_test(s, "stream: seq wrap-around", test_stream_seq_wrap) ||
         !CU_add_test(s, "stream: continue on failure", test_stream_continue_on_failure) ||

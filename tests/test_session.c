@@ -618,6 +618,30 @@ static void test_streams_end_to_end(void)
     const uint8_t pat[8] = { 4, 3, 2, 1, 4, 3, 2, 1 };
     CU_ASSERT_EQUAL(memcmp(dmap + 128 * KiB, pat, 8), 0);
 
+    /* a 2D copy from pinned host memory, and a copy through a base stored in
+     * device memory (read when the task runs) */
+    uint32_t seq5 = 0, seq6 = 0;
+    CU_ASSERT_EQUAL(submit(&c, sid, (EmuTask){ .type = EMU_TASK_MEMCPY2D,
+                                               .dst = a.va + 192 * KiB, .src = HOST_BASE + 3,
+                                               .size = 100, .height = 50, .dpitch = 128,
+                                               .spitch = 1000 }, &seq5),
+                    ACL_SUCCESS);
+    uint64_t base = a.va + 200 * KiB;
+    memcpy(dmap + 160 * KiB, &base, sizeof(base));
+    CU_ASSERT_EQUAL(submit(&c, sid, (EmuTask){ .type = EMU_TASK_MEMCPY_PTR,
+                                               .flags = EMU_TASK_DST_INDIRECT,
+                                               .dst = a.va + 160 * KiB, .src = a.va + 4096,
+                                               .size = 1000, .doff = 24, .soff = 16 }, &seq6),
+                    ACL_SUCCESS);
+    CU_ASSERT_TRUE_FATAL(wait_done(st, seq6));
+    CU_ASSERT_EQUAL(st->error, ACL_SUCCESS);
+    ok = true;
+    for (unsigned i = 0; i < 49 * 128 + 100; i++)
+        ok &= dmap[192 * KiB + i] == (i % 128 < 100 ? hmap[3 + i / 128 * 1000 + i % 128] : 0);
+    CU_ASSERT_TRUE(ok);
+    CU_ASSERT_EQUAL(memcmp(dmap + 200 * KiB + 24, dmap + 4096 + 16, 1000), 0);
+    CU_ASSERT_NOT_EQUAL(seq5, 0);
+
     /* a task on memory the session does not own fails on the stream, not the call */
     uint32_t bad = 0;
     CU_ASSERT_EQUAL(submit(&c, sid, (EmuTask){ .type = EMU_TASK_MEMSET, .dst = a.va + a.seg_size,
@@ -639,7 +663,23 @@ static void test_streams_end_to_end(void)
                                                .size = 6 }, NULL), ACL_ERROR_RT_PARAM_INVALID);
     CU_ASSERT_EQUAL(submit(&c, sid, (EmuTask){ .type = 0, .dst = a.va, .size = 4 }, NULL),
                     ACL_ERROR_RT_PARAM_INVALID);
-    CU_ASSERT_EQUAL(submit(&c, sid, (EmuTask){ .type = 4, .dst = a.va, .size = 4 }, NULL),
+    CU_ASSERT_EQUAL(submit(&c, sid, (EmuTask){ .type = 6, .dst = a.va, .size = 4 }, NULL),
+                    ACL_ERROR_RT_PARAM_INVALID);
+    /* 2D copies whose rows overlap or whose footprint passes 2^64; unknown flags */
+    CU_ASSERT_EQUAL(submit(&c, sid, (EmuTask){ .type = EMU_TASK_MEMCPY2D, .dst = a.va,
+                                               .src = HOST_BASE, .size = 65, .height = 2,
+                                               .dpitch = 64, .spitch = 128 }, NULL),
+                    ACL_ERROR_RT_PARAM_INVALID);
+    CU_ASSERT_EQUAL(submit(&c, sid, (EmuTask){ .type = EMU_TASK_MEMCPY2D, .dst = a.va,
+                                               .src = HOST_BASE, .size = 65, .height = 2,
+                                               .dpitch = 128, .spitch = 64 }, NULL),
+                    ACL_ERROR_RT_PARAM_INVALID);
+    CU_ASSERT_EQUAL(submit(&c, sid, (EmuTask){ .type = EMU_TASK_MEMCPY2D, .dst = a.va,
+                                               .src = HOST_BASE, .size = 8, .height = 1ull << 40,
+                                               .dpitch = 1ull << 30, .spitch = 8 }, NULL),
+                    ACL_ERROR_RT_PARAM_INVALID);
+    CU_ASSERT_EQUAL(submit(&c, sid, (EmuTask){ .type = EMU_TASK_MEMCPY_PTR, .flags = 4,
+                                               .dst = a.va, .src = a.va, .size = 8 }, NULL),
                     ACL_ERROR_RT_PARAM_INVALID);
     CU_ASSERT_EQUAL(submit(&c, sid + 100, (EmuTask){ .type = EMU_TASK_MEMSET, .dst = a.va,
                                                      .size = 4 }, NULL),

@@ -28,7 +28,7 @@
 #include <stdint.h>
 
 #define EMU_PROTO_MAGIC   0x4e505545u /* "NPUE" */
-#define EMU_PROTO_VERSION 1u
+#define EMU_PROTO_VERSION 2u
 
 /* Device virtual-address window: real device pointers look like 0x12c041200000. */
 #define EMU_VA_WINDOW_LO    0x100000000000ull /* 16 TiB */
@@ -223,16 +223,51 @@ typedef enum EmuTaskType {
     EMU_TASK_MEMCPY = 1,      /* dst, src: device VAs or pinned host addresses */
     EMU_TASK_MEMSET = 2,      /* dst, size, value (byte) */
     EMU_TASK_MEMSET32 = 3,    /* dst, size bytes, value (32-bit pattern) */
+    EMU_TASK_MEMCPY2D = 4,    /* height rows of size bytes; rows dpitch / spitch apart */
+    EMU_TASK_MEMCPY_PTR = 5,  /* MEMCPY to dst + doff from src + soff, where a side
+                               * flagged INDIRECT holds the 8-byte base address, read
+                               * when the task runs; both ends on one device */
 } EmuTaskType;
+
+/* EmuTask.flags of EMU_TASK_MEMCPY_PTR. */
+#define EMU_TASK_DST_INDIRECT 0x1u
+#define EMU_TASK_SRC_INDIRECT 0x2u
 
 typedef struct EmuTask {
     uint32_t type;            /* EmuTaskType */
     uint32_t flags;
     uint64_t dst;
     uint64_t src;
-    uint64_t size;
+    uint64_t size;            /* bytes; MEMCPY2D: bytes per row */
     uint64_t value;
+    uint64_t height;          /* MEMCPY2D */
+    uint64_t dpitch;          /* MEMCPY2D */
+    uint64_t spitch;          /* MEMCPY2D */
+    uint64_t doff;            /* MEMCPY_PTR */
+    uint64_t soff;            /* MEMCPY_PTR */
 } EmuTask;
+
+/* Bytes a 2D copy touches from its first row: (height - 1) * pitch + width, or 0
+ * when width or height is 0.  False if that overflows or width exceeds pitch
+ * (rows would overlap). */
+static inline int emu_span_2d(uint64_t width, uint64_t height, uint64_t pitch, uint64_t *span)
+{
+    *span = 0;
+    if (width == 0 || height == 0)
+        return 1;
+    if (width > pitch || (height - 1) > (UINT64_MAX - width) / pitch)
+        return 0;
+    *span = (height - 1) * pitch + width;
+    return 1;
+}
+
+/* The device whose span of the window holds addr (a physical id), or -1. */
+static inline int emu_va_device(uint64_t addr)
+{
+    if (addr < EMU_VA_WINDOW_LO || addr >= EMU_VA_WINDOW_HI)
+        return -1;
+    return (int)((addr - EMU_VA_WINDOW_LO) / EMU_VA_DEVICE_SPAN);
+}
 
 typedef struct EmuReqSubmit {
     uint32_t stream;
