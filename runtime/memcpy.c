@@ -6,7 +6,8 @@
  * become tasks of the device's stream engine when both sides are device or
  * pinned memory; with pageable host memory they wait for the stream and copy
  * before returning, as documented.  As on hardware the copy direction comes from
- * the pointers; `kind` only has to be a valid aclrtMemcpyKind.
+ * the pointers; `kind` only has to be a valid aclrtMemcpyKind.  2D copies are in
+ * memcpy2d.c.
  */
 #include <string.h>
 
@@ -17,7 +18,7 @@ static bool kind_valid(aclrtMemcpyKind kind)
     return (unsigned)kind <= ACL_MEMCPY_INTER_DEVICE_TO_DEVICE;
 }
 
-static const char *side_name(RtMemKind k)
+const char *rt_mem_side_name(RtMemKind k)
 {
     switch (k) {
     case RT_MEM_DEVICE:
@@ -58,7 +59,8 @@ RT_EXPORT aclError aclrtMemcpy(void *dst, size_t destMax, const void *src, size_
     rt_mem_lookup(src, count, &s);
     if (d.kind == RT_MEM_DEVICE_BAD || s.kind == RT_MEM_DEVICE_BAD)
         return RT_FAIL(ACL_ERROR_RT_PARAM_INVALID, "cannot copy %zu bytes from %s at %p to %s "
-                       "at %p", count, side_name(s.kind), src, side_name(d.kind), dst);
+                       "at %p", count, rt_mem_side_name(s.kind), src, rt_mem_side_name(d.kind),
+                       dst);
     memmove(d.host, s.host, count);
     return ACL_SUCCESS;
 }
@@ -87,7 +89,8 @@ static aclError set_sync(const char *api, void *ptr, size_t max, uint32_t value,
         return ACL_SUCCESS;
     RtMemRef r;
     if (rt_mem_lookup(ptr, bytes, &r) == RT_MEM_DEVICE_BAD)
-        return rt_fail(ACL_ERROR_RT_PARAM_INVALID, api, "%p: %s", ptr, side_name(r.kind));
+        return rt_fail(ACL_ERROR_RT_PARAM_INVALID, api, "%p: %s", ptr,
+                       rt_mem_side_name(r.kind));
     fill(r.host, bytes, value, width);
     return ACL_SUCCESS;
 }
@@ -128,7 +131,7 @@ RT_EXPORT aclError aclrtMemcpyAsync(void *dst, size_t destMax, const void *src, 
         /* Pageable host memory: the copy happens in stream order, before we return. */
         if (d.kind == RT_MEM_DEVICE_BAD || sr.kind == RT_MEM_DEVICE_BAD)
             return RT_FAIL(ACL_ERROR_RT_PARAM_INVALID, "cannot copy from %s to %s",
-                           side_name(sr.kind), side_name(d.kind));
+                           rt_mem_side_name(sr.kind), rt_mem_side_name(d.kind));
         err = rt_stream_sync(s, -1);
         if (err != ACL_SUCCESS)
             return RT_FAIL(err, "an earlier task on the stream failed");

@@ -201,4 +201,8 @@ void rt_memory_forget_after_fork(void);
 #include "fault.h"
 bool rt_fault_lookup(uint64_t addr, RtFaultAlloc *out);
 
+/* ---- memcpy.c ---- */
+/* What a lookup found, for error messages ("device memory", ...). */
+const char *rt_mem_side_name(RtMemKind k);
+
 #endif
