@@ -6,9 +6,12 @@
  * become tasks of the device's stream engine when both sides are device or
  * pinned memory; with pageable host memory they wait for the stream and copy
  * before returning, as documented.  As on hardware the copy direction comes from
- * the pointers; `kind` only has to be a valid aclrtMemcpyKind.  2D copies are in
- * memcpy2d.c.
+ * the pointers; `kind` only has to be a valid aclrtMemcpyKind.
+ *
+ * aclrtMemcpyAsyncWithOffset copies between bases that the device may read from
+ * memory when the task runs.  2D copies are in memcpy2d.c.
  */
+#include <inttypes.h>
 #include <string.h>
 
 #include "rt.h"
@@ -187,4 +190,63 @@ RT_EXPORT aclError aclrtMemsetD32Async(void *ptr, size_t memSize, uint32_t value
         return RT_FAIL(ACL_ERROR_RT_PARAM_INVALID, "N %zu is too large", N);
     }
     return set_async(__func__, ptr, memSize, value, N * 4, 4, stream);
+}
+
+/* ---- aclrtMemcpyAsyncWithOffset ---- */
+
+/* One side of aclrtMemcpyAsyncWithOffset: `slot` holds the side's base address.
+ * The device reads a slot in device or pinned memory itself, when the task runs,
+ * so the base may still change after the call; pageable memory only the host
+ * can read, so such a base is taken now. */
+static void offset_side(const void *const *slot, uint64_t *addr, uint32_t *flags,
+                        uint32_t indirect)
+{
+    RtMemRef r;
+    if (rt_mem_lookup(slot, sizeof(*slot), &r) == RT_MEM_PAGEABLE) {
+        *addr = (uint64_t)(uintptr_t)*slot;
+        return;
+    }
+    *addr = (uint64_t)(uintptr_t)slot;
+    *flags |= indirect;
+}
+
+RT_EXPORT aclError aclrtMemcpyAsyncWithOffset(void **dst, size_t destMax, size_t dstDataOffset,
+                                              const void **src, size_t count,
+                                              size_t srcDataOffset, aclrtMemcpyKind kind,
+                                              aclrtStream stream)
+{
+    RT_CHECK_INIT();
+    if (!dst || !src)
+        return RT_FAIL(ACL_ERROR_RT_PARAM_INVALID, "dst and src must not be NULL");
+    if (kind != ACL_MEMCPY_INNER_DEVICE_TO_DEVICE)
+        return RT_FAIL(ACL_ERROR_RT_PARAM_INVALID,
+                       "kind %d: only ACL_MEMCPY_INNER_DEVICE_TO_DEVICE is supported", (int)kind);
+    if (count > destMax)
+        return RT_FAIL(ACL_ERROR_RT_PARAM_INVALID, "count %zu is larger than destMax %zu", count,
+                       destMax);
+    aclError err;
+    RtStream *s = rt_stream_resolve(stream, __func__, &err);
+    if (!s)
+        return err;
+    if (count == 0)
+        return ACL_SUCCESS;
+    EmuTask t = { .type = EMU_TASK_MEMCPY_PTR, .size = count, .doff = dstDataOffset,
+                  .soff = srcDataOffset };
+    offset_side((const void *const *)dst, &t.dst, &t.flags, EMU_TASK_DST_INDIRECT);
+    offset_side(src, &t.src, &t.flags, EMU_TASK_SRC_INDIRECT);
+    /* Bases known now are checked now; the device checks those it reads. */
+    bool dnow = !(t.flags & EMU_TASK_DST_INDIRECT), snow = !(t.flags & EMU_TASK_SRC_INDIRECT);
+    uint64_t dend = t.dst + t.doff, send = t.src + t.soff;
+    bool dbad = dnow && emu_va_device(dend) < 0, sbad = snow && emu_va_device(send) < 0;
+    if (dbad || sbad)
+        return RT_FAIL(ACL_ERROR_RT_PARAM_INVALID,
+                       "%s base + offset = 0x%" PRIx64 " is not device memory, which "
+                       "ACL_MEMCPY_INNER_DEVICE_TO_DEVICE copies", dbad ? "dst" : "src",
+                       dbad ? dend : send);
+    if (dnow && snow && emu_va_device(dend) != emu_va_device(send))
+        return RT_FAIL(ACL_ERROR_RT_PARAM_INVALID,
+                       "ACL_MEMCPY_INNER_DEVICE_TO_DEVICE: dst 0x%" PRIx64 " and src 0x%" PRIx64
+                       " are on different devices", dend, send);
+    err = rt_stream_submit(s, &t);
+    return err == ACL_SUCCESS ? ACL_SUCCESS : RT_FAIL(err, "cannot queue the copy");
 }

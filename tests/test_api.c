@@ -2335,6 +2335,128 @@ TEST(test_memcpy2d_async_bad)
     EXPECT_OK(aclrtFree(d2));
 }
 
+/* ---- copies through stored base addresses ---- */
+
+TEST(test_memcpy_async_with_offset)
+{
+    enum { N = 64 * 1024 };
+    Busy bz;
+    void *a = NULL, *b = NULL, *slots = NULL, *pin = NULL;
+    uint8_t *data = g_malloc(N);
+    fill_pattern(data, N, 81);
+    bz.a = NULL;
+    if (!busy_alloc(&bz))
+        goto out;
+    EXPECT_OK(aclrtMalloc(&a, N, ACL_MEM_MALLOC_HUGE_FIRST));
+    EXPECT_OK(aclrtMalloc(&b, N, ACL_MEM_MALLOC_HUGE_FIRST));
+    EXPECT_OK(aclrtMalloc(&slots, 64, ACL_MEM_MALLOC_HUGE_FIRST));
+    EXPECT_OK(aclrtMallocHost(&pin, 64));
+    if (!a || !b || !slots || !pin)
+        goto out;
+    EXPECT_OK(aclrtMemcpy(a, N, data, N, ACL_MEMCPY_HOST_TO_DEVICE));
+    EXPECT_OK(aclrtMemset(b, N, 0xee, N));
+    void **dslot = slots, **sslot = (void **)slots + 1;
+
+    /* bases stored in device memory, read when the task runs */
+    void *bases[2] = { b, a };
+    EXPECT_OK(aclrtMemcpy(slots, 16, bases, 16, ACL_MEMCPY_HOST_TO_DEVICE));
+    EXPECT_OK(aclrtMemcpyAsyncWithOffset(dslot, 1000, 24, (const void **)sslot, 1000, 100,
+                                         ACL_MEMCPY_INNER_DEVICE_TO_DEVICE, NULL));
+    EXPECT_OK(aclrtSynchronizeStream(NULL));
+    uint8_t *got = dev_read(b, N);
+    CHECKF(memcmp(got + 24, data + 100, 1000) == 0 && all_bytes(got, 24, 0xee) &&
+           all_bytes(got + 1024, N - 1024, 0xee), "copy through bases in device memory");
+    g_free(got);
+    /* a base changed after the call, before the task runs, is the one used */
+    EXPECT_OK(aclrtMemcpyAsync(bz.b, BIG, bz.a, BIG, ACL_MEMCPY_DEVICE_TO_DEVICE, NULL));
+    EXPECT_OK(aclrtMemcpyAsyncWithOffset(dslot, 500, 0, (const void **)sslot, 500, 0,
+                                         ACL_MEMCPY_INNER_DEVICE_TO_DEVICE, NULL));
+    void *later = (uint8_t *)b + 8192;
+    EXPECT_OK(aclrtMemcpy(dslot, 8, &later, 8, ACL_MEMCPY_HOST_TO_DEVICE));
+    EXPECT_OK(aclrtSynchronizeStream(NULL));
+    got = dev_read(b, N);
+    CHECKF(memcmp(got + 8192, data, 500) == 0 && all_bytes(got, 24, 0xee),
+           "the base was not read when the task ran");
+    g_free(got);
+    /* bases in pinned memory, and in pageable memory (read at the call) */
+    ((void **)pin)[0] = (uint8_t *)b + 20000;
+    ((void **)pin)[1] = a;
+    EXPECT_OK(aclrtMemcpyAsyncWithOffset((void **)pin, 300, 1, (const void **)pin + 1, 300, 2,
+                                         ACL_MEMCPY_INNER_DEVICE_TO_DEVICE, NULL));
+    void *dst_base = (uint8_t *)b + 30000;
+    const void *src_base = a;
+    EXPECT_OK(aclrtMemcpyAsyncWithOffset(&dst_base, 400, 5, &src_base, 400, 7,
+                                         ACL_MEMCPY_INNER_DEVICE_TO_DEVICE, NULL));
+    dst_base = NULL;    /* already taken */
+    EXPECT_OK(aclrtSynchronizeStream(NULL));
+    got = dev_read(b, N);
+    CHECKF(memcmp(got + 20001, data + 2, 300) == 0, "copy through bases in pinned memory");
+    CHECKF(memcmp(got + 30005, data + 7, 400) == 0, "copy through bases in pageable memory");
+    g_free(got);
+    /* count 0 reads nothing */
+    EXPECT_OK(aclrtMemcpyAsyncWithOffset((void **)(uintptr_t)0x10, 0, 0,
+                                         (const void **)(uintptr_t)0x10, 0, 0,
+                                         ACL_MEMCPY_INNER_DEVICE_TO_DEVICE, NULL));
+
+    /* bad arguments */
+    const aclrtMemcpyKind bad_kinds[] = {
+        ACL_MEMCPY_HOST_TO_HOST, ACL_MEMCPY_HOST_TO_DEVICE, ACL_MEMCPY_DEVICE_TO_HOST,
+        ACL_MEMCPY_DEVICE_TO_DEVICE, ACL_MEMCPY_DEFAULT, ACL_MEMCPY_HOST_TO_BUF_TO_DEVICE,
+        ACL_MEMCPY_INTER_DEVICE_TO_DEVICE, (aclrtMemcpyKind)8,
+    };
+    for (size_t i = 0; i < G_N_ELEMENTS(bad_kinds); i++)
+        EXPECT_ERR(aclrtMemcpyAsyncWithOffset(dslot, 8, 0, (const void **)sslot, 8, 0,
+                                              bad_kinds[i], NULL), ACL_ERROR_RT_PARAM_INVALID);
+    EXPECT_ERR(aclrtMemcpyAsyncWithOffset(NULL, 8, 0, (const void **)sslot, 8, 0,
+                                          ACL_MEMCPY_INNER_DEVICE_TO_DEVICE, NULL),
+               ACL_ERROR_RT_PARAM_INVALID);
+    EXPECT_ERR(aclrtMemcpyAsyncWithOffset(dslot, 8, 0, NULL, 8, 0,
+                                          ACL_MEMCPY_INNER_DEVICE_TO_DEVICE, NULL),
+               ACL_ERROR_RT_PARAM_INVALID);
+    EXPECT_ERR(aclrtMemcpyAsyncWithOffset(dslot, 7, 0, (const void **)sslot, 8, 0,
+                                          ACL_MEMCPY_INNER_DEVICE_TO_DEVICE, NULL),
+               ACL_ERROR_RT_PARAM_INVALID);
+    /* a base read now that is host memory, or on another device */
+    void *host_base = data;
+    EXPECT_ERR(aclrtMemcpyAsyncWithOffset(&host_base, 8, 0, (const void **)sslot, 8, 0,
+                                          ACL_MEMCPY_INNER_DEVICE_TO_DEVICE, NULL),
+               ACL_ERROR_RT_PARAM_INVALID);
+    EXPECT_ERR(aclrtMemcpyAsyncWithOffset(dslot, 8, 0, (const void **)&host_base, 8, 0,
+                                          ACL_MEMCPY_INNER_DEVICE_TO_DEVICE, NULL),
+               ACL_ERROR_RT_PARAM_INVALID);
+    void *dev1_base = (void *)(uintptr_t)(WINDOW_LO + (512ull << 30) + (4ull << 30));
+    src_base = a;
+    EXPECT_ERR(aclrtMemcpyAsyncWithOffset(&dev1_base, 8, 0, &src_base, 8, 0,
+                                          ACL_MEMCPY_INNER_DEVICE_TO_DEVICE, NULL),
+               ACL_ERROR_RT_PARAM_INVALID);
+    EXPECT_OK(aclrtSynchronizeStream(NULL));
+    /* a stored base that points at nothing: the device finds out */
+    void *nowhere = (void *)(uintptr_t)0x150000000000ull;
+    EXPECT_OK(aclrtMemcpy(sslot, 8, &nowhere, 8, ACL_MEMCPY_HOST_TO_DEVICE));
+    EXPECT_OK(aclrtMemcpyAsyncWithOffset(dslot, 8, 0, (const void **)sslot, 8, 0,
+                                         ACL_MEMCPY_INNER_DEVICE_TO_DEVICE, NULL));
+    EXPECT_ERR(aclrtSynchronizeStream(NULL), ACL_ERROR_RT_SYS_DMA);
+    /* an offset that runs past the end of the memory */
+    EXPECT_OK(aclrtMemcpy(sslot, 8, &src_base, 8, ACL_MEMCPY_HOST_TO_DEVICE));
+    EXPECT_OK(aclrtMemcpyAsyncWithOffset(dslot, 8, 0, (const void **)sslot, 8,
+                                         ALIGN_UP(N + 32, 4096) - 4,
+                                         ACL_MEMCPY_INNER_DEVICE_TO_DEVICE, NULL));
+    EXPECT_ERR(aclrtSynchronizeStream(NULL), ACL_ERROR_RT_SYS_DMA);
+    EXPECT_OK(aclrtSynchronizeStream(NULL));
+out:
+    if (pin)
+        EXPECT_OK(aclrtFreeHost(pin));
+    if (slots)
+        EXPECT_OK(aclrtFree(slots));
+    if (a)
+        EXPECT_OK(aclrtFree(a));
+    if (b)
+        EXPECT_OK(aclrtFree(b));
+    if (bz.a)
+        busy_free(&bz);
+    g_free(data);
+}
+
 /* ---- frees that wait for the device ---- */
 
 TEST(test_free_with_dev_sync)
@@ -3192,6 +3314,7 @@ int main(void)
         T(test_async_other_device_stream), T(test_memset_async), T(test_async_dma_error),
         T(test_memcpy2d), T(test_memcpy2d_wide_rows), T(test_memcpy2d_bad),
         T(test_memcpy2d_async), T(test_memcpy2d_async_max_height), T(test_memcpy2d_async_bad),
+        T(test_memcpy_async_with_offset),
     };
     static const TestDef streams[] = {
         T(test_stream_create_destroy), T(test_stream_destroy_waits),
