@@ -392,15 +392,20 @@ static void batch_copy_now(const Batch *b)
             memmove(b->refs[2 * i].host, b->refs[2 * i + 1].host, b->sizes[i]);
 }
 
-static aclError batch_sync(const char *api, Batch *b, size_t *fail)
+/* What every batch call does first: aclInit, then the whole batch is checked
+ * (failIndex may be NULL for the V2 calls, which have none). */
+static aclError batch_begin(const char *api, Batch *b, size_t *fail)
 {
     aclError err = rt_check_init(api);
     if (err != ACL_SUCCESS)
         return err;
     size_t ignored;
-    if (!fail)
-        fail = &ignored;
-    err = check_batch(api, b, fail);
+    return check_batch(api, b, fail ? fail : &ignored);
+}
+
+static aclError batch_sync(const char *api, Batch *b, size_t *fail)
+{
+    aclError err = batch_begin(api, b, fail);
     if (err != ACL_SUCCESS)
         return err;
     batch_copy_now(b);
@@ -412,13 +417,7 @@ static aclError batch_sync(const char *api, Batch *b, size_t *fail)
  * batch is copied in stream order before returning, as documented. */
 static aclError batch_async(const char *api, Batch *b, size_t *fail, aclrtStream stream)
 {
-    aclError err = rt_check_init(api);
-    if (err != ACL_SUCCESS)
-        return err;
-    size_t ignored;
-    if (!fail)
-        fail = &ignored;
-    err = check_batch(api, b, fail);
+    aclError err = batch_begin(api, b, fail);
     if (err != ACL_SUCCESS)
         return err;
     RtStream *s = rt_stream_resolve(stream, api, &err);
