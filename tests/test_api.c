@@ -41,6 +41,7 @@
 #include <unistd.h>
 
 #include "acl/acl.h"
+#include "acl_check.h"
 #include "harness.h"
 
 #define MiB (1ull << 20)
@@ -58,88 +59,6 @@ static aclrtContext g_ctx0;     /* device 0's default context, the main thread's
 /* Checks that work both in this process (CUnit) and in forked children  */
 /* (printed to stderr and counted; the child's exit status is the count). */
 
-static bool g_in_child;
-static int g_child_fails;
-
-static bool check_impl(bool ok, int line, const char *fn, const char *fmt, ...)
-    G_GNUC_PRINTF(4, 5);
-
-static bool check_impl(bool ok, int line, const char *fn, const char *fmt, ...)
-{
-    char buf[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf, sizeof(buf), fmt, ap);
-    va_end(ap);
-    if (g_in_child) {
-        if (!ok) {
-            fprintf(stderr, "  [child %d] FAILED %s:%d: %s\n", (int)getpid(), fn, line, buf);
-            g_child_fails++;
-        }
-    } else {
-        CU_assertImplementation(ok ? CU_TRUE : CU_FALSE, (unsigned)line, buf, __FILE__, fn,
-                                CU_FALSE);
-    }
-    return ok;
-}
-
-#define CHECK(cond) check_impl(!!(cond), __LINE__, __func__, "%s", #cond)
-#define CHECKF(cond, ...) check_impl(!!(cond), __LINE__, __func__, __VA_ARGS__)
-
-/* Clears the thread's last error and message queue. */
-static void drain_errors(void)
-{
-    aclrtGetLastError(ACL_RT_THREAD_LEVEL);
-    aclGetRecentErrMsg();
-}
-
-static bool expect_err_impl(aclError got, aclError want, const char *expr, int line,
-                            const char *fn)
-{
-    bool ok = check_impl(got == want, line, fn, "%s returned %d, expected %d", expr, got, want);
-    aclError peek1 = aclrtPeekAtLastError(ACL_RT_THREAD_LEVEL);
-    aclError peek2 = aclrtPeekAtLastError(ACL_RT_THREAD_LEVEL);
-    aclError get1 = aclrtGetLastError(ACL_RT_THREAD_LEVEL);
-    aclError get2 = aclrtGetLastError(ACL_RT_THREAD_LEVEL);
-    ok &= check_impl(peek1 == want && peek2 == want, line, fn,
-                     "after %s: aclrtPeekAtLastError gave %d then %d, expected %d both times",
-                     expr, peek1, peek2, want);
-    ok &= check_impl(get1 == want, line, fn, "after %s: aclrtGetLastError gave %d, expected %d",
-                     expr, get1, want);
-    ok &= check_impl(get2 == ACL_SUCCESS, line, fn,
-                     "after %s: a second aclrtGetLastError gave %d, expected 0 (cleared)", expr,
-                     get2);
-    const char *msg = aclGetRecentErrMsg();
-    ok &= check_impl(msg != NULL && *msg != '\0', line, fn,
-                     "after %s: aclGetRecentErrMsg gave %s, expected a message", expr,
-                     msg ? "an empty string" : "NULL");
-    const char *again = aclGetRecentErrMsg();
-    ok &= check_impl(again == NULL, line, fn,
-                     "after %s: a second aclGetRecentErrMsg gave \"%s\", expected NULL", expr,
-                     again ? again : "");
-    return ok;
-}
-
-static bool expect_ok_impl(aclError got, const char *expr, int line, const char *fn)
-{
-    aclError peek = aclrtPeekAtLastError(ACL_RT_THREAD_LEVEL);
-    const char *msg = aclGetRecentErrMsg();
-    char *text = msg ? g_strdup(msg) : NULL;
-    bool ok = check_impl(got == ACL_SUCCESS, line, fn, "%s returned %d, expected 0%s%s", expr,
-                         got, text ? "; message: " : "", text ? text : "");
-    if (ok) {
-        ok &= check_impl(peek == ACL_SUCCESS, line, fn,
-                         "%s succeeded but left last error %d", expr, peek);
-        ok &= check_impl(text == NULL, line, fn, "%s succeeded but queued the message \"%s\"",
-                         expr, text ? text : "");
-    }
-    g_free(text);
-    aclrtGetLastError(ACL_RT_THREAD_LEVEL);
-    return ok;
-}
-
-#define EXPECT_ERR(expr, want) expect_err_impl((expr), (want), #expr, __LINE__, __func__)
-#define EXPECT_OK(expr) expect_ok_impl((expr), #expr, __LINE__, __func__)
 
 /* ------------------------------------------------------------------ */
 /* Helpers.                                                              */
@@ -192,36 +111,6 @@ static bool emu_alive(void)
         fprintf(stderr, "test_api: npu-emu exited or died\n");
     }
     return !g_emu_dead;
-}
-
-static void fill_pattern(void *buf, size_t n, uint32_t seed)
-{
-    uint8_t *p = buf;
-    uint32_t x = seed * 2654435761u + 0x9e3779b9u;
-    for (size_t i = 0; i < n; i++) {
-        x ^= x << 13;
-        x ^= x >> 17;
-        x ^= x << 5;
-        p[i] = (uint8_t)x;
-    }
-}
-
-static uint64_t checksum(const void *buf, size_t n)
-{
-    const uint8_t *p = buf;
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ p[i]) * 1099511628211ull;
-    return h;
-}
-
-static bool all_bytes(const void *buf, size_t n, uint8_t v)
-{
-    const uint8_t *p = buf;
-    for (size_t i = 0; i < n; i++)
-        if (p[i] != v)
-            return false;
-    return true;
 }
 
 static bool in_window(const void *p)
