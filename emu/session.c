@@ -267,6 +267,27 @@ static int handle_host_alloc(Session *s, const void *req, uint32_t len, Reply *r
     return ACL_SUCCESS;
 }
 
+static int handle_host_alias(Session *s, const void *req, uint32_t len)
+{
+    REQ(EmuReqHostAlias, q);
+    g_mutex_lock(&s->lock);
+    HostBuf *h = g_tree_lookup(s->host, EMU_KEY(q->client_addr));
+    uint64_t end = q->alias + (h ? h->size : 0);
+    GTreeNode *next = g_tree_lower_bound(s->host, EMU_KEY(q->alias));
+    int err = ACL_SUCCESS;
+    if (!h || q->alias % HBM_PAGE_NORMAL || end < q->alias ||
+        (q->alias < EMU_VA_WINDOW_HI && end > EMU_VA_WINDOW_LO) || host_at(s, q->alias) ||
+        (next && (uint64_t)(uintptr_t)g_tree_node_key(next) < end)) {
+        err = ACL_ERROR_RT_PARAM_INVALID;
+    } else {
+        HostBuf *a = g_new(HostBuf, 1);
+        *a = (HostBuf){ .addr = q->alias, .size = h->size, .obj = memobj_ref(h->obj) };
+        g_tree_insert(s->host, EMU_KEY(a->addr), a);
+    }
+    g_mutex_unlock(&s->lock);
+    return err;
+}
+
 static int handle_host_free(Session *s, const void *req, uint32_t len)
 {
     REQ(EmuReqHostFree, q);
@@ -381,6 +402,8 @@ static int dispatch(Session *s, uint32_t cmd, const void *req, uint32_t len, Rep
         return handle_mem_info(s, req, len, r);
     case EMU_CMD_HOST_ALLOC:
         return handle_host_alloc(s, req, len, r);
+    case EMU_CMD_HOST_ALIAS:
+        return handle_host_alias(s, req, len);
     case EMU_CMD_HOST_FREE:
         return handle_host_free(s, req, len);
     case EMU_CMD_STREAM_CREATE:

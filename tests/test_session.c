@@ -1229,6 +1229,32 @@ static uint32_t fz_valid(Fuzz *f, uint8_t *req, uint32_t *len)
         *len = sizeof(q);
         break;
     }
+    case EMU_CMD_HOST_ALIAS: {
+        EmuReqHostAlias q = { .client_addr = f->nhosts && rnd_below(4)
+                                                 ? f->hosts[rnd_below(f->nhosts)].addr
+                                                 : fz_addr(f, 1),
+                              .alias = HOST_BASE + rnd_below(1 << 20) * 4096 };
+        memcpy(req, &q, sizeof(q));
+        *len = sizeof(q);
+        break;
+    }
+    default: {
+        /* Every other command: 8-byte words that are often addresses the
+         * session knows, small numbers or sizes, at a size that is often right. */
+        uint32_t words = 1 + (uint32_t)rnd_below(12);
+        for (uint32_t i = 0; i < words; i++) {
+            uint64_t v = 0;
+            switch (rnd_below(4)) {
+            case 0: v = fz_addr(f, 1); break;
+            case 1: v = rnd_below(4); break;
+            case 2: v = fz_size(); break;
+            default: v = rnd(); break;
+            }
+            memcpy(req + 8 * i, &v, 8);
+        }
+        *len = 8 * words;
+        break;
+    }
     }
     return cmd;
 }

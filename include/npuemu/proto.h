@@ -28,7 +28,7 @@
 #include <stdint.h>
 
 #define EMU_PROTO_MAGIC   0x4e505545u /* "NPUE" */
-#define EMU_PROTO_VERSION 2u
+#define EMU_PROTO_VERSION 3u
 
 /* Device virtual-address window: real device pointers look like 0x12c041200000. */
 #define EMU_VA_WINDOW_LO    0x100000000000ull /* 16 TiB */
@@ -67,6 +67,7 @@ typedef enum EmuCmd {
     EMU_CMD_STREAM_CREATE,  /* EmuReqStreamCreate -> EmuRespStreamCreate */
     EMU_CMD_STREAM_DESTROY, /* EmuReqStreamDestroy */
     EMU_CMD_STREAM_SUBMIT,  /* EmuReqSubmit -> EmuRespSubmit */
+    EMU_CMD_HOST_ALIAS,     /* EmuReqHostAlias: a second client address for a pinned buffer */
     EMU_CMD_COUNT
 } EmuCmd;
 
@@ -201,6 +202,14 @@ typedef struct EmuReqHostAlloc {
 typedef struct EmuReqHostFree {
     uint64_t client_addr;
 } EmuReqHostFree;
+
+/* The pinned buffer at `client_addr` is also mapped at `alias` (the same
+ * memory object, e.g. the device-side address of registered host memory);
+ * EMU_CMD_HOST_FREE of `alias` drops the alias only. */
+typedef struct EmuReqHostAlias {
+    uint64_t client_addr;
+    uint64_t alias;
+} EmuReqHostAlias;
 
 typedef struct EmuReqStreamCreate {
     int32_t device;
