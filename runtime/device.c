@@ -212,6 +212,7 @@ static aclError sync_device(const char *api, int64_t timeout_ms)
     if (first != ACL_SUCCESS)
         return rt_fail(first, api, "a task on device %d failed or did not finish in time",
                        ctx->device);
+    rt_mempool_synced(NULL, ctx->device);
     return ACL_SUCCESS;
 }
 

@@ -205,4 +205,11 @@ bool rt_fault_lookup(uint64_t addr, RtFaultAlloc *out);
 /* What a lookup found, for error messages ("device memory", ...). */
 const char *rt_mem_side_name(RtMemKind k);
 
+/* ---- mempool.c ---- */
+/* Called after a successful synchronise of stream s, or of every stream of user
+ * device `device` (s NULL): frees queued on the synchronised streams become
+ * reusable by any stream, and the device's memory pools give idle memory back
+ * down to their release threshold.  One atomic load when no pool exists. */
+void rt_mempool_synced(RtStream *s, int32_t device);
+
 #endif

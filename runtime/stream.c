@@ -280,6 +280,7 @@ static aclError sync_stream(const char *api, aclrtStream stream, int64_t timeout
                        (long long)timeout_ms);
     if (err != ACL_SUCCESS)
         return rt_fail(err, api, "a task on the stream failed on device %d", s->device);
+    rt_mempool_synced(s, s->device);
     return ACL_SUCCESS;
 }
 
