@@ -79,6 +79,7 @@ static void segment_unmap(RtSegment *s)
 
 void rt_memory_release(void)
 {
+    rt_hostreg_release();   /* hostreg.c: registered pages go back to their owner first */
     pthread_rwlock_wrlock(&mem_lock);
     while (segments && g_tree_nnodes(segments)) {
         RtSegment *s = g_tree_node_value(g_tree_node_first(segments));
@@ -413,6 +414,8 @@ static aclError dev_free(const char *api, void *devPtr)
 RT_EXPORT aclError aclrtFree(void *devPtr)
 {
     RT_CHECK_INIT();
+    if (rt_managed_overlaps((uint64_t)(uintptr_t)devPtr, 1))
+        return rt_managed_free(__func__, devPtr);   /* managed.c */
     return dev_free(__func__, devPtr);
 }
 
@@ -538,6 +541,7 @@ RT_EXPORT aclError aclrtPointerGetAttributes(const void *ptr, aclrtPtrAttributes
     case RT_MEM_PINNED:
         attributes->location.type = ACL_MEM_LOCATION_TYPE_HOST;
         attributes->pageSize = ref.page_size;
+        rt_managed_attributes(ptr, attributes);     /* managed.c */
         break;
     default:
         attributes->location.type = ACL_MEM_LOCATION_TYPE_UNREGISTERED;
@@ -592,6 +596,7 @@ static aclError host_malloc(const char *api, void **hostPtr, uint64_t size,
     pthread_rwlock_wrlock(&mem_lock);
     g_tree_insert(hostbufs, EMU_KEY(h->addr), h);
     pthread_rwlock_unlock(&mem_lock);
+    rt_hostreg_note_alloc(p, cfg);                  /* hostreg.c: vaFlag */
     *hostPtr = p;
     return ACL_SUCCESS;
 }
@@ -619,6 +624,9 @@ static aclError host_free_error(const char *api, void *hostPtr)
 static aclError host_free(const char *api, void *hostPtr)
 {
     uint64_t addr = (uint64_t)(uintptr_t)hostPtr;
+    aclError reg_err = rt_hostreg_before_free_host(api, hostPtr);  /* hostreg.c */
+    if (reg_err != ACL_SUCCESS)
+        return reg_err;
     pthread_rwlock_wrlock(&mem_lock);
     RtHostBuf *h = hostPtr ? g_tree_lookup(hostbufs, EMU_KEY(addr)) : NULL;
     uint64_t len = h ? h->size : 0;
@@ -650,4 +658,43 @@ RT_EXPORT aclError aclrtFreeHostWithDevSync(void *hostPtr)
         return host_free_error(__func__, hostPtr);
     aclError err = drain_for_free(__func__);
     return err == ACL_SUCCESS ? host_free(__func__, hostPtr) : err;
+}
+
+/* ---- host buffer table for hostreg.c and managed.c (see rt.h) ---- */
+
+void rt_hostbuf_insert(uint64_t addr, uint64_t size)
+{
+    RtHostBuf *h = g_new(RtHostBuf, 1);
+    *h = (RtHostBuf){ .addr = addr, .size = size };
+    pthread_rwlock_wrlock(&mem_lock);
+    if (hostbufs)
+        g_tree_insert(hostbufs, EMU_KEY(addr), h);
+    else
+        g_free(h);
+    pthread_rwlock_unlock(&mem_lock);
+}
+
+bool rt_hostbuf_remove(uint64_t addr)
+{
+    pthread_rwlock_wrlock(&mem_lock);
+    bool found = hostbufs && g_tree_remove(hostbufs, EMU_KEY(addr));
+    pthread_rwlock_unlock(&mem_lock);
+    return found;
+}
+
+int rt_hostbuf_find(uint64_t addr, uint64_t len, uint64_t *base, uint64_t *size)
+{
+    int found = 0;
+    pthread_rwlock_rdlock(&mem_lock);
+    RtHostBuf *h = range_at(hostbufs, addr);
+    GTreeNode *next = hostbufs && !h ? g_tree_upper_bound(hostbufs, EMU_KEY(addr)) : NULL;
+    if (next && EMU_KEY_U64(g_tree_node_key(next)) - addr < len)
+        h = g_tree_node_value(next);
+    if (h) {
+        *base = h->addr;
+        *size = h->size;
+        found = h->addr <= addr && len <= h->size - (addr - h->addr) ? 1 : -1;
+    }
+    pthread_rwlock_unlock(&mem_lock);
+    return found;
 }

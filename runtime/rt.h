@@ -212,4 +212,32 @@ const char *rt_mem_side_name(RtMemKind k);
  * down to their release threshold.  One atomic load when no pool exists. */
 void rt_mempool_synced(RtStream *s, int32_t device);
 
+/* ---- memory.c: the pinned host buffer table, for hostreg.c and managed.c ---- */
+/* Records [addr, addr + size) as pinned memory: rt_mem_lookup says RT_MEM_PINNED. */
+void rt_hostbuf_insert(uint64_t addr, uint64_t size);
+/* Forgets the entry starting at addr (its mapping stays); false if none. */
+bool rt_hostbuf_remove(uint64_t addr);
+/* The pinned buffer overlapping [addr, addr + len): 1 and its start and size
+ * if it holds the whole range, -1 (start and size too) if it holds only part
+ * of it, 0 if no buffer overlaps. */
+int rt_hostbuf_find(uint64_t addr, uint64_t len, uint64_t *base, uint64_t *size);
+
+/* ---- hostreg.c ---- */
+/* aclrtMallocHost[WithCfg] succeeded at p: remembers whether cfg asked for vaFlag 1. */
+void rt_hostreg_note_alloc(void *p, const aclrtMallocConfig *cfg);
+/* Before aclrtFreeHost frees hostPtr: refuses managed and registered pageable
+ * memory (records and returns 107000), else drops the buffer's registrations. */
+aclError rt_hostreg_before_free_host(const char *api, void *hostPtr);
+/* aclFinalize: every registration undone, every managed allocation freed. */
+void rt_hostreg_release(void);
+
+/* ---- managed.c ---- */
+/* Whether [addr, addr + len) meets the reserved UVM range (no lock needed). */
+bool rt_managed_overlaps(uint64_t addr, uint64_t len);
+/* aclrtFree of a pointer in the UVM range. */
+aclError rt_managed_free(const char *api, void *ptr);
+/* aclrtPointerGetAttributes of pinned memory: marks managed memory (A2). */
+void rt_managed_attributes(const void *ptr, aclrtPtrAttributes *attributes);
+void rt_managed_release(void);
+
 #endif
