@@ -10,14 +10,173 @@
 
 #define ALIGN_UP(x, a) (((x) + (a) - 1) & ~((uint64_t)(a) - 1))
 
+#define BLOCK_SHIFT 21
+#define PAGE_SHIFT  12
+#define SUB_PAGES   (HBM_PAGE_HUGE / HBM_PAGE_NORMAL)
 
+/* ---- frames: which memory object backs each HBM page ---- */
+
+static void frames_set(Device *d, const HbmPages *pg, MemObj *obj)
+{
+    for (uint32_t i = 0; i < pg->n; i++) {
+        const HbmExtent *x = &pg->ext[i];
+        if (pg->page_size == HBM_PAGE_NORMAL) {
+            for (uint64_t o = 0; o < x->len; o += HBM_PAGE_NORMAL) {
+                HbmFrame *b = &d->frames[(x->phys + o) >> BLOCK_SHIFT];
+                if (!b->sub)
+                    b->sub = g_new0(HbmFrame, SUB_PAGES);
+                b->nsub++;
+                b->sub[((x->phys + o) >> PAGE_SHIFT) % SUB_PAGES] =
+                    (HbmFrame){ .obj = obj, .off = x->off + o };
+            }
+        } else {
+            for (uint64_t o = 0; o < x->len; o += HBM_PAGE_HUGE)
+                d->frames[(x->phys + o) >> BLOCK_SHIFT] =
+                    (HbmFrame){ .obj = obj, .off = x->off + o };
+        }
+    }
+}
+
+static void frames_clear(Device *d, const HbmPages *pg)
+{
+    for (uint32_t i = 0; i < pg->n; i++) {
+        const HbmExtent *x = &pg->ext[i];
+        uint64_t step = pg->page_size == HBM_PAGE_NORMAL ? HBM_PAGE_NORMAL : HBM_PAGE_HUGE;
+        for (uint64_t o = 0; o < x->len; o += step) {
+            HbmFrame *b = &d->frames[(x->phys + o) >> BLOCK_SHIFT];
+            if (step == HBM_PAGE_HUGE) {
+                *b = (HbmFrame){ 0 };
+                continue;
+            }
+            b->sub[((x->phys + o) >> PAGE_SHIFT) % SUB_PAGES] = (HbmFrame){ 0 };
+            if (--b->nsub == 0) {
+                g_free(b->sub);
+                b->sub = NULL;
+            }
+        }
+    }
+}
+
+uint8_t *device_frame(Device *d, uint64_t phys, MemObj **obj)
+{
+    if (phys >= d->hbm.capacity)
+        return NULL;
+    const HbmFrame *f = &d->frames[phys >> BLOCK_SHIFT];
+    uint64_t in = phys & (HBM_PAGE_HUGE - 1);
+    if (f->sub) {
+        f = &f->sub[in >> PAGE_SHIFT];
+        in &= HBM_PAGE_NORMAL - 1;
+    }
+    if (!f->obj)
+        return NULL;
+    *obj = f->obj;
+    return f->obj->map + f->off + in;
+}
+
+/* Maps every extent of pg at va + its offset. */
+static bool pages_map(Device *d, PageTable *t, uint64_t va, const HbmPages *pg, uint32_t prot)
+{
+    for (uint32_t i = 0; i < pg->n; i++) {
+        const HbmExtent *x = &pg->ext[i];
+        if (!pt_map(t, va + x->off, x->len, pg->page_size, d->tag, x->phys, prot)) {
+            pt_unmap(t, va, x->off);
+            return false;
+        }
+    }
+    return true;
+}
+
+static PageTable *owner_table(Device *d, uint32_t owner)
+{
+    return g_hash_table_lookup(d->tables, GUINT_TO_POINTER(owner));
+}
+
+void device_attach_table(Device *d, uint32_t owner, PageTable *t)
+{
+    g_mutex_lock(&d->lock);
+    g_hash_table_insert(d->tables, GUINT_TO_POINTER(owner), t);
+    g_mutex_unlock(&d->lock);
+}
+
+void device_detach_table(Device *d, uint32_t owner)
+{
+    g_mutex_lock(&d->lock);
+    g_hash_table_remove(d->tables, GUINT_TO_POINTER(owner));
+    g_mutex_unlock(&d->lock);
+}
+
+/* ---- physical memory of aclrtMallocPhysical ---- */
+
+PhysMem *device_phys_alloc(Device *d, uint64_t size, uint64_t page_size)
+{
+    if (size == 0 || size % page_size)
+        return NULL;
+    PhysMem *p = g_new0(PhysMem, 1);
+    p->dev = d;
+    p->size = size;
+    p->refs = 1;
+    g_mutex_lock(&d->lock);
+    bool ok = hbm_alloc(&d->hbm, size, page_size, &p->pages);
+    g_mutex_unlock(&d->lock);
+    char name[48];
+    g_snprintf(name, sizeof(name), "npu%d-physical", d->index);
+    if (ok && !(p->obj = memobj_new(name, size))) {
+        g_mutex_lock(&d->lock);
+        hbm_free(&d->hbm, &p->pages);
+        g_mutex_unlock(&d->lock);
+        ok = false;
+    }
+    if (!ok) {
+        g_free(p);
+        return NULL;
+    }
+    g_mutex_lock(&d->lock);
+    frames_set(d, &p->pages, p->obj);
+    g_mutex_unlock(&d->lock);
+    return p;
+}
+
+void device_phys_ref(PhysMem *p)
+{
+    g_mutex_lock(&p->dev->lock);
+    p->refs++;
+    g_mutex_unlock(&p->dev->lock);
+}
+
+void device_phys_unref(PhysMem *p)
+{
+    if (!p)
+        return;
+    Device *d = p->dev;
+    g_mutex_lock(&d->lock);
+    bool last = --p->refs == 0;
+    if (last) {
+        frames_clear(d, &p->pages);
+        hbm_free(&d->hbm, &p->pages);
+    }
+    g_mutex_unlock(&d->lock);
+    if (last) {
+        memobj_unref(p->obj);
+        g_free(p);
+    }
+}
+
+bool device_phys_map(PhysMem *p, PageTable *t, uint64_t va, uint32_t prot)
+{
+    return pages_map(p->dev, t, va, &p->pages, prot);
+}
+
+/* ---- the device ---- */
 
 Device *device_new(int index, uint64_t hbm_bytes, uint64_t va_lo, uint64_t va_hi)
 {
     Device *d = g_new0(Device, 1);
     d->index = index;
+    d->tag = (uint32_t)index;
     g_mutex_init(&d->lock);
     hbm_init(&d->hbm, hbm_bytes);
+    d->frames = g_new0(HbmFrame, (d->hbm.capacity + HBM_PAGE_HUGE - 1) >> BLOCK_SHIFT);
+    d->tables = g_hash_table_new(g_direct_hash, g_direct_equal);
     d->heap = va_range_new(va_lo, va_hi);
     d->segments = emu_u64_tree_new(NULL);
     d->allocs = g_hash_table_new_full(g_direct_hash, g_direct_equal, NULL, g_free);
@@ -27,8 +186,12 @@ Device *device_new(int index, uint64_t hbm_bytes, uint64_t va_lo, uint64_t va_hi
 
 static void segment_destroy(Device *d, Segment *s)
 {
+    PageTable *t = owner_table(d, s->owner);
+    if (t)
+        pt_unmap(t, s->va, s->size);   /* waits for engine readers of it */
     g_tree_remove(d->segments, EMU_KEY(s->va));
     va_range_release(d->heap, s->va, s->size);
+    frames_clear(d, &s->phys);
     hbm_free(&d->hbm, &s->phys);
     if (s->slices) {
         GList *l = g_hash_table_lookup(d->blocks, GUINT_TO_POINTER(s->owner));
@@ -54,6 +217,8 @@ void device_destroy(Device *d)
     }
     g_hash_table_destroy(d->allocs);
     g_hash_table_destroy(d->blocks);
+    g_hash_table_destroy(d->tables);
+    g_free(d->frames);
     g_tree_destroy(d->segments);
     va_range_destroy(d->heap);
     hbm_destroy(&d->hbm);
@@ -122,6 +287,13 @@ static Segment *segment_new(Device *d, uint32_t owner, uint64_t size, uint64_t p
     s->page_size = (uint32_t)page;
     s->phys = phys;
     g_tree_insert(d->segments, EMU_KEY(va), s);
+    frames_set(d, &s->phys, obj);
+    PageTable *t = owner_table(d, owner);
+    if (t && !pages_map(d, t, va, &s->phys, PT_RW)) {
+        /* The heap hands out each VA once: only a corrupted table gets here. */
+        g_warning("device %d: cannot map a new segment at 0x%" G_GINT64_MODIFIER "x",
+                  d->index, va);
+    }
     return s;
 }
 

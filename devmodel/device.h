@@ -26,6 +26,7 @@
 
 #include "hbm.h"
 #include "memobj.h"
+#include "pagetable.h"
 #include "varange.h"
 
 #define DEV_SMALL_BLOCK   (2ull << 20)  /* shared block for sub-page allocations */
@@ -49,15 +50,40 @@ typedef struct DevAlloc {
     uint32_t owner;
 } DevAlloc;
 
+/* What backs one HBM page: bytes [off, off + page) of a memory object.  A
+ * 2 MiB block holds one frame for the block, or (carved into normal pages) a
+ * table of 512. */
+typedef struct HbmFrame {
+    MemObj *obj;
+    uint64_t off;
+    struct HbmFrame *sub;
+    uint32_t nsub;      /* normal pages of the block in use */
+} HbmFrame;
+
 typedef struct Device {
     int index;
+    uint32_t tag;       /* device tag in page-table entries (server-wide number) */
     GMutex lock;
     HbmPool hbm;
+    HbmFrame *frames;   /* one per 2 MiB block of the pool */
     VaRange *heap;
     GTree *segments;    /* va -> Segment *, for containment lookups */
     GHashTable *allocs; /* va -> DevAlloc * */
     GHashTable *blocks; /* owner -> GList of shared small blocks */
+    GHashTable *tables; /* owner -> its PageTable for this device */
 } Device;
+
+/* Physical memory of aclrtMallocPhysical: pages of one size and the memory
+ * object behind them, owned by nobody's address space.  `refs` counts handles
+ * and mappings (under the device lock); the last device_phys_unref gives the
+ * pages back. */
+typedef struct PhysMem {
+    Device *dev;
+    MemObj *obj;
+    HbmPages pages;
+    uint64_t size;
+    uint32_t refs;
+} PhysMem;
 
 typedef struct DevAllocResult {
     uint64_t va;
@@ -103,5 +129,23 @@ uint64_t device_mem_fits(Device *d, uint64_t page_size);
 /* The HBM address behind `va` if it lies in a segment (of any owner); false
  * otherwise.  Pages of the segment's page size are physically contiguous. */
 bool device_segment_phys(Device *d, uint64_t va, uint64_t *phys);
+
+/* Gives `owner` a page table on this device: from now on its segments are
+ * mapped there (read-write) while they live.  Detach before destroying it. */
+void device_attach_table(Device *d, uint32_t owner, PageTable *t);
+void device_detach_table(Device *d, uint32_t owner);
+
+/* The host address of HBM address `phys` and, in *obj (not referenced), the
+ * memory object it belongs to; NULL for a page nobody holds.  Lock-free: call
+ * it only for pages a page-table mapping held under its read lock keeps alive. */
+uint8_t *device_frame(Device *d, uint64_t phys, MemObj **obj);
+
+/* aclrtMallocPhysical: `size` bytes (a multiple of page_size) in pages of
+ * page_size, with one reference; NULL when they do not fit. */
+PhysMem *device_phys_alloc(Device *d, uint64_t size, uint64_t page_size);
+void device_phys_ref(PhysMem *p);
+void device_phys_unref(PhysMem *p);
+/* Maps all of p at va in t with rights prot; false (nothing mapped) on overlap. */
+bool device_phys_map(PhysMem *p, PageTable *t, uint64_t va, uint32_t prot);
 
 #endif

@@ -28,18 +28,115 @@ struct EngineStream {
     GThread *worker;
 };
 
-static void fill32(uint8_t *p, uint64_t bytes, uint32_t v)
+/* One side of a transfer: the piece of memory it resolved last, reused while
+ * the transfer stays inside it. */
+typedef struct Side {
+    EngineResolve resolve;
+    void *opaque;
+    int device;
+    uint32_t access;
+    uint64_t end;       /* the side's footprint ends here: resolve up to it */
+    uint64_t va;
+    uint64_t len;
+    uint8_t *host;
+    MemObj *ref;
+} Side;
+
+static Side side_new(EngineResolve resolve, void *opaque, int device, uint32_t access,
+                     uint64_t start, uint64_t span)
 {
-    uint64_t n = bytes / 4;
-    uint32_t *w = (uint32_t *)(void *)p;
-    for (uint64_t i = 0; i < n; i++)
-        memcpy(&w[i], &v, 4);
+    return (Side){ .resolve = resolve, .opaque = opaque, .device = device, .access = access,
+                   .end = start + span };
 }
 
-/* A 2D copy resolves each side's whole footprint once, then copies the rows:
- * one descriptor for any height, and its footprint must be mapped like any
- * other range. */
-static int run_memcpy2d(const EmuTask *t, EngineResolve resolve, void *opaque)
+/* Host address of va; *n is cut to the bytes contiguous from it.  NULL: fault. */
+static uint8_t *side_get(Side *s, uint64_t va, uint64_t *n)
+{
+    if (!s->ref || va < s->va || va - s->va >= s->len) {
+        memobj_unref(s->ref);
+        s->ref = NULL;
+        uint64_t len = s->end > va ? s->end - va : *n;
+        uint8_t *p = s->resolve(s->opaque, s->device, va, &len, s->access, &s->ref);
+        if (!p)
+            return NULL;
+        s->va = va;
+        s->len = len;
+        s->host = p;
+    }
+    uint64_t avail = s->len - (va - s->va);
+    if (*n > avail)
+        *n = avail;
+    return s->host + (va - s->va);
+}
+
+static void side_done(Side *s)
+{
+    memobj_unref(s->ref);
+    s->ref = NULL;
+}
+
+/* True when all of [va, va + n) is accessible: a task checks its footprint
+ * first, so that a fault leaves the memory as it was. */
+static bool side_check(Side *s, uint64_t va, uint64_t n)
+{
+    while (n > 0) {
+        uint64_t c = n;
+        if (!side_get(s, va, &c))
+            return false;
+        va += c;
+        n -= c;
+    }
+    return true;
+}
+
+static bool copy_bytes(Side *d, Side *s, uint64_t dva, uint64_t sva, uint64_t n)
+{
+    while (n > 0) {
+        uint64_t dn = n, sn = n;
+        uint8_t *dp = side_get(d, dva, &dn);
+        uint8_t *sp = dp ? side_get(s, sva, &sn) : NULL;
+        if (!sp)
+            return false;
+        uint64_t c = dn < sn ? dn : sn;
+        memmove(dp, sp, c);
+        dva += c;
+        sva += c;
+        n -= c;
+    }
+    return true;
+}
+
+/* Fills n bytes from dva with the 4-byte pattern v (a byte pattern is v with
+ * four equal bytes); the pattern's phase follows the byte offset. */
+static bool fill_bytes(Side *d, uint64_t dva, uint64_t n, uint32_t v)
+{
+    uint64_t done = 0;
+    while (done < n) {
+        uint64_t c = n - done;
+        uint8_t *p = side_get(d, dva + done, &c);
+        if (!p)
+            return false;
+        unsigned phase = (unsigned)(done % 4);
+        uint32_t w = phase ? (v >> (8 * phase)) | (v << (32 - 8 * phase)) : v;
+        uint8_t pat[4];
+        memcpy(pat, &w, 4);
+        uint64_t i = 0;
+        if (pat[0] == pat[1] && pat[1] == pat[2] && pat[2] == pat[3]) {
+            memset(p, pat[0], c);
+            i = c;
+        }
+        for (; i + 4 <= c; i += 4)
+            memcpy(p + i, pat, 4);
+        for (; i < c; i++)
+            p[i] = pat[i % 4];
+        done += c;
+    }
+    return true;
+}
+
+/* A 2D copy resolves each side's footprint as it goes, reusing every piece
+ * for all the rows inside it: one descriptor for any height. */
+static int run_memcpy2d(const EmuTask *t, int device, EngineResolve resolve, void *opaque)
 {
     uint64_t dspan, sspan;
     if (!emu_span_2d(t->size, t->height, t->dpitch, &dspan) ||
@@ -47,86 +144,90 @@ static int run_memcpy2d(const EmuTask *t, EngineResolve resolve, void *opaque)
         return ACL_ERROR_RT_PARAM_INVALID;
     if (dspan == 0)
         return ACL_SUCCESS;
-    MemObj *dref = NULL, *sref = NULL;
-    uint8_t *dst = resolve(opaque, t->dst, dspan, &dref);
-    uint8_t *src = dst ? resolve(opaque, t->src, sspan, &sref) : NULL;
-    if (src) {
-        if (t->dpitch == t->size && t->spitch == t->size)
-            memmove(dst, src, dspan);
-        else
-            for (uint64_t row = 0; row < t->height; row++)
-                memmove(dst + row * t->dpitch, src + row * t->spitch, t->size);
-    }
-    memobj_unref(sref);
-    memobj_unref(dref);
-    return src ? ACL_SUCCESS : ACL_ERROR_RT_SYS_DMA;
+    Side d = side_new(resolve, opaque, device, ENGINE_WRITE, t->dst, dspan);
+    Side s = side_new(resolve, opaque, device, ENGINE_READ, t->src, sspan);
+    bool ok = side_check(&d, t->dst, dspan) && side_check(&s, t->src, sspan);
+    if (ok && t->dpitch == t->size && t->spitch == t->size)
+        ok = copy_bytes(&d, &s, t->dst, t->src, dspan);
+    else
+        for (uint64_t row = 0; ok && row < t->height; row++)
+            ok = copy_bytes(&d, &s, t->dst + row * t->dpitch, t->src + row * t->spitch,
+                            t->size);
+    side_done(&d);
+    side_done(&s);
+    return ok ? ACL_SUCCESS : ACL_ERROR_RT_SYS_DMA;
 }
 
 /* The base address stored at `at` (device or pinned memory), read now. */
-static bool load_base(uint64_t at, EngineResolve resolve, void *opaque, uint64_t *base)
+static bool load_base(uint64_t at, int device, EngineResolve resolve, void *opaque,
+                      uint64_t *base)
 {
-    MemObj *ref = NULL;
-    uint8_t *p = resolve(opaque, at, sizeof(*base), &ref);
-    if (!p)
-        return false;
-    memcpy(base, p, sizeof(*base));
-    memobj_unref(ref);
-    return true;
+    uint8_t buf[sizeof(*base)];
+    Side s = side_new(resolve, opaque, device, ENGINE_READ, at, sizeof(buf));
+    uint64_t got = 0;
+    bool ok = true;
+    while (ok && got < sizeof(buf)) {
+        uint64_t n = sizeof(buf) - got;
+        uint8_t *p = side_get(&s, at + got, &n);
+        if ((ok = p != NULL)) {
+            memcpy(buf + got, p, n);
+            got += n;
+        }
+    }
+    side_done(&s);
+    memcpy(base, buf, sizeof(buf));
+    return ok;
 }
 
 /* A copy whose bases may live in memory the device reads when the task runs
  * (aclrtMemcpyAsyncWithOffset); both ends must be memory of one device. */
-static int run_memcpy_ptr(const EmuTask *t, EngineResolve resolve, void *opaque)
+static int run_memcpy_ptr(const EmuTask *t, int device, EngineResolve resolve, void *opaque)
 {
     if (t->flags & ~(EMU_TASK_DST_INDIRECT | EMU_TASK_SRC_INDIRECT))
         return ACL_ERROR_RT_PARAM_INVALID;
     uint64_t dst = t->dst, src = t->src;
-    if (((t->flags & EMU_TASK_DST_INDIRECT) && !load_base(t->dst, resolve, opaque, &dst)) ||
-        ((t->flags & EMU_TASK_SRC_INDIRECT) && !load_base(t->src, resolve, opaque, &src)))
+    if (((t->flags & EMU_TASK_DST_INDIRECT) &&
+         !load_base(t->dst, device, resolve, opaque, &dst)) ||
+        ((t->flags & EMU_TASK_SRC_INDIRECT) && !load_base(t->src, device, resolve, opaque, &src)))
         return ACL_ERROR_RT_SYS_DMA;
     dst += t->doff;
     src += t->soff;
     if (emu_va_device(dst) < 0 || emu_va_device(dst) != emu_va_device(src))
         return ACL_ERROR_RT_SYS_DMA;
     EmuTask copy = { .type = EMU_TASK_MEMCPY, .dst = dst, .src = src, .size = t->size };
-    return engine_run_task(&copy, resolve, opaque);
+    return engine_run_task(&copy, device, resolve, opaque);
 }
 
-int engine_run_task(const EmuTask *t, EngineResolve resolve, void *opaque)
+int engine_run_task(const EmuTask *t, int device, EngineResolve resolve, void *opaque)
 {
-    MemObj *dref = NULL, *sref = NULL;
-    int err = ACL_SUCCESS;
     if (t->type == EMU_TASK_MEMCPY2D)
-        return run_memcpy2d(t, resolve, opaque);
+        return run_memcpy2d(t, device, resolve, opaque);
     if (t->size == 0)
         return ACL_SUCCESS;
     if (t->type == EMU_TASK_MEMCPY_PTR)
-        return run_memcpy_ptr(t, resolve, opaque);
-    uint8_t *dst = resolve(opaque, t->dst, t->size, &dref);
-    if (!dst)
-        return ACL_ERROR_RT_SYS_DMA;
-    switch (t->type) {
+        return run_memcpy_ptr(t, device, resolve, opaque);
+    if (t->type != EMU_TASK_MEMCPY && t->type != EMU_TASK_MEMSET && t->type != EMU_TASK_MEMSET32)
+        return ACL_ERROR_RT_PARAM_INVALID;
+    Side d = side_new(resolve, opaque, device, ENGINE_WRITE, t->dst, t->size);
+    bool ok = side_check(&d, t->dst, t->size);
+    switch (ok ? t->type : 0u) {
+    case 0:
+        break;
     case EMU_TASK_MEMCPY: {
-        uint8_t *src = resolve(opaque, t->src, t->size, &sref);
-        if (!src) {
-            err = ACL_ERROR_RT_SYS_DMA;
-            break;
-        }
-        memmove(dst, src, t->size);
+        Side s = side_new(resolve, opaque, device, ENGINE_READ, t->src, t->size);
+        ok = side_check(&s, t->src, t->size) && copy_bytes(&d, &s, t->dst, t->src, t->size);
+        side_done(&s);
         break;
     }
     case EMU_TASK_MEMSET:
-        memset(dst, (int)(t->value & 0xff), t->size);
+        ok = fill_bytes(&d, t->dst, t->size, (uint32_t)(t->value & 0xff) * 0x01010101u);
         break;
-    case EMU_TASK_MEMSET32:
-        fill32(dst, t->size, (uint32_t)t->value);
+    default:    /* EMU_TASK_MEMSET32 */
+        ok = fill_bytes(&d, t->dst, t->size, (uint32_t)t->value);
         break;
-    default:
-        err = ACL_ERROR_RT_PARAM_INVALID;
     }
-    memobj_unref(sref);
-    memobj_unref(dref);
-    return err;
+    side_done(&d);
+    return ok ? ACL_SUCCESS : ACL_ERROR_RT_SYS_DMA;
 }
 
 static void publish(EngineStream *s, uint32_t seq, int err)
@@ -155,7 +256,7 @@ static gpointer stream_worker(gpointer data)
             break;      /* stopping and drained */
         bool drop = s->drop;
         g_mutex_unlock(&s->lock);
-        int err = drop ? ACL_SUCCESS : engine_run_task(&q->task, s->resolve, s->opaque);
+        int err = drop ? ACL_SUCCESS : engine_run_task(&q->task, s->device, s->resolve, s->opaque);
         publish(s, q->seq, err);
         g_free(q);
         g_mutex_lock(&s->lock);

@@ -8,7 +8,9 @@
  * and wakes waiters; a failed task records its error there (first one wins) and
  * the stream goes on with the next task (continue-on-failure, the default mode).
  * Addresses are turned into host pointers at execution time by the owner's
- * resolve callback, which pins the memory object for the duration of the task.
+ * resolve callback (the owner's page table of the stream's device), piece by
+ * piece as they are contiguous in one memory object, and each piece pins its
+ * memory object while it is copied.
  * All functions are thread-safe; a stream is used by one session at a time.
  */
 #ifndef DEVMODEL_ENGINE_H
@@ -20,8 +22,17 @@
 #include "memobj.h"
 #include "npuemu/proto.h"
 
-/* Host pointer for [addr, addr + len) on behalf of the stream's owner, or NULL. */
-typedef uint8_t *(*EngineResolve)(void *opaque, uint64_t addr, uint64_t len, MemObj **ref);
+/* Rights an access needs (the PT_* values of pagetable.h). */
+#define ENGINE_READ  1u
+#define ENGINE_WRITE 2u
+
+/* Host pointer for addr on behalf of the stream's owner, as device `device`
+ * sees it, with the rights in `access`; on entry *len is the bytes wanted, on
+ * return the bytes (at least one) that follow contiguously in one memory object
+ * of which *ref receives a reference to drop after use.  NULL when addr is not
+ * accessible. */
+typedef uint8_t *(*EngineResolve)(void *opaque, int device, uint64_t addr, uint64_t *len,
+                                  uint32_t access, MemObj **ref);
 
 typedef struct EngineStream EngineStream;
 
@@ -42,7 +53,9 @@ bool engine_stream_submit(EngineStream *s, const EmuTask *t, uint32_t *seq);
 void engine_stream_destroy(EngineStream *s, bool force);
 int engine_stream_device(const EngineStream *s);
 
-/* Runs one task now (the stream workers use it; so do tests). Returns an aclError. */
-int engine_run_task(const EmuTask *t, EngineResolve resolve, void *opaque);
+/* Runs one task now on device `device` (the stream workers use it; so do
+ * tests).  Returns an aclError: a page that is not accessible fails the task
+ * with ACL_ERROR_RT_SYS_DMA, after the bytes before it were transferred. */
+int engine_run_task(const EmuTask *t, int device, EngineResolve resolve, void *opaque);
 
 #endif

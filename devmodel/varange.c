@@ -73,6 +73,26 @@ bool va_range_alloc(VaRange *r, uint64_t size, uint64_t align, uint64_t *out)
     return true;
 }
 
+bool va_range_claim(VaRange *r, uint64_t addr, uint64_t size)
+{
+    uint64_t end = addr + size;
+    if (size == 0 || end < addr)
+        return false;
+    GTreeNode *n = emu_tree_floor(r->free, addr);
+    if (!n)
+        return false;
+    uint64_t start = EMU_KEY_U64(g_tree_node_key(n)), stop = EMU_KEY_U64(g_tree_node_value(n));
+    if (end > stop)
+        return false;
+    g_tree_remove(r->free, EMU_KEY(start));
+    if (addr > start)
+        g_tree_insert(r->free, EMU_KEY(start), EMU_KEY(addr));
+    if (end < stop)
+        g_tree_insert(r->free, EMU_KEY(end), EMU_KEY(stop));
+    r->free_bytes -= size;
+    return true;
+}
+
 void va_range_release(VaRange *r, uint64_t addr, uint64_t size)
 {
     uint64_t start = addr, end = addr + size;

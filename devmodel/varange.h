@@ -20,6 +20,8 @@ VaRange *va_range_new(uint64_t lo, uint64_t hi);
 void va_range_destroy(VaRange *r);
 /* Takes the lowest free range of `size` bytes aligned to `align` (a power of two). */
 bool va_range_alloc(VaRange *r, uint64_t size, uint64_t align, uint64_t *out);
+/* Takes exactly [addr, addr + size) if all of it is free; false otherwise. */
+bool va_range_claim(VaRange *r, uint64_t addr, uint64_t size);
 /* Gives back [addr, addr + size), which must have come from va_range_alloc. */
 void va_range_release(VaRange *r, uint64_t addr, uint64_t size);
 /* Bytes currently free. */

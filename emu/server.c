@@ -94,6 +94,7 @@ EmuServer *emu_server_new(const EmuOptions *opt, GError **errp)
         for (int d = 0; d < p->devices_per_server; d++) {
             uint64_t lo = EMU_VA_WINDOW_LO + (uint64_t)d * EMU_VA_DEVICE_SPAN + EMU_VA_HEAP_OFFSET;
             srv->devices[s][d] = device_new(d, p->hbm_bytes, lo, lo + EMU_VA_MALLOC_SPAN);
+            srv->devices[s][d]->tag = (uint32_t)(s * EMU_MAX_DEVICES + d);
         }
     return srv;
 }

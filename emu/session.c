@@ -14,6 +14,7 @@
 
 #include "acl/acl_base.h"
 #include "acl/acl_rt.h"
+#include "devmodel/aspace.h"
 #include "devmodel/engine.h"
 #include "npuemu/futex.h"
 #include "npuemu/u64tree.h"
@@ -43,6 +44,7 @@ struct Session {
     uint32_t streams_on[EMU_MAX_DEVICES];
     uint32_t next_tag;
     bool opened[EMU_MAX_DEVICES];
+    AddrSpace *as;          /* page tables and virtual memory; NULL until registered */
 };
 
 
@@ -65,17 +67,19 @@ static HostBuf *host_at(Session *s, uint64_t addr)
     return addr - h->addr < h->size ? h : NULL;
 }
 
-static uint8_t *session_resolve(void *opaque, uint64_t addr, uint64_t len, MemObj **ref)
+static uint8_t *session_resolve(void *opaque, int device, uint64_t addr, uint64_t *len,
+                                uint32_t access, MemObj **ref)
 {
     Session *s = opaque;
-    if (addr >= EMU_VA_WINDOW_LO && addr < EMU_VA_WINDOW_HI) {
-        Device *d = session_device(s, (int32_t)((addr - EMU_VA_WINDOW_LO) / EMU_VA_DEVICE_SPAN));
-        return d ? device_resolve(d, s->id, addr, len, ref) : NULL;
-    }
+    if (addr >= EMU_VA_WINDOW_LO && addr < EMU_VA_WINDOW_HI)
+        return s->as ? aspace_resolve(s->as, device, addr, len, access, ref) : NULL;
     uint8_t *p = NULL;
     g_mutex_lock(&s->lock);
     HostBuf *h = host_at(s, addr);
-    if (h && len <= h->size - (addr - h->addr)) {
+    if (h) {
+        uint64_t left = h->size - (addr - h->addr);
+        if (*len > left)
+            *len = left;
         *ref = memobj_ref(h->obj);
         p = h->obj->map + (addr - h->addr);
     }
@@ -382,6 +386,76 @@ static int handle_stream_submit(Session *s, const void *req, uint32_t len, Reply
                                                         : ACL_ERROR_RT_STREAM_TASK_FULL;
 }
 
+/* ---- virtual memory: thin wrappers of the address space (aspace.h) ---- */
+
+static int handle_phys_alloc(Session *s, const void *req, uint32_t len, Reply *r)
+{
+    REQ(EmuReqPhysAlloc, q);
+    RESP(EmuRespPhys, p);
+    uint64_t handle = 0;
+    int err = aspace_phys_alloc(s->as, q->device, q->size, q->page_size, q->mem_attr, &handle);
+    *p = (EmuRespPhys){ .handle = handle, .size = q->size, .device = q->device,
+                        .page_size = (uint32_t)q->page_size };
+    return err;
+}
+
+static int handle_phys_free(Session *s, const void *req, uint32_t len)
+{
+    REQ(EmuReqPhys, q);
+    return aspace_phys_free(s->as, q->handle);
+}
+
+static int handle_vmm_reserve(Session *s, const void *req, uint32_t len, Reply *r)
+{
+    REQ(EmuReqReserve, q);
+    RESP(EmuRespReserve, p);
+    return aspace_reserve(s->as, q->size, q->align, q->expect, &p->va);
+}
+
+static int handle_vmm_release(Session *s, const void *req, uint32_t len)
+{
+    REQ(EmuReqVa, q);
+    return aspace_release(s->as, q->va);
+}
+
+static int handle_vmm_map(Session *s, const void *req, uint32_t len, Reply *r)
+{
+    REQ(EmuReqMap, q);
+    RESP(EmuRespMap, p);
+    int dev = -1;
+    uint64_t page = 0;
+    int err = aspace_map(s->as, q->va, q->size, q->handle, q->prot, &r->fd_obj, &p->reserve_va,
+                         &dev, &page);
+    p->device = dev;
+    p->page_size = (uint32_t)page;
+    return err;
+}
+
+static int handle_vmm_unmap(Session *s, const void *req, uint32_t len, Reply *r)
+{
+    REQ(EmuReqVa, q);
+    RESP(EmuRespPhys, p);
+    return aspace_unmap(s->as, q->va, &p->handle, &p->size);
+}
+
+static int handle_vmm_access(Session *s, const void *req, uint32_t len)
+{
+    REQ(EmuReqAccess, q);
+    return aspace_set_access(s->as, q->va, q->size, q->device, q->prot);
+}
+
+static int handle_vmm_retain(Session *s, const void *req, uint32_t len, Reply *r)
+{
+    REQ(EmuReqVa, q);
+    RESP(EmuRespPhys, p);
+    int dev = -1;
+    uint64_t page = 0;
+    int err = aspace_retain(s->as, q->va, &p->handle, &p->size, &dev, &page);
+    p->device = dev;
+    p->page_size = (uint32_t)page;
+    return err;
+}
+
 /* The whole protocol in one place. */
 static int dispatch(Session *s, uint32_t cmd, const void *req, uint32_t len, Reply *r)
 {
@@ -404,6 +478,22 @@ static int dispatch(Session *s, uint32_t cmd, const void *req, uint32_t len, Rep
         return handle_host_alloc(s, req, len, r);
     case EMU_CMD_HOST_ALIAS:
         return handle_host_alias(s, req, len);
+    case EMU_CMD_PHYS_ALLOC:
+        return handle_phys_alloc(s, req, len, r);
+    case EMU_CMD_PHYS_FREE:
+        return handle_phys_free(s, req, len);
+    case EMU_CMD_VMM_RESERVE:
+        return handle_vmm_reserve(s, req, len, r);
+    case EMU_CMD_VMM_RELEASE:
+        return handle_vmm_release(s, req, len);
+    case EMU_CMD_VMM_MAP:
+        return handle_vmm_map(s, req, len, r);
+    case EMU_CMD_VMM_UNMAP:
+        return handle_vmm_unmap(s, req, len, r);
+    case EMU_CMD_VMM_ACCESS:
+        return handle_vmm_access(s, req, len);
+    case EMU_CMD_VMM_RETAIN:
+        return handle_vmm_retain(s, req, len, r);
     case EMU_CMD_HOST_FREE:
         return handle_host_free(s, req, len);
     case EMU_CMD_STREAM_CREATE:
@@ -545,6 +635,8 @@ static void session_register(Session *s)
     g_hash_table_insert(srv->sessions, GUINT_TO_POINTER(s->id), s);
     g_hash_table_insert(srv->pids, GINT_TO_POINTER(s->pid), s);
     g_mutex_unlock(&srv->lock);
+    s->as = aspace_new(s->id, &srv->devices[0][0], EMU_MAX_SERVERS * EMU_MAX_DEVICES,
+                       (uint32_t)(s->server * EMU_MAX_DEVICES), srv->profile->devices_per_server);
 }
 
 Session *emu_session_new_detached(EmuServer *srv, int sock, pid_t pid, int server)
@@ -760,6 +852,10 @@ void emu_session_reclaim(Session *s)
             bytes += b;
         }
     }
+    unsigned handles = 0;
+    uint64_t handle_bytes = 0;
+    aspace_destroy(s->as, &handles, &handle_bytes);
+    s->as = NULL;
     while (g_tree_nnodes(s->host) > 0) {
         HostBuf *h = g_tree_node_value(g_tree_node_first(s->host));
         g_tree_remove(s->host, EMU_KEY(h->addr));
@@ -769,8 +865,9 @@ void emu_session_reclaim(Session *s)
     }
     if (s->id)
         emu_log("client pid %d gone: reclaimed %u allocations (%" G_GUINT64_FORMAT
-                " bytes of HBM), %u streams, %u pinned host buffers",
-                (int)s->pid, allocs, bytes, streams, hosts);
+                " bytes of HBM), %u physical handles (%" G_GUINT64_FORMAT " bytes), %u streams,"
+                " %u pinned host buffers",
+                (int)s->pid, allocs, bytes, handles, handle_bytes, streams, hosts);
     if (s->hdr)
         __atomic_store_n(&s->hdr->dead, 1, __ATOMIC_RELEASE);
     memobj_unref(s->chan);

@@ -53,9 +53,13 @@ static uint64_t addr_of(int buf, uint64_t off)
     return BUF_BASE + (uint64_t)buf * BUF_STEP + off;
 }
 
-static uint8_t *resolve_cb(void *opaque, uint64_t addr, uint64_t len, MemObj **ref)
+static uint8_t *resolve_cb(void *opaque, int device, uint64_t addr, uint64_t *lenp,
+                          uint32_t access, MemObj **ref)
 {
     (void)opaque;
+    (void)device;
+    (void)access;
+    uint64_t len = *lenp;
     __atomic_add_fetch(&resolve_calls, 1, __ATOMIC_SEQ_CST);
     if (addr == GATE_ADDR) {
         g_mutex_lock(&gate_lock);
@@ -175,14 +179,14 @@ static void test_run_memset(void)
 {
     clear_bufs();
     EmuTask t = t_memset(addr_of(1, 100), 1000, 0x1ab); /* only the low byte counts */
-    CU_ASSERT_EQUAL(engine_run_task(&t, resolve_cb, NULL), ACL_SUCCESS);
+    CU_ASSERT_EQUAL(engine_run_task(&t, 0, resolve_cb, NULL), ACL_SUCCESS);
     uint8_t *p = bufs[1]->map;
     CU_ASSERT_TRUE(all_bytes(p, 100, 0));
     CU_ASSERT_TRUE(all_bytes(p + 100, 1000, 0xab));
     CU_ASSERT_TRUE(all_bytes(p + 1100, BUF_SIZE - 1100, 0));
     /* the whole buffer, up to its last byte */
     t = t_memset(addr_of(1, 0), BUF_SIZE, 0xff);
-    CU_ASSERT_EQUAL(engine_run_task(&t, resolve_cb, NULL), ACL_SUCCESS);
+    CU_ASSERT_EQUAL(engine_run_task(&t, 0, resolve_cb, NULL), ACL_SUCCESS);
     CU_ASSERT_TRUE(all_bytes(p, BUF_SIZE, 0xff));
     check_refs();
 }
@@ -191,7 +195,7 @@ static void test_run_memset32(void)
 {
     clear_bufs();
     EmuTask t = t_memset32(addr_of(2, 8), 16, 0xffffffffdeadbeefull);
-    CU_ASSERT_EQUAL(engine_run_task(&t, resolve_cb, NULL), ACL_SUCCESS);
+    CU_ASSERT_EQUAL(engine_run_task(&t, 0, resolve_cb, NULL), ACL_SUCCESS);
     const uint8_t want[4] = { 0xef, 0xbe, 0xad, 0xde }; /* little endian */
     uint8_t *p = bufs[2]->map;
     CU_ASSERT_TRUE(all_bytes(p, 8, 0));
@@ -200,14 +204,14 @@ static void test_run_memset32(void)
     CU_ASSERT_TRUE(all_bytes(p + 24, 64, 0));
     /* unaligned destination */
     t = t_memset32(addr_of(2, 1001), 8, 0x04030201);
-    CU_ASSERT_EQUAL(engine_run_task(&t, resolve_cb, NULL), ACL_SUCCESS);
+    CU_ASSERT_EQUAL(engine_run_task(&t, 0, resolve_cb, NULL), ACL_SUCCESS);
     const uint8_t want2[8] = { 1, 2, 3, 4, 1, 2, 3, 4 };
     CU_ASSERT_EQUAL(memcmp(p + 1001, want2, 8), 0);
     CU_ASSERT_EQUAL(p[1000], 0);
     CU_ASSERT_EQUAL(p[1009], 0);
     /* a size that is not a multiple of 4 never writes past size */
     t = t_memset32(addr_of(2, BUF_SIZE - 6), 6, 0x11223344);
-    CU_ASSERT_EQUAL(engine_run_task(&t, resolve_cb, NULL), ACL_SUCCESS);
+    CU_ASSERT_EQUAL(engine_run_task(&t, 0, resolve_cb, NULL), ACL_SUCCESS);
     CU_ASSERT_EQUAL(p[BUF_SIZE - 7], 0);
     CU_ASSERT_EQUAL(p[BUF_SIZE - 6], 0x44);
     CU_ASSERT_EQUAL(p[BUF_SIZE - 3], 0x11);
@@ -221,7 +225,7 @@ static void test_run_memcpy(void)
     for (unsigned i = 0; i < BUF_SIZE; i++)
         a[i] = (uint8_t)(i * 7 + 3);
     EmuTask t = t_memcpy(addr_of(1, 10), addr_of(0, 20), 5000);
-    CU_ASSERT_EQUAL(engine_run_task(&t, resolve_cb, NULL), ACL_SUCCESS);
+    CU_ASSERT_EQUAL(engine_run_task(&t, 0, resolve_cb, NULL), ACL_SUCCESS);
     CU_ASSERT_EQUAL(memcmp(b + 10, a + 20, 5000), 0);
     CU_ASSERT_TRUE(all_bytes(b, 10, 0));
     CU_ASSERT_TRUE(all_bytes(b + 5010, 100, 0));
@@ -235,11 +239,11 @@ static void test_run_memcpy(void)
     memcpy(ref, a, BUF_SIZE);
     memmove(ref + 100, ref, 4000);
     t = t_memcpy(addr_of(0, 100), addr_of(0, 0), 4000);
-    CU_ASSERT_EQUAL(engine_run_task(&t, resolve_cb, NULL), ACL_SUCCESS);
+    CU_ASSERT_EQUAL(engine_run_task(&t, 0, resolve_cb, NULL), ACL_SUCCESS);
     CU_ASSERT_EQUAL(memcmp(a, ref, BUF_SIZE), 0);
     memmove(ref, ref + 300, 4000);
     t = t_memcpy(addr_of(0, 0), addr_of(0, 300), 4000);
-    CU_ASSERT_EQUAL(engine_run_task(&t, resolve_cb, NULL), ACL_SUCCESS);
+    CU_ASSERT_EQUAL(engine_run_task(&t, 0, resolve_cb, NULL), ACL_SUCCESS);
     CU_ASSERT_EQUAL(memcmp(a, ref, BUF_SIZE), 0);
     free(ref);
     check_refs();
@@ -255,7 +259,7 @@ static void test_run_size_zero(void)
         t_memcpy(addr_of(0, 0), BAD_ADDR, 0),
     };
     for (unsigned i = 0; i < 4; i++)
-        CU_ASSERT_EQUAL(engine_run_task(&tasks[i], resolve_cb, NULL), ACL_SUCCESS);
+        CU_ASSERT_EQUAL(engine_run_task(&tasks[i], 0, resolve_cb, NULL), ACL_SUCCESS);
     /* nothing to touch: no address is resolved */
     CU_ASSERT_EQUAL(__atomic_load_n(&resolve_calls, __ATOMIC_SEQ_CST), before);
     check_refs();
@@ -266,25 +270,25 @@ static void test_run_errors(void)
     clear_bufs();
     /* unresolvable destination / source / range crossing the end */
     EmuTask t = t_memset(BAD_ADDR, 16, 1);
-    CU_ASSERT_EQUAL(engine_run_task(&t, resolve_cb, NULL), ACL_ERROR_RT_SYS_DMA);
+    CU_ASSERT_EQUAL(engine_run_task(&t, 0, resolve_cb, NULL), ACL_ERROR_RT_SYS_DMA);
     t = t_memset(addr_of(0, BUF_SIZE - 8), 9, 1);
-    CU_ASSERT_EQUAL(engine_run_task(&t, resolve_cb, NULL), ACL_ERROR_RT_SYS_DMA);
+    CU_ASSERT_EQUAL(engine_run_task(&t, 0, resolve_cb, NULL), ACL_ERROR_RT_SYS_DMA);
     CU_ASSERT_TRUE(all_bytes(bufs[0]->map, BUF_SIZE, 0));
     t = t_memcpy(addr_of(1, 0), BAD_ADDR, 16);
-    CU_ASSERT_EQUAL(engine_run_task(&t, resolve_cb, NULL), ACL_ERROR_RT_SYS_DMA);
+    CU_ASSERT_EQUAL(engine_run_task(&t, 0, resolve_cb, NULL), ACL_ERROR_RT_SYS_DMA);
     t = t_memcpy(BAD_ADDR, addr_of(1, 0), 16);
-    CU_ASSERT_EQUAL(engine_run_task(&t, resolve_cb, NULL), ACL_ERROR_RT_SYS_DMA);
+    CU_ASSERT_EQUAL(engine_run_task(&t, 0, resolve_cb, NULL), ACL_ERROR_RT_SYS_DMA);
     t = t_memcpy(addr_of(1, 0), addr_of(0, BUF_SIZE - 8), 16);
-    CU_ASSERT_EQUAL(engine_run_task(&t, resolve_cb, NULL), ACL_ERROR_RT_SYS_DMA);
+    CU_ASSERT_EQUAL(engine_run_task(&t, 0, resolve_cb, NULL), ACL_ERROR_RT_SYS_DMA);
     t = t_memset32(addr_of(3, 0), UINT64_MAX - 3, 1);
-    CU_ASSERT_EQUAL(engine_run_task(&t, resolve_cb, NULL), ACL_ERROR_RT_SYS_DMA);
+    CU_ASSERT_EQUAL(engine_run_task(&t, 0, resolve_cb, NULL), ACL_ERROR_RT_SYS_DMA);
     CU_ASSERT_TRUE(all_bytes(bufs[1]->map, BUF_SIZE, 0));
     /* unknown task types */
     const uint32_t bad_types[] = { 0, 6, 0xffffffffu };
     for (unsigned i = 0; i < 3; i++) {
         t = (EmuTask){ .type = bad_types[i], .dst = addr_of(2, 0), .src = addr_of(3, 0),
                        .size = 64, .value = 0x55 };
-        CU_ASSERT_EQUAL(engine_run_task(&t, resolve_cb, NULL), ACL_ERROR_RT_PARAM_INVALID);
+        CU_ASSERT_EQUAL(engine_run_task(&t, 0, resolve_cb, NULL), ACL_ERROR_RT_PARAM_INVALID);
     }
     CU_ASSERT_TRUE(all_bytes(bufs[2]->map, BUF_SIZE, 0));
     /* every reference taken by a failed task was dropped */
@@ -307,7 +311,7 @@ static void test_run_memcpy2d(void)
         a[i] = (uint8_t)(i * 13 + 5);
     enum { W = 100, H = 300, SP = 200, DP = 150, SOFF = 37, DOFF = 11 };
     EmuTask t = t_memcpy2d(addr_of(1, DOFF), DP, addr_of(0, SOFF), SP, W, H);
-    CU_ASSERT_EQUAL(engine_run_task(&t, resolve_cb, NULL), ACL_SUCCESS);
+    CU_ASSERT_EQUAL(engine_run_task(&t, 0, resolve_cb, NULL), ACL_SUCCESS);
     bool ok = true;
     for (unsigned i = 0; i < BUF_SIZE; i++) {
         unsigned rel = i - DOFF, row = rel / DP, col = rel % DP;
@@ -317,20 +321,20 @@ static void test_run_memcpy2d(void)
     CU_ASSERT_TRUE(ok);
     /* pitches equal to the width: one contiguous block */
     t = t_memcpy2d(addr_of(2, 0), 64, addr_of(0, 0), 64, 64, 1000);
-    CU_ASSERT_EQUAL(engine_run_task(&t, resolve_cb, NULL), ACL_SUCCESS);
+    CU_ASSERT_EQUAL(engine_run_task(&t, 0, resolve_cb, NULL), ACL_SUCCESS);
     CU_ASSERT_EQUAL(memcmp(bufs[2]->map, a, 64000), 0);
     CU_ASSERT_TRUE(all_bytes(bufs[2]->map + 64000, BUF_SIZE - 64000, 0));
     /* many short rows: 16384 rows of 3 bytes out of every 4 */
     memset(b, 0, BUF_SIZE);
     t = t_memcpy2d(addr_of(1, 0), 4, addr_of(0, 0), 4, 3, BUF_SIZE / 4);
-    CU_ASSERT_EQUAL(engine_run_task(&t, resolve_cb, NULL), ACL_SUCCESS);
+    CU_ASSERT_EQUAL(engine_run_task(&t, 0, resolve_cb, NULL), ACL_SUCCESS);
     ok = true;
     for (unsigned i = 0; i < BUF_SIZE; i++)
         ok &= b[i] == (i % 4 == 3 ? 0 : a[i]);
     CU_ASSERT_TRUE(ok);
     /* the last row may end exactly at the end of the buffer */
     t = t_memcpy2d(addr_of(3, BUF_SIZE - 10 - 2 * 1000), 1000, addr_of(0, 0), 10, 10, 3);
-    CU_ASSERT_EQUAL(engine_run_task(&t, resolve_cb, NULL), ACL_SUCCESS);
+    CU_ASSERT_EQUAL(engine_run_task(&t, 0, resolve_cb, NULL), ACL_SUCCESS);
     CU_ASSERT_EQUAL(memcmp(bufs[3]->map + BUF_SIZE - 10, a + 20, 10), 0);
     check_refs();
 }
@@ -342,24 +346,24 @@ static void test_run_memcpy2d_errors(void)
     int before = __atomic_load_n(&resolve_calls, __ATOMIC_SEQ_CST);
     /* nothing to copy: success without touching memory */
     EmuTask t = t_memcpy2d(BAD_ADDR, 10, BAD_ADDR, 10, 0, 5);
-    CU_ASSERT_EQUAL(engine_run_task(&t, resolve_cb, NULL), ACL_SUCCESS);
+    CU_ASSERT_EQUAL(engine_run_task(&t, 0, resolve_cb, NULL), ACL_SUCCESS);
     t = t_memcpy2d(BAD_ADDR, 10, BAD_ADDR, 10, 5, 0);
-    CU_ASSERT_EQUAL(engine_run_task(&t, resolve_cb, NULL), ACL_SUCCESS);
+    CU_ASSERT_EQUAL(engine_run_task(&t, 0, resolve_cb, NULL), ACL_SUCCESS);
     /* malformed: rows wider than a pitch, or a footprint past 2^64 */
     t = t_memcpy2d(addr_of(1, 0), 10, addr_of(0, 0), 20, 11, 2);
-    CU_ASSERT_EQUAL(engine_run_task(&t, resolve_cb, NULL), ACL_ERROR_RT_PARAM_INVALID);
+    CU_ASSERT_EQUAL(engine_run_task(&t, 0, resolve_cb, NULL), ACL_ERROR_RT_PARAM_INVALID);
     t = t_memcpy2d(addr_of(1, 0), 20, addr_of(0, 0), 10, 11, 1);
-    CU_ASSERT_EQUAL(engine_run_task(&t, resolve_cb, NULL), ACL_ERROR_RT_PARAM_INVALID);
+    CU_ASSERT_EQUAL(engine_run_task(&t, 0, resolve_cb, NULL), ACL_ERROR_RT_PARAM_INVALID);
     t = t_memcpy2d(addr_of(1, 0), 1ull << 40, addr_of(0, 0), 16, 16, 1ull << 25);
-    CU_ASSERT_EQUAL(engine_run_task(&t, resolve_cb, NULL), ACL_ERROR_RT_PARAM_INVALID);
+    CU_ASSERT_EQUAL(engine_run_task(&t, 0, resolve_cb, NULL), ACL_ERROR_RT_PARAM_INVALID);
     CU_ASSERT_EQUAL(__atomic_load_n(&resolve_calls, __ATOMIC_SEQ_CST), before);
     /* a footprint whose last row crosses the end of its buffer moves nothing */
     t = t_memcpy2d(addr_of(1, 0), 1000, addr_of(0, 0), 100, 100, BUF_SIZE / 1000 + 2);
-    CU_ASSERT_EQUAL(engine_run_task(&t, resolve_cb, NULL), ACL_ERROR_RT_SYS_DMA);
+    CU_ASSERT_EQUAL(engine_run_task(&t, 0, resolve_cb, NULL), ACL_ERROR_RT_SYS_DMA);
     t = t_memcpy2d(addr_of(1, 0), 100, addr_of(0, 0), 1000, 100, BUF_SIZE / 1000 + 2);
-    CU_ASSERT_EQUAL(engine_run_task(&t, resolve_cb, NULL), ACL_ERROR_RT_SYS_DMA);
+    CU_ASSERT_EQUAL(engine_run_task(&t, 0, resolve_cb, NULL), ACL_ERROR_RT_SYS_DMA);
     t = t_memcpy2d(addr_of(1, 0), 100, BAD_ADDR, 100, 100, 2);
-    CU_ASSERT_EQUAL(engine_run_task(&t, resolve_cb, NULL), ACL_ERROR_RT_SYS_DMA);
+    CU_ASSERT_EQUAL(engine_run_task(&t, 0, resolve_cb, NULL), ACL_ERROR_RT_SYS_DMA);
     CU_ASSERT_TRUE(all_bytes(bufs[1]->map, BUF_SIZE, 0));
     check_refs();
 }
@@ -388,24 +392,24 @@ static void test_run_memcpy_ptr(void)
     put_base(3, 8, WIN0_BASE);                     /* buffer 0 */
     const uint32_t both = EMU_TASK_DST_INDIRECT | EMU_TASK_SRC_INDIRECT;
     EmuTask t = t_memcpy_ptr(addr_of(3, 0), 100, addr_of(3, 8), 200, 1000, both);
-    CU_ASSERT_EQUAL(engine_run_task(&t, resolve_cb, NULL), ACL_SUCCESS);
+    CU_ASSERT_EQUAL(engine_run_task(&t, 0, resolve_cb, NULL), ACL_SUCCESS);
     CU_ASSERT_EQUAL(memcmp(b + 100, a + 200, 1000), 0);
     CU_ASSERT_TRUE(all_bytes(b, 100, 0));
     CU_ASSERT_TRUE(all_bytes(b + 1100, 100, 0));
     /* the base is read at run time: change it, run again */
     put_base(3, 0, WIN0_BASE + BUF_STEP + 4000);
-    CU_ASSERT_EQUAL(engine_run_task(&t, resolve_cb, NULL), ACL_SUCCESS);
+    CU_ASSERT_EQUAL(engine_run_task(&t, 0, resolve_cb, NULL), ACL_SUCCESS);
     CU_ASSERT_EQUAL(memcmp(b + 4100, a + 200, 1000), 0);
     /* one side direct, the other indirect */
     t = t_memcpy_ptr(WIN0_BASE + 2 * BUF_STEP, 8, addr_of(3, 8), 0, 500, EMU_TASK_SRC_INDIRECT);
-    CU_ASSERT_EQUAL(engine_run_task(&t, resolve_cb, NULL), ACL_SUCCESS);
+    CU_ASSERT_EQUAL(engine_run_task(&t, 0, resolve_cb, NULL), ACL_SUCCESS);
     CU_ASSERT_EQUAL(memcmp(bufs[2]->map + 8, a, 500), 0);
     t = t_memcpy_ptr(addr_of(3, 0), 0, WIN0_BASE + 16, 0, 64, EMU_TASK_DST_INDIRECT);
-    CU_ASSERT_EQUAL(engine_run_task(&t, resolve_cb, NULL), ACL_SUCCESS);
+    CU_ASSERT_EQUAL(engine_run_task(&t, 0, resolve_cb, NULL), ACL_SUCCESS);
     CU_ASSERT_EQUAL(memcmp(b + 4000, a + 16, 64), 0);
     /* both direct: a plain copy with offsets */
     t = t_memcpy_ptr(WIN0_BASE + 2 * BUF_STEP, 6000, WIN0_BASE, 7000, 100, 0);
-    CU_ASSERT_EQUAL(engine_run_task(&t, resolve_cb, NULL), ACL_SUCCESS);
+    CU_ASSERT_EQUAL(engine_run_task(&t, 0, resolve_cb, NULL), ACL_SUCCESS);
     CU_ASSERT_EQUAL(memcmp(bufs[2]->map + 6000, a + 7000, 100), 0);
     check_refs();
 }
@@ -442,12 +446,12 @@ static void test_run_memcpy_ptr_errors(void)
           ACL_ERROR_RT_PARAM_INVALID },
     };
     for (unsigned i = 0; i < G_N_ELEMENTS(cases); i++)
-        CU_ASSERT_EQUAL(engine_run_task(&cases[i].t, resolve_cb, NULL), cases[i].want);
+        CU_ASSERT_EQUAL(engine_run_task(&cases[i].t, 0, resolve_cb, NULL), cases[i].want);
     CU_ASSERT_TRUE(all_bytes(bufs[1]->map, BUF_SIZE, 0));
     /* size 0 reads no slot */
     int before = __atomic_load_n(&resolve_calls, __ATOMIC_SEQ_CST);
     EmuTask t = t_memcpy_ptr(BAD_ADDR, 0, BAD_ADDR, 0, 0, both);
-    CU_ASSERT_EQUAL(engine_run_task(&t, resolve_cb, NULL), ACL_SUCCESS);
+    CU_ASSERT_EQUAL(engine_run_task(&t, 0, resolve_cb, NULL), ACL_SUCCESS);
     CU_ASSERT_EQUAL(__atomic_load_n(&resolve_calls, __ATOMIC_SEQ_CST), before);
     check_refs();
 }

@@ -68,6 +68,14 @@ typedef enum EmuCmd {
     EMU_CMD_STREAM_DESTROY, /* EmuReqStreamDestroy */
     EMU_CMD_STREAM_SUBMIT,  /* EmuReqSubmit -> EmuRespSubmit */
     EMU_CMD_HOST_ALIAS,     /* EmuReqHostAlias: a second client address for a pinned buffer */
+    EMU_CMD_PHYS_ALLOC,     /* EmuReqPhysAlloc -> EmuRespPhys */
+    EMU_CMD_PHYS_FREE,      /* EmuReqPhys: drops one reference of the handle */
+    EMU_CMD_VMM_RESERVE,    /* EmuReqReserve -> EmuRespReserve */
+    EMU_CMD_VMM_RELEASE,    /* EmuReqVa */
+    EMU_CMD_VMM_MAP,        /* EmuReqMap -> EmuRespMap (+fd) */
+    EMU_CMD_VMM_UNMAP,      /* EmuReqVa -> EmuRespPhys (the handle it was mapped to) */
+    EMU_CMD_VMM_ACCESS,     /* EmuReqAccess */
+    EMU_CMD_VMM_RETAIN,     /* EmuReqVa -> EmuRespPhys (one more reference) */
     EMU_CMD_COUNT
 } EmuCmd;
 
@@ -227,6 +235,66 @@ typedef struct EmuReqStreamDestroy {
     uint32_t stream;
     uint32_t force;           /* 1: drop queued tasks instead of running them */
 } EmuReqStreamDestroy;
+
+/* ---- virtual memory (aclrtMallocPhysical, aclrtReserveMemAddress, aclrtMapMem...) ---- */
+
+/* The VMM part of each device's span: after its malloc heap, to the span's end.
+ * Reservations of every process come from these parts only, so they never
+ * meet an aclrtMalloc segment. */
+#define EMU_VA_VMM_OFFSET  (EMU_VA_HEAP_OFFSET + EMU_VA_MALLOC_SPAN)
+
+typedef struct EmuReqPhysAlloc {
+    int32_t device;
+    uint32_t mem_attr;        /* aclrtMemAttr, for the record */
+    uint64_t size;            /* a multiple of page_size */
+    uint64_t page_size;       /* 4 KiB, 2 MiB or 1 GiB */
+} EmuReqPhysAlloc;
+
+typedef struct EmuReqPhys {
+    uint64_t handle;
+} EmuReqPhys;
+
+typedef struct EmuRespPhys {
+    uint64_t handle;          /* unguessable, nonzero */
+    uint64_t size;
+    int32_t device;
+    uint32_t page_size;
+} EmuRespPhys;
+
+typedef struct EmuReqReserve {
+    uint64_t size;            /* a nonzero multiple of 2 MiB */
+    uint64_t align;           /* power of two */
+    uint64_t expect;          /* 0, or the address wanted */
+} EmuReqReserve;
+
+typedef struct EmuRespReserve {
+    uint64_t va;
+} EmuRespReserve;
+
+typedef struct EmuReqVa {
+    uint64_t va;
+} EmuReqVa;
+
+typedef struct EmuReqMap {
+    uint64_t va;
+    uint64_t size;
+    uint64_t handle;
+    uint32_t prot;            /* PT_* rights on the handle's device: 3, or 0 (no access) */
+    uint32_t pad;
+} EmuReqMap;
+
+typedef struct EmuRespMap {
+    uint64_t reserve_va;      /* the reservation the mapping lies in */
+    int32_t device;
+    uint32_t page_size;
+} EmuRespMap;
+
+typedef struct EmuReqAccess {
+    uint64_t va;              /* exactly one mapping */
+    uint64_t size;
+    int32_t device;           /* whose page table gets the rights */
+    uint32_t prot;            /* PT_* */
+} EmuReqAccess;
 
 typedef enum EmuTaskType {
     EMU_TASK_MEMCPY = 1,      /* dst, src: device VAs or pinned host addresses */

@@ -1,0 +1,386 @@
+/*
+ * aspace.c - page tables and virtual-memory objects of one client.
+ */
+#include "aspace.h"
+
+#include <glib.h>
+
+#include "npuemu/proto.h"
+#include "npuemu/u64tree.h"
+
+#include "acl/acl_base.h"
+
+#define RESERVE_GRAIN HBM_PAGE_HUGE
+
+typedef struct VmmHandle {
+    uint64_t id;
+    PhysMem *mem;
+    int dev;
+    uint32_t attr;
+    uint32_t refs;      /* the client's references */
+    uint32_t maps;      /* mappings of it */
+} VmmHandle;
+
+typedef struct VmmReserve {
+    uint64_t va;
+    uint64_t size;
+    int dev;            /* the device of what is mapped in it; -1 while empty */
+    uint32_t maps;
+} VmmReserve;
+
+typedef struct VmmMap {
+    uint64_t va;
+    uint64_t size;
+    VmmHandle *h;
+    VmmReserve *r;
+    uint32_t tables;    /* bit d: mapped in device d's page table */
+} VmmMap;
+
+struct AddrSpace {
+    uint32_t owner;
+    int ndev;
+    uint32_t first_tag;
+    uint32_t ntags;
+    Device *const *by_tag;
+    PageTable *pt[EMU_MAX_DEVICES];
+    VaRange *space;     /* free VA of the VMM parts of the window */
+    GTree *reserves;    /* va -> VmmReserve * */
+    GTree *maps;        /* va -> VmmMap * */
+    GHashTable *handles; /* id -> VmmHandle * (those with client references) */
+};
+
+static Device *dev_of(AddrSpace *as, int d)
+{
+    return d >= 0 && d < as->ndev ? as->by_tag[as->first_tag + (uint32_t)d] : NULL;
+}
+
+AddrSpace *aspace_new(uint32_t owner, Device *const *by_tag, uint32_t ntags, uint32_t first_tag,
+                      int ndev)
+{
+    AddrSpace *as = g_new0(AddrSpace, 1);
+    as->owner = owner;
+    as->by_tag = by_tag;
+    as->ntags = ntags;
+    as->first_tag = first_tag;
+    as->ndev = ndev < EMU_MAX_DEVICES ? ndev : EMU_MAX_DEVICES;
+    for (int d = 0; d < as->ndev; d++) {
+        as->pt[d] = pt_new();
+        device_attach_table(dev_of(as, d), owner, as->pt[d]);
+    }
+    /* The VMM part of every span of the window, whether or not a device has it. */
+    as->space = va_range_new(EMU_VA_WINDOW_LO, EMU_VA_WINDOW_HI);
+    for (uint64_t span = EMU_VA_WINDOW_LO; span < EMU_VA_WINDOW_HI; span += EMU_VA_DEVICE_SPAN)
+        va_range_claim(as->space, span, EMU_VA_VMM_OFFSET);
+    as->reserves = emu_u64_tree_new(g_free);
+    as->maps = emu_u64_tree_new(g_free);
+    as->handles = g_hash_table_new(g_int64_hash, g_int64_equal);
+    return as;
+}
+
+static void handle_put(AddrSpace *as, VmmHandle *h)
+{
+    if (h->refs == 0)
+        g_hash_table_remove(as->handles, &h->id);
+    if (h->refs == 0 && h->maps == 0) {
+        device_phys_unref(h->mem);
+        g_free(h);
+    }
+}
+
+static void map_remove(AddrSpace *as, VmmMap *m)
+{
+    for (int d = 0; d < as->ndev; d++)
+        if (m->tables & (1u << d))
+            pt_unmap(as->pt[d], m->va, m->size);
+    m->r->maps--;
+    if (m->r->maps == 0)
+        m->r->dev = -1;
+    VmmHandle *h = m->h;
+    h->maps--;
+    g_tree_remove(as->maps, EMU_KEY(m->va));
+    handle_put(as, h);
+}
+
+void aspace_destroy(AddrSpace *as, unsigned *handles, uint64_t *bytes)
+{
+    if (!as)
+        return;
+    while (g_tree_nnodes(as->maps) > 0)
+        map_remove(as, g_tree_node_value(g_tree_node_first(as->maps)));
+    unsigned n = 0;
+    uint64_t b = 0;
+    GHashTableIter it;
+    gpointer value;
+    g_hash_table_iter_init(&it, as->handles);
+    while (g_hash_table_iter_next(&it, NULL, &value)) {
+        VmmHandle *h = value;
+        n++;
+        b += h->mem->size;
+        g_hash_table_iter_steal(&it);
+        device_phys_unref(h->mem);
+        g_free(h);
+    }
+    if (handles)
+        *handles = n;
+    if (bytes)
+        *bytes = b;
+    for (int d = 0; d < as->ndev; d++) {
+        device_detach_table(dev_of(as, d), as->owner);
+        pt_destroy(as->pt[d]);
+    }
+    g_hash_table_destroy(as->handles);
+    g_tree_destroy(as->maps);
+    g_tree_destroy(as->reserves);
+    va_range_destroy(as->space);
+    g_free(as);
+}
+
+PageTable *aspace_table(AddrSpace *as, int dev)
+{
+    return dev >= 0 && dev < as->ndev ? as->pt[dev] : NULL;
+}
+
+/* ---- translation for the stream engine ---- */
+
+/* Host address of va in table t, if mapped with `access`; *left: bytes to the
+ * end of its page. */
+static uint8_t *translate(AddrSpace *as, PageTable *t, uint64_t va, uint32_t access,
+                          MemObj **obj, uint64_t *left)
+{
+    PtHit hit;
+    if (!pt_lookup(t, va, &hit) || (hit.prot & access) != access || hit.dev >= as->ntags ||
+        !as->by_tag[hit.dev])
+        return NULL;
+    *left = hit.page_left;
+    return device_frame(as->by_tag[hit.dev], hit.phys, obj);
+}
+
+/* Walks pages from va while they continue the same memory object. */
+static uint8_t *resolve_in(AddrSpace *as, PageTable *t, uint64_t va, uint64_t *len,
+                           uint32_t access, MemObj **ref)
+{
+    MemObj *obj = NULL;
+    uint64_t left = 0;
+    pt_read_lock(t);
+    uint8_t *p = translate(as, t, va, access, &obj, &left);
+    if (p) {
+        uint64_t have = left;
+        while (have < *len) {
+            MemObj *next_obj = NULL;
+            uint64_t next_left = 0;
+            uint8_t *q = translate(as, t, va + have, access, &next_obj, &next_left);
+            if (q != p + have || next_obj != obj)
+                break;
+            have += next_left;
+        }
+        if (have < *len)
+            *len = have;
+        *ref = memobj_ref(obj);
+    }
+    pt_read_unlock(t);
+    return p;
+}
+
+uint8_t *aspace_resolve(AddrSpace *as, int dev, uint64_t va, uint64_t *len, uint32_t access,
+                        MemObj **ref)
+{
+    PageTable *t = aspace_table(as, dev);
+    if (!t || *len == 0)
+        return NULL;
+    uint8_t *p = resolve_in(as, t, va, len, access, ref);
+    if (p)
+        return p;
+    /* Until peer access is modelled, a stream reaches another device's
+     * aclrtMalloc memory through that device's table, as if it were enabled. */
+    int w = emu_va_device(va);
+    if (w < 0 || w == dev || w >= as->ndev)
+        return NULL;
+    MemObj *obj = NULL;
+    uint64_t left = 0;
+    pt_read_lock(as->pt[w]);
+    PtHit hit;
+    bool own = pt_lookup(as->pt[w], va, &hit) && hit.dev == dev_of(as, w)->tag &&
+               translate(as, as->pt[w], va, access, &obj, &left);
+    pt_read_unlock(as->pt[w]);
+    return own ? resolve_in(as, as->pt[w], va, len, access, ref) : NULL;
+}
+
+/* ---- physical handles ---- */
+
+static uint64_t new_handle_id(AddrSpace *as)
+{
+    uint64_t id;
+    do {
+        id = ((uint64_t)g_random_int() << 32) | g_random_int();
+    } while (id == 0 || g_hash_table_contains(as->handles, &id));
+    return id;
+}
+
+int aspace_phys_alloc(AddrSpace *as, int dev, uint64_t size, uint64_t page_size, uint32_t attr,
+                      uint64_t *handle)
+{
+    Device *d = dev_of(as, dev);
+    if (!d)
+        return ACL_ERROR_RT_INVALID_DEVICEID;
+    if (page_size != HBM_PAGE_NORMAL && page_size != HBM_PAGE_HUGE && page_size != HBM_PAGE_1G)
+        return ACL_ERROR_RT_PARAM_INVALID;
+    if (size == 0 || size % page_size || size % RESERVE_GRAIN)
+        return ACL_ERROR_RT_PARAM_INVALID;
+    if (size > d->hbm.capacity)
+        return ACL_ERROR_RT_MEMORY_ALLOCATION;
+    PhysMem *mem = device_phys_alloc(d, size, page_size);
+    if (!mem)
+        return ACL_ERROR_RT_MEMORY_ALLOCATION;
+    VmmHandle *h = g_new0(VmmHandle, 1);
+    *h = (VmmHandle){ .id = new_handle_id(as), .mem = mem, .dev = dev, .attr = attr, .refs = 1 };
+    g_hash_table_insert(as->handles, &h->id, h);
+    *handle = h->id;
+    return ACL_SUCCESS;
+}
+
+int aspace_phys_free(AddrSpace *as, uint64_t handle)
+{
+    VmmHandle *h = g_hash_table_lookup(as->handles, &handle);
+    if (!h)
+        return ACL_ERROR_RT_PARAM_INVALID;
+    h->refs--;
+    handle_put(as, h);
+    return ACL_SUCCESS;
+}
+
+/* ---- reservations ---- */
+
+static VmmReserve *reserve_at(AddrSpace *as, uint64_t va)
+{
+    GTreeNode *n = emu_tree_floor(as->reserves, va);
+    if (!n)
+        return NULL;
+    VmmReserve *r = g_tree_node_value(n);
+    return va - r->va < r->size ? r : NULL;
+}
+
+int aspace_reserve(AddrSpace *as, uint64_t size, uint64_t align, uint64_t expect,
+                   uint64_t *va)
+{
+    if (size == 0 || size % RESERVE_GRAIN || align == 0 || (align & (align - 1)))
+        return ACL_ERROR_RT_PARAM_INVALID;
+    uint64_t at = expect;
+    if (expect) {
+        if (expect % align || expect < EMU_VA_WINDOW_LO || expect >= EMU_VA_WINDOW_HI ||
+            !va_range_claim(as->space, expect, size))
+            return ACL_ERROR_RT_PARAM_INVALID;
+    } else if (!va_range_alloc(as->space, size, align, &at)) {
+        return ACL_ERROR_RT_MEMORY_ALLOCATION;
+    }
+    VmmReserve *r = g_new0(VmmReserve, 1);
+    *r = (VmmReserve){ .va = at, .size = size, .dev = -1 };
+    g_tree_insert(as->reserves, EMU_KEY(at), r);
+    *va = at;
+    return ACL_SUCCESS;
+}
+
+int aspace_release(AddrSpace *as, uint64_t va)
+{
+    VmmReserve *r = g_tree_lookup(as->reserves, EMU_KEY(va));
+    if (!r || r->maps > 0)
+        return ACL_ERROR_RT_PARAM_INVALID;
+    va_range_release(as->space, r->va, r->size);
+    g_tree_remove(as->reserves, EMU_KEY(va));
+    return ACL_SUCCESS;
+}
+
+/* ---- mappings ---- */
+
+/* True when [va, va + size) meets no mapping. */
+static bool range_unmapped(AddrSpace *as, uint64_t va, uint64_t size)
+{
+    GTreeNode *n = emu_tree_floor(as->maps, va + size - 1);
+    if (!n)
+        return true;
+    VmmMap *m = g_tree_node_value(n);
+    return m->va + m->size <= va;
+}
+
+int aspace_map(AddrSpace *as, uint64_t va, uint64_t size, uint64_t handle, uint32_t prot,
+               MemObj **obj, uint64_t *reserve_va, int *dev, uint64_t *page)
+{
+    VmmHandle *h = g_hash_table_lookup(as->handles, &handle);
+    VmmReserve *r = reserve_at(as, va);
+    if (!h || !r || size != h->mem->size || (prot & ~PT_RW))
+        return ACL_ERROR_RT_PARAM_INVALID;
+    uint64_t pg = h->mem->pages.page_size;
+    if (va % RESERVE_GRAIN || va % pg || size > r->size - (va - r->va) ||
+        (r->dev >= 0 && r->dev != h->dev) || !range_unmapped(as, va, size))
+        return ACL_ERROR_RT_PARAM_INVALID;
+    if (!device_phys_map(h->mem, as->pt[h->dev], va, prot))
+        return ACL_ERROR_RT_PARAM_INVALID;
+    VmmMap *m = g_new0(VmmMap, 1);
+    *m = (VmmMap){ .va = va, .size = size, .h = h, .r = r, .tables = 1u << h->dev };
+    g_tree_insert(as->maps, EMU_KEY(va), m);
+    h->maps++;
+    r->maps++;
+    r->dev = h->dev;
+    *obj = memobj_ref(h->mem->obj);
+    *reserve_va = r->va;
+    *dev = h->dev;
+    *page = pg;
+    return ACL_SUCCESS;
+}
+
+int aspace_unmap(AddrSpace *as, uint64_t va, uint64_t *handle, uint64_t *size)
+{
+    VmmMap *m = g_tree_lookup(as->maps, EMU_KEY(va));
+    if (!m)
+        return ACL_ERROR_RT_PARAM_INVALID;
+    *handle = m->h->id;
+    *size = m->size;
+    map_remove(as, m);
+    return ACL_SUCCESS;
+}
+
+int aspace_set_access(AddrSpace *as, uint64_t va, uint64_t size, int dev, uint32_t prot)
+{
+    VmmMap *m = g_tree_lookup(as->maps, EMU_KEY(va));
+    if (!m || m->size != size || (prot & ~PT_RW))
+        return ACL_ERROR_RT_PARAM_INVALID;
+    if (!dev_of(as, dev))
+        return ACL_ERROR_RT_INVALID_DEVICEID;
+    if (m->tables & (1u << dev))
+        return pt_protect(as->pt[dev], va, size, prot) ? ACL_SUCCESS
+                                                       : ACL_ERROR_RT_PARAM_INVALID;
+    if (!device_phys_map(m->h->mem, as->pt[dev], va, prot))
+        return ACL_ERROR_RT_PARAM_INVALID;
+    m->tables |= 1u << dev;
+    return ACL_SUCCESS;
+}
+
+int aspace_retain(AddrSpace *as, uint64_t va, uint64_t *handle, uint64_t *size, int *dev,
+                  uint64_t *page)
+{
+    VmmMap *m = g_tree_lookup(as->maps, EMU_KEY(va));
+    if (!m)
+        return ACL_ERROR_RT_PARAM_INVALID;
+    VmmHandle *h = m->h;
+    if (h->refs++ == 0)
+        g_hash_table_insert(as->handles, &h->id, h);
+    *handle = h->id;
+    *size = h->mem->size;
+    *dev = h->dev;
+    *page = h->mem->pages.page_size;
+    return ACL_SUCCESS;
+}
+
+unsigned aspace_handles(AddrSpace *as)
+{
+    return g_hash_table_size(as->handles);
+}
+
+unsigned aspace_mappings(AddrSpace *as)
+{
+    return (unsigned)g_tree_nnodes(as->maps);
+}
+
+unsigned aspace_reservations(AddrSpace *as)
+{
+    return (unsigned)g_tree_nnodes(as->reserves);
+}
