@@ -214,7 +214,7 @@ uint64_t pt_unmap(PageTable *t, uint64_t va, uint64_t len)
 bool pt_protect(PageTable *t, uint64_t va, uint64_t len, uint32_t prot)
 {
     uint64_t end = va + len;
-    if ((prot & ~PT_RW) || len == 0 || end < va)
+    if ((prot & ~PT_RW) || len == 0 || end < va || end > (1ull << PT_VA_BITS))
         return false;
     g_rw_lock_writer_lock(&t->lock);
     bool ok = true;
