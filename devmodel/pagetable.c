@@ -152,7 +152,7 @@ bool pt_map(PageTable *t, uint64_t va, uint64_t len, uint64_t page_size, uint32_
     uint64_t end = va + len;
     if (level < 0 || len == 0 || va % page_size || len % page_size || phys % page_size ||
         end < va || end > (1ull << PT_VA_BITS) || phys + len < phys ||
-        phys + len > E_PHYS_MASK + 1 || dev > PT_MAX_DEV || (prot & ~PT_RW))
+        phys + len > (E_PHYS_MASK | 0xfff) + 1 || dev > PT_MAX_DEV || (prot & ~PT_RW))
         return false;
     g_rw_lock_writer_lock(&t->lock);
     for (uint64_t a = va; a < end; a += page_size) {
