@@ -80,6 +80,7 @@ static void segment_unmap(RtSegment *s)
 void rt_memory_release(void)
 {
     rt_hostreg_release();   /* hostreg.c: registered pages go back to their owner first */
+    rt_vmm_release();
     pthread_rwlock_wrlock(&mem_lock);
     while (segments && g_tree_nnodes(segments)) {
         RtSegment *s = g_tree_node_value(g_tree_node_first(segments));
@@ -102,6 +103,7 @@ void rt_memory_release(void)
 
 void rt_memory_forget_after_fork(void)
 {
+    rt_vmm_forget_after_fork();
     pthread_rwlock_init(&mem_lock, NULL);
     pthread_mutex_init(&alloc_lock, NULL);
     segments = allocs = hostbufs = NULL;
@@ -117,8 +119,11 @@ RtMemKind rt_mem_lookup(const void *ptr, uint64_t len, RtMemRef *ref)
 {
     uint64_t a = (uint64_t)(uintptr_t)ptr;
     *ref = (RtMemRef){ .kind = RT_MEM_PAGEABLE, .device = -1, .host = (uint8_t *)ptr };
+    /* Mapped virtual memory (vmm.c) has its own tables. */
+    if (rt_vmm_lookup(a, len, ref))
+        return ref->kind;
     pthread_rwlock_rdlock(&mem_lock);
-    if (rt_in_window(ptr)) {
+    if (rt_in_window(ptr) || rt_vmm_reserved(a)) {
         /* The range must lie in one live allocation: a freed slice of a block
          * that is still mapped for its neighbours is not ours to touch. */
         RtAlloc *al = range_at(allocs, a);
@@ -140,6 +145,20 @@ RtMemKind rt_mem_lookup(const void *ptr, uint64_t len, RtMemRef *ref)
     }
     pthread_rwlock_unlock(&mem_lock);
     return ref->kind;
+}
+
+bool rt_mem_block(uint64_t addr, uint64_t *base, uint64_t *size)
+{
+    pthread_rwlock_rdlock(&mem_lock);
+    uint64_t *r = range_at(allocs, addr);
+    if (!r)
+        r = range_at(hostbufs, addr);
+    if (r) {
+        *base = r[0];
+        *size = r[1];
+    }
+    pthread_rwlock_unlock(&mem_lock);
+    return r != NULL;
 }
 
 bool rt_fault_lookup(uint64_t addr, RtFaultAlloc *out)

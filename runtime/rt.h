@@ -197,6 +197,19 @@ RtMemKind rt_mem_lookup(const void *ptr, uint64_t len, RtMemRef *ref);
 void rt_memory_drop_device(int32_t phys);
 bool rt_in_window(const void *ptr);
 void rt_memory_forget_after_fork(void);
+/* The aclrtMalloc allocation or pinned host buffer containing addr. */
+bool rt_mem_block(uint64_t addr, uint64_t *base, uint64_t *size);
+
+/* ---- vmm.c ---- */
+/* True when addr lies in a reservation of this process. */
+bool rt_vmm_reserved(uint64_t addr);
+/* As rt_mem_lookup, for [a, a + len) inside mapped, accessible VMM memory. */
+bool rt_vmm_lookup(uint64_t a, uint64_t len, RtMemRef *ref);
+/* The mapping containing addr. */
+bool rt_vmm_block(uint64_t addr, uint64_t *base, uint64_t *size, int32_t *device);
+void rt_vmm_release(void);
+void rt_vmm_forget_after_fork(void);
+
 /* Fault-handler lookup (fault.h): the allocation containing addr. */
 #include "fault.h"
 bool rt_fault_lookup(uint64_t addr, RtFaultAlloc *out);
