@@ -1976,6 +1976,276 @@ static int suite_clean(void)
 }
 
 /* Each test reports how long it took. */
+/* ========================================================================= */
+/* 12. virtual memory: an expandable-segments allocator, sleep / wake, faults */
+/* ========================================================================= */
+
+#define CHUNK (2 * MiB)
+
+static aclrtPhysicalMemProp vmm_prop(int dev, aclrtMemAttr attr)
+{
+    aclrtPhysicalMemProp p = { .handleType = ACL_MEM_HANDLE_TYPE_NONE,
+                               .allocationType = ACL_MEM_ALLOCATION_TYPE_PINNED,
+                               .memAttr = attr,
+                               .location = { .id = (uint32_t)dev,
+                                             .type = ACL_MEM_LOCATION_TYPE_DEVICE } };
+    return p;
+}
+
+/* Maps chunk i of a reservation at base (4 KiB pages for odd i, 2 MiB for even). */
+static int vmm_map_chunk(uint8_t *base, size_t i, aclrtDrvMemHandle *h)
+{
+    aclrtPhysicalMemProp p = vmm_prop(0, i % 2 ? ACL_MEM_NORMAL : ACL_MEM_HUGE);
+    CACL(aclrtMallocPhysical(&h[i], CHUNK, &p, 0));
+    CACL(aclrtMapMem(base + i * CHUNK, CHUNK, 0, h[i], 0));
+    return 0;
+}
+
+static int vmm_unmap_chunk(uint8_t *base, size_t i, aclrtDrvMemHandle *h)
+{
+    CACL(aclrtUnmapMem(base + i * CHUNK));
+    CACL(aclrtFreePhysical(h[i]));
+    h[i] = NULL;
+    return 0;
+}
+
+/* A PyTorch-style expandable segment: one large reservation, 2 MiB chunks
+ * mapped on demand, copies that cross chunk (and page-size) boundaries, the
+ * tail given back and grown again. */
+static int child_vmm_allocator(void *unused)
+{
+    (void)unused;
+    enum { NCHUNK = 96, RES_CHUNKS = 2048 };    /* 192 MiB used of a 4 GiB range */
+    const size_t span = 64 * CHUNK;             /* 128 MiB */
+    CACL(aclInit(NULL));
+    CACL(aclrtSetDevice(0));
+    uint64_t base_free, cur;
+    CTRY(meminfo(&base_free));
+    void *res = NULL;
+    CACL(aclrtReserveMemAddress(&res, (size_t)RES_CHUNKS * CHUNK, 0, NULL, 1));
+    uint8_t *base = res;
+    aclrtDrvMemHandle h[NCHUNK] = { 0 };
+    for (size_t i = 0; i < 64; i++)
+        CTRY(vmm_map_chunk(base, i, h));
+    CTRY(meminfo(&cur));
+    CCHECKF(base_free - cur == 64 * CHUNK, "64 chunks cost %" G_GINT64_FORMAT " bytes",
+            (gint64)(base_free - cur));
+
+    uint8_t *host = malloc(span), *back = malloc(span);
+    CCHECK(host && back);
+    fill_pattern(host, span, 12);
+    /* One synchronous copy over all 64 mappings. */
+    CACL(aclrtMemcpy(base, span, host, span, ACL_MEMCPY_HOST_TO_DEVICE));
+    aclrtStream s1, s2;
+    CACL(aclrtCreateStream(&s1));
+    CACL(aclrtCreateStream(&s2));
+    /* Grow to 96 chunks, then copy 50 MiB at odd offsets from the first half
+     * into the grown part on one stream while the other sets a region. */
+    for (size_t i = 64; i < NCHUNK; i++)
+        CTRY(vmm_map_chunk(base, i, h));
+    const size_t n = 50 * MiB, soff = 4097, doff = 64 * CHUNK + 12345;
+    CACL(aclrtMemcpyAsync(base + doff, n, base + soff, n, ACL_MEMCPY_DEVICE_TO_DEVICE, s1));
+    CACL(aclrtMemsetAsync(base + 40 * CHUNK + 100, 3 * CHUNK, 0xa5, 3 * CHUNK, s2));
+    CACL(aclrtSynchronizeStream(s1));
+    CACL(aclrtSynchronizeStream(s2));
+    CACL(aclrtMemcpy(back, n, base + doff, n, ACL_MEMCPY_DEVICE_TO_HOST));
+    CCHECKF(checksum(back, n) == checksum(host + soff, n), "%s", "D2D across chunks differs");
+    CACL(aclrtMemcpy(back, 3 * CHUNK, base + 40 * CHUNK + 100, 3 * CHUNK,
+                     ACL_MEMCPY_DEVICE_TO_HOST));
+    CCHECKF(first_not(back, 3 * CHUNK, 0xa5) == 3 * CHUNK, "%s", "memset across chunks");
+
+    /* Give the tail back (chunks 32..95): exactly that memory returns, the
+     * head keeps its data. */
+    uint64_t before;
+    CTRY(meminfo(&before));
+    for (size_t i = 32; i < NCHUNK; i++)
+        CTRY(vmm_unmap_chunk(base, i, h));
+    CTRY(meminfo(&cur));
+    CCHECKF(cur - before == (NCHUNK - 32) * CHUNK, "shrinking returned %" G_GINT64_FORMAT
+            " bytes", (gint64)(cur - before));
+    CACL(aclrtMemcpy(back, 32 * CHUNK, base, 32 * CHUNK, ACL_MEMCPY_DEVICE_TO_HOST));
+    CCHECKF(checksum(back, 32 * CHUNK) == checksum(host, 32 * CHUNK), "%s",
+            "head changed after the tail was unmapped");
+    /* A copy into the unmapped tail fails on the device, leaves the head alone. */
+    CACL(aclrtMemcpyAsync(base + 31 * CHUNK, 2 * CHUNK, base, 2 * CHUNK,
+                          ACL_MEMCPY_DEVICE_TO_DEVICE, s1));
+    aclError e = aclrtSynchronizeStream(s1);
+    CCHECKF(e == ACL_ERROR_RT_SYS_DMA, "copy into the unmapped tail: %d", e);
+    CACL(aclrtMemcpy(back, CHUNK, base + 31 * CHUNK, CHUNK, ACL_MEMCPY_DEVICE_TO_HOST));
+    CCHECKF(checksum(back, CHUNK) == checksum(host + 31 * CHUNK, CHUNK), "%s",
+            "a failed copy wrote into mapped memory");
+    /* Grow again and use it. */
+    for (size_t i = 32; i < 48; i++)
+        CTRY(vmm_map_chunk(base, i, h));
+    CACL(aclrtMemcpyAsync(base + 32 * CHUNK, 16 * CHUNK, base, 16 * CHUNK,
+                          ACL_MEMCPY_DEVICE_TO_DEVICE, s2));
+    CACL(aclrtSynchronizeStream(s2));
+    CACL(aclrtMemcpy(back, 16 * CHUNK, base + 32 * CHUNK, 16 * CHUNK,
+                     ACL_MEMCPY_DEVICE_TO_HOST));
+    CCHECKF(checksum(back, 16 * CHUNK) == checksum(host, 16 * CHUNK), "%s",
+            "regrown chunks hold the wrong data");
+
+    for (size_t i = 0; i < 48; i++)
+        CTRY(vmm_unmap_chunk(base, i, h));
+    CACL(aclrtReleaseMemAddress(res));
+    CACL(aclrtDestroyStream(s1));
+    CACL(aclrtDestroyStream(s2));
+    CTRY(meminfo(&cur));
+    CCHECKF(cur == base_free, "%+" G_GINT64_FORMAT " bytes off baseline at the end",
+            (gint64)(cur - base_free));
+    free(host);
+    free(back);
+    CACL(aclFinalize());
+    return 0;
+}
+
+/* Sleep / wake as RL frameworks do it: back the data up to the host, unmap and
+ * free all physical memory, let something else use the device, then allocate
+ * new physical memory (chunked differently), map it at the same addresses and
+ * restore: the old device pointers are valid again and hold the data. */
+static int child_vmm_sleep_wake(void *unused)
+{
+    (void)unused;
+    const size_t n = 256 * MiB;
+    CACL(aclInit(NULL));
+    CACL(aclrtSetDevice(0));
+    uint64_t base_free, cur;
+    CTRY(meminfo(&base_free));
+    void *res = NULL;
+    CACL(aclrtReserveMemAddress(&res, n, 0, NULL, 0));
+    uint8_t *w = res;
+    aclrtDrvMemHandle h[4];
+    aclrtPhysicalMemProp p = vmm_prop(0, ACL_MEM_HUGE);
+    for (int i = 0; i < 4; i++) {
+        CACL(aclrtMallocPhysical(&h[i], n / 4, &p, 0));
+        CACL(aclrtMapMem(w + i * (n / 4), n / 4, 0, h[i], 0));
+    }
+    void *pin = NULL;
+    CACL(aclrtMallocHost(&pin, n));
+    fill_pattern(pin, n, 77);
+    const uint64_t want = checksum(pin, n);
+    aclrtStream s;
+    CACL(aclrtCreateStream(&s));
+    CACL(aclrtMemcpyAsync(w, n, pin, n, ACL_MEMCPY_HOST_TO_DEVICE, s));
+    CACL(aclrtSynchronizeStream(s));
+
+    /* Sleep. */
+    memset(pin, 0, n);
+    CACL(aclrtMemcpyAsync(pin, n, w, n, ACL_MEMCPY_DEVICE_TO_HOST, s));
+    CACL(aclrtSynchronizeStream(s));
+    CCHECKF(checksum(pin, n) == want, "%s", "backup differs");
+    for (int i = 0; i < 4; i++) {
+        CACL(aclrtUnmapMem(w + i * (n / 4)));
+        CACL(aclrtFreePhysical(h[i]));
+    }
+    CTRY(meminfo(&cur));
+    CCHECKF(cur == base_free, "asleep: %+" G_GINT64_FORMAT " bytes off baseline",
+            (gint64)(cur - base_free));
+    /* Someone else uses the HBM meanwhile (and dirties it). */
+    void *other = NULL;
+    CACL(aclrtMalloc(&other, n, ACL_MEM_MALLOC_HUGE_ONLY));
+    CACL(aclrtMemset(other, n, 0xee, n));
+    CACL(aclrtFree(other));
+
+    /* Wake: new physical memory, two handles this time, at the same VA. */
+    aclrtDrvMemHandle g[2];
+    for (int i = 0; i < 2; i++) {
+        CACL(aclrtMallocPhysical(&g[i], n / 2, &p, 0));
+        CACL(aclrtMapMem(w + i * (n / 2), n / 2, 0, g[i], 0));
+    }
+    CACL(aclrtMemcpyAsync(w, n, pin, n, ACL_MEMCPY_HOST_TO_DEVICE, s));
+    CACL(aclrtSynchronizeStream(s));
+    /* Read back through the device: D2D into aclrtMalloc memory, then D2H. */
+    void *d = NULL;
+    CACL(aclrtMalloc(&d, n, ACL_MEM_MALLOC_HUGE_FIRST));
+    memset(pin, 0, n);
+    CACL(aclrtMemcpyAsync(d, n, w, n, ACL_MEMCPY_DEVICE_TO_DEVICE, s));
+    CACL(aclrtMemcpyAsync(pin, n, d, n, ACL_MEMCPY_DEVICE_TO_HOST, s));
+    CACL(aclrtSynchronizeStream(s));
+    CCHECKF(checksum(pin, n) == want, "%s", "data after wake differs");
+    CACL(aclrtFree(d));
+    for (int i = 0; i < 2; i++) {
+        CACL(aclrtUnmapMem(w + i * (n / 2)));
+        CACL(aclrtFreePhysical(g[i]));
+    }
+    CACL(aclrtReleaseMemAddress(res));
+    CACL(aclrtDestroyStream(s));
+    CACL(aclrtFreeHost(pin));
+    CTRY(meminfo(&cur));
+    CCHECKF(cur == base_free, "%+" G_GINT64_FORMAT " bytes off baseline at the end",
+            (gint64)(cur - base_free));
+    CACL(aclFinalize());
+    return 0;
+}
+
+/* A task that reaches an unmapped page fails its stream (507013 on the next
+ * synchronise, destination untouched) while another stream's work, queued
+ * around it, completes with the right data; the failing stream works again
+ * afterwards. */
+static int child_vmm_fault(void *unused)
+{
+    (void)unused;
+    const size_t n = 16 * CHUNK;
+    CACL(aclInit(NULL));
+    CACL(aclrtSetDevice(0));
+    void *res = NULL;
+    CACL(aclrtReserveMemAddress(&res, n, 0, NULL, 0));
+    uint8_t *v = res;
+    aclrtDrvMemHandle h[16] = { 0 };
+    for (size_t i = 0; i < 16; i++)
+        CTRY(vmm_map_chunk(v, i, h));
+    CTRY(vmm_unmap_chunk(v, 7, h));         /* the hole */
+    void *a = NULL, *b = NULL, *pin = NULL;
+    CACL(aclrtMalloc(&a, n, ACL_MEM_MALLOC_HUGE_FIRST));
+    CACL(aclrtMalloc(&b, n, ACL_MEM_MALLOC_HUGE_FIRST));
+    CACL(aclrtMallocHost(&pin, n));
+    fill_pattern(pin, n, 5);
+    const uint64_t want = checksum(pin, n);
+    CACL(aclrtMemcpy(a, n, pin, n, ACL_MEMCPY_HOST_TO_DEVICE));
+    CACL(aclrtMemset(b, n, 0x11, n));
+    aclrtStream bad, good;
+    CACL(aclrtCreateStream(&bad));
+    CACL(aclrtCreateStream(&good));
+    for (int round = 0; round < 8; round++) {
+        /* From the mapped head across the hole into b: fails, b unchanged. */
+        CACL(aclrtMemcpyAsync(b, 4 * CHUNK, v + 5 * CHUNK, 4 * CHUNK,
+                              ACL_MEMCPY_DEVICE_TO_DEVICE, bad));
+        /* Into the hole: fails too. */
+        CACL(aclrtMemsetAsync(v + 6 * CHUNK, 2 * CHUNK, 0, 2 * CHUNK, bad));
+        CACL(aclrtMemcpyAsync(v, n / 4, a, n / 4, ACL_MEMCPY_DEVICE_TO_DEVICE, good));
+        CACL(aclrtMemcpyAsync(v + 8 * CHUNK, n / 2, a, n / 2, ACL_MEMCPY_DEVICE_TO_DEVICE,
+                              good));
+    }
+    aclError e = aclrtSynchronizeStream(bad);
+    CCHECKF(e == ACL_ERROR_RT_SYS_DMA, "the stream with the fault: %d, expected 507013", e);
+    CACL(aclrtSynchronizeStream(good));
+    uint8_t *back = malloc(n);
+    CCHECK(back);
+    CACL(aclrtMemcpy(back, n / 2, v + 8 * CHUNK, n / 2, ACL_MEMCPY_DEVICE_TO_HOST));
+    CCHECKF(checksum(back, n / 2) == checksum(pin, n / 2), "%s", "the good stream's data");
+    CACL(aclrtMemcpy(back, n, b, n, ACL_MEMCPY_DEVICE_TO_HOST));
+    CCHECKF(first_not(back, n, 0x11) == n, "%s", "a failed copy wrote into b");
+    /* The error was reported once; the stream runs new work. */
+    CACL(aclrtMemcpyAsync(b, n, a, n, ACL_MEMCPY_DEVICE_TO_DEVICE, bad));
+    CACL(aclrtSynchronizeStream(bad));
+    CACL(aclrtMemcpy(back, n, b, n, ACL_MEMCPY_DEVICE_TO_HOST));
+    CCHECKF(checksum(back, n) == want, "%s", "the stream after its fault");
+    free(back);
+    CACL(aclFinalize());        /* leaves the mappings to the emulator's reclaim */
+    return 0;
+}
+
+static void test_vmm_flows(void)
+{
+    NEED_SHARED_EMU();
+    CU_ASSERT_FATAL(wait_all_idle(5000 * (int)slow));
+    CU_ASSERT_EQUAL(kid_run("vmm allocator", child_vmm_allocator, NULL, 120), 0);
+    CU_ASSERT_EQUAL(kid_run("vmm sleep/wake", child_vmm_sleep_wake, NULL, 120), 0);
+    CU_ASSERT_EQUAL(kid_run("vmm fault", child_vmm_fault, NULL, 120), 0);
+    CU_ASSERT(wait_free(0, HBM_TOTAL, 5000 * (int)slow));
+    CU_ASSERT_EQUAL(kid_run("healthy after vmm", child_healthy, (void *)(intptr_t)0, 60), 0);
+}
+
 #define TIMED(fn)                                                                    \
     static void fn##_timed(void)                                                     \
     {                                                                                \
@@ -1996,6 +2266,7 @@ TIMED(test_other_user_refused)
 TIMED(test_garbage)
 TIMED(test_duplicate_session)
 TIMED(test_reinit)
+TIMED(test_vmm_flows)
 
 int main(int argc, char **argv)
 {
@@ -2026,6 +2297,7 @@ int main(int argc, char **argv)
         { "the emulator survives garbage", test_garbage_timed },
         { "a second connection of one process is refused", test_duplicate_session_timed },
         { "aclFinalize then aclInit again", test_reinit_timed },
+        { "vmm: expandable segments, sleep/wake, a fault in one stream", test_vmm_flows_timed },
     };
     /* MP_ONLY=word runs only the tests whose name contains it (for debugging). */
     const char *only = getenv("MP_ONLY");
