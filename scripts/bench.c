@@ -10,6 +10,12 @@
  *    the futex round trip;
  *  - an empty request (aclrtSynchronizeDevice on an idle device, back to back),
  *    target <= 2 x the futex round trip;
+ *  - virtual memory: the device page table's translation cost (ns per page of
+ *    4 KiB and 2 MiB, as a fraction of the time memcpy takes to copy that page),
+ *    an aclrtMallocPhysical + aclrtMapMem + aclrtUnmapMem + aclrtFreePhysical
+ *    cycle of 2 MiB (ratio to the futex round trip), and an async D2D copy of
+ *    256 MiB between two reservations each mapped as 128 separate 2 MiB handles,
+ *    target >= 0.7 x memcpy;
  *  - informational: aclrtMemcpyAsync D2D + aclrtSynchronizeStream bandwidth, the
  *    same empty request when the emulator had time to fall asleep, a tiny async
  *    copy round trip, and a lone 1 KiB malloc + free (no other slice keeps its
@@ -54,6 +60,7 @@
 #include <unistd.h>
 
 #include "acl/acl.h"
+#include "devmodel/pagetable.h"
 
 #define MiB (1024ull * 1024ull)
 #define BUF_SIZE (64 * MiB)
@@ -70,6 +77,9 @@ typedef struct Iters {
     int sleepy_n;           /* empty requests after a pause */
     int lone_warm, lone_n;
     int tiny_warm, tiny_n;
+    int pt_rounds;          /* translation passes over 1 GiB of mappings */
+    int vmm_warm, vmm_n;    /* physical + map + unmap + free cycles */
+    int vmm_bw_runs;        /* 256 MiB copies through VMM */
 } Iters;
 
 static const Iters ITERS_FULL = {
@@ -81,6 +91,9 @@ static const Iters ITERS_FULL = {
     .sleepy_n = 2000,
     .lone_warm = 100, .lone_n = 2000,
     .tiny_warm = 500, .tiny_n = 10000,
+    .pt_rounds = 9,
+    .vmm_warm = 100, .vmm_n = 2000,
+    .vmm_bw_runs = 7,
 };
 
 static const Iters ITERS_QUICK = {
@@ -92,6 +105,9 @@ static const Iters ITERS_QUICK = {
     .sleepy_n = 200,
     .lone_warm = 10, .lone_n = 200,
     .tiny_warm = 50, .tiny_n = 1000,
+    .pt_rounds = 3,
+    .vmm_warm = 10, .vmm_n = 200,
+    .vmm_bw_runs = 3,
 };
 
 #define SLEEPY_PAUSE_US 200 /* long enough for the session thread to go to sleep */
@@ -100,6 +116,8 @@ static const Iters ITERS_QUICK = {
 
 typedef enum Kind {
     KIND_FLOOR,         /* a reference figure: no ratio */
+    KIND_PAGE_4K,       /* ns per 4 KiB page: ratio to memcpy's time for 4 KiB */
+    KIND_PAGE_2M,       /* ns per 2 MiB page: ratio to memcpy's time for 2 MiB */
     KIND_BW,            /* bandwidth: ratio to memcpy, higher is better */
     KIND_LAT,           /* latency: ratio to the futex round trip, lower is better */
 } Kind;
@@ -118,6 +136,10 @@ typedef enum ResultId {
     R_EMPTY_SLEEPY,
     R_ASYNC_TINY,
     R_ALLOC_LONE,
+    R_PT_4K,
+    R_PT_2M,
+    R_VMM_CYCLE,
+    R_VMM_D2D,
     R_COUNT
 } ResultId;
 
@@ -548,6 +570,110 @@ static void bench_async_tiny(const Iters *it, aclrtStream st, void *dst, const v
     g_free(s);
 }
 
+/* ---- virtual memory ---- */
+
+/* Translation through a device page table as the stream engine does it (read
+ * lock held, one lookup per page), over 1 GiB mapped in pages of page_size. */
+static void bench_translate(const Iters *it, ResultId id, const char *key, const char *name,
+                            uint64_t page_size, Kind kind)
+{
+    const uint64_t va = 0x104000000000ull, span = 1ull << 30;
+    PageTable *t = pt_new();
+    if (!pt_map(t, va, span, page_size, 0, 0, PT_RW))
+        die("cannot map the page table for the translation benchmark");
+    uint64_t pages = span / page_size;
+    int reps = page_size == 4096 ? 1 : 512;     /* about as many lookups for both */
+    double *s = g_new(double, it->pt_rounds);
+    uint64_t sink = 0;
+    for (int r = 0; r < it->pt_rounds; r++) {
+        uint64_t t0 = now_ns();
+        pt_read_lock(t);
+        for (int k = 0; k < reps; k++)
+            for (uint64_t i = 0; i < pages; i++) {
+                PtHit hit;
+                if (!pt_lookup(t, va + i * page_size, &hit))
+                    die("translation failed");
+                sink += hit.phys;
+            }
+        pt_read_unlock(t);
+        s[r] = (double)(now_ns() - t0) / (double)(pages * (uint64_t)reps);
+    }
+    escape(&sink);
+    add_result(id, key, name, kind, "ns", s, it->pt_rounds, NAN);
+    g_free(s);
+    pt_destroy(t);
+}
+
+static aclrtPhysicalMemProp bench_prop(void)
+{
+    aclrtPhysicalMemProp p = { .handleType = ACL_MEM_HANDLE_TYPE_NONE,
+                               .allocationType = ACL_MEM_ALLOCATION_TYPE_PINNED,
+                               .memAttr = ACL_MEM_HUGE,
+                               .location = { .id = 0, .type = ACL_MEM_LOCATION_TYPE_DEVICE } };
+    return p;
+}
+
+static void bench_vmm_cycle(const Iters *it)
+{
+    aclrtPhysicalMemProp p = bench_prop();
+    void *va = NULL;
+    CHECK(aclrtReserveMemAddress(&va, 2 * MiB, 0, NULL, 0));
+    double *s = g_new(double, it->vmm_n);
+    for (int i = 0; i < it->vmm_warm + it->vmm_n; i++) {
+        aclrtDrvMemHandle h = NULL;
+        uint64_t t0 = now_ns();
+        CHECK(aclrtMallocPhysical(&h, 2 * MiB, &p, 0));
+        CHECK(aclrtMapMem(va, 2 * MiB, 0, h, 0));
+        CHECK(aclrtUnmapMem(va));
+        CHECK(aclrtFreePhysical(h));
+        uint64_t t1 = now_ns();
+        if (i >= it->vmm_warm)
+            s[i - it->vmm_warm] = us_since(t0, t1);
+    }
+    CHECK(aclrtReleaseMemAddress(va));
+    add_result(R_VMM_CYCLE, "vmm_cycle_2m",
+               "MallocPhysical+MapMem+UnmapMem+FreePhysical 2 MiB", KIND_LAT, "us", s,
+               it->vmm_n, NAN);
+    g_free(s);
+}
+
+/* 256 MiB from one reservation to another, each 128 handles of 2 MiB: the
+ * engine crosses a memory-object boundary every 2 MiB on both sides. */
+static void bench_vmm_copy(const Iters *it, aclrtStream st)
+{
+    enum { N = 128 };
+    const size_t size = N * 2 * MiB;
+    aclrtPhysicalMemProp p = bench_prop();
+    void *va[2];
+    aclrtDrvMemHandle h[2][N];
+    for (int k = 0; k < 2; k++) {
+        CHECK(aclrtReserveMemAddress(&va[k], size, 0, NULL, 0));
+        for (int i = 0; i < N; i++) {
+            CHECK(aclrtMallocPhysical(&h[k][i], 2 * MiB, &p, 0));
+            CHECK(aclrtMapMem((uint8_t *)va[k] + (size_t)i * 2 * MiB, 2 * MiB, 0, h[k][i], 0));
+        }
+        CHECK(aclrtMemset(va[k], size, 0x30 + k, size));   /* pre-touch */
+    }
+    double *s = g_new(double, it->vmm_bw_runs);
+    for (int r = -1; r < it->vmm_bw_runs; r++) {
+        uint64_t t0 = now_ns();
+        CHECK(aclrtMemcpyAsync(va[1], size, va[0], size, ACL_MEMCPY_DEVICE_TO_DEVICE, st));
+        CHECK(aclrtSynchronizeStream(st));
+        if (r >= 0)
+            s[r] = gbps(size, now_ns() - t0);
+    }
+    add_result(R_VMM_D2D, "vmm_async_d2d_bw", "aclrtMemcpyAsync D2D 256 MiB, VMM 2 MiB handles",
+               KIND_BW, "GB/s", s, it->vmm_bw_runs, 0.7);
+    g_free(s);
+    for (int k = 0; k < 2; k++) {
+        for (int i = 0; i < N; i++) {
+            CHECK(aclrtUnmapMem((uint8_t *)va[k] + (size_t)i * 2 * MiB));
+            CHECK(aclrtFreePhysical(h[k][i]));
+        }
+        CHECK(aclrtReleaseMemAddress(va[k]));
+    }
+}
+
 /* ---- output ---- */
 
 static void fill_ratios(void)
@@ -561,6 +687,9 @@ static void fill_ratios(void)
             r->ratio = r->value / mc->value;
         else if (r->kind == KIND_LAT && fx->set && fx->value > 0)
             r->ratio = r->value / fx->value;
+        else if ((r->kind == KIND_PAGE_4K || r->kind == KIND_PAGE_2M) && mc->set && mc->value > 0)
+            /* memcpy moves value GB/s = value bytes per ns */
+            r->ratio = r->value / ((r->kind == KIND_PAGE_4K ? 4096.0 : 2.0 * MiB) / mc->value);
     }
 }
 
@@ -732,6 +861,7 @@ int main(int argc, char **argv)
     CHECK(aclrtCreateStream(&st));
     bench_bandwidth(it, hdst, hsrc, d0, d1, st);
     bench_async_tiny(it, st, d1, d0);
+    bench_vmm_copy(it, st);
     CHECK(aclrtDestroyStream(st));
     CHECK(aclrtFree(d0));
     CHECK(aclrtFree(d1));
@@ -750,6 +880,12 @@ int main(int argc, char **argv)
     bench_alloc(R_ALLOC_LONE, "malloc_free_1k_lone", "aclrtMalloc+aclrtFree 1 KiB, lone block",
                 1024, ACL_MEM_MALLOC_HUGE_FIRST, it->lone_warm, it->lone_n, NAN);
 
+    bench_vmm_cycle(it);
+    bench_translate(it, R_PT_4K, "pt_translate_4k", "page-table translation, 4 KiB pages", 4096,
+                    KIND_PAGE_4K);
+    bench_translate(it, R_PT_2M, "pt_translate_2m", "page-table translation, 2 MiB pages",
+                    2 * MiB, KIND_PAGE_2M);
+
     CHECK(aclrtResetDevice(0));
     CHECK(aclFinalize());
     munmap(hsrc, BUF_SIZE);
@@ -767,7 +903,8 @@ int main(int argc, char **argv)
     printf("emulator: %s (%s)\n\n", sock_path,
            tmp_dir ? "started for this run, exits when idle" : "from $NPU_EMU_SOCKET");
     print_table(stdout);
-    printf("\nratio: bandwidth / memcpy, latency / futex round trip.  %d target(s) missed.  "
+    printf("\nratio: bandwidth / memcpy, latency / futex round trip, translation / memcpy of "
+           "one page.  %d target(s) missed.  "
            "%.1f s.\n", missed, (double)(now_ns() - start) / 1e9);
     printf("futex floor: %.0f%% of round trips had both processes on one CPU",
            100.0 * futex_same_frac);
