@@ -170,7 +170,7 @@ bool rt_fault_lookup(uint64_t addr, RtFaultAlloc *out)
     if (a)
         *out = (RtFaultAlloc){ .device = a->user, .base = a->va, .size = a->size };
     pthread_rwlock_unlock(&mem_lock);
-    return a != NULL;
+    return a != NULL || rt_vmm_fault_lookup(addr, out);
 }
 
 void rt_memory_drop_device(int32_t phys)

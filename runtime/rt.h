@@ -208,11 +208,14 @@ bool rt_vmm_lookup(uint64_t a, uint64_t len, RtMemRef *ref);
 /* The mapping containing addr. */
 bool rt_vmm_block(uint64_t addr, uint64_t *base, uint64_t *size, int32_t *device);
 void rt_vmm_release(void);
+
 void rt_vmm_forget_after_fork(void);
 
 /* Fault-handler lookup (fault.h): the allocation containing addr. */
 #include "fault.h"
 bool rt_fault_lookup(uint64_t addr, RtFaultAlloc *out);
+/* rt_fault_lookup for mapped VMM memory (signal handler: try-lock only). */
+bool rt_vmm_fault_lookup(uint64_t addr, RtFaultAlloc *out);
 
 /* ---- memcpy.c ---- */
 /* What a lookup found, for error messages ("device memory", ...). */

@@ -679,6 +679,17 @@ bool rt_vmm_block(uint64_t a, uint64_t *base, uint64_t *size, int32_t *device)
     return m != NULL;
 }
 
+bool rt_vmm_fault_lookup(uint64_t addr, RtFaultAlloc *out)
+{
+    if (pthread_rwlock_tryrdlock(&vmm_lock) != 0)
+        return false;
+    RtMap *m = range_at(maps, addr);
+    if (m)
+        *out = (RtFaultAlloc){ .device = m->device, .base = m->va, .size = m->size };
+    pthread_rwlock_unlock(&vmm_lock);
+    return m != NULL;
+}
+
 RT_EXPORT aclError aclrtMemGetAddressRange(void *ptr, void **pbase, size_t *psize)
 {
     RT_CHECK_INIT();
