@@ -629,6 +629,69 @@ RT_EXPORT aclError aclrtMemRetainAllocationHandle(void *virPtr, aclrtDrvMemHandl
     return ACL_SUCCESS;
 }
 
+/* A3: maps virPtrDst (the start of a reservation) to the physical memory
+ * behind virPtrSrc (the start of a mapped range of the same size), piece by
+ * piece, so dst holds one mapping per handle mapped under src; the link choice
+ * (SIO or HCCS) changes nothing the emulator models. */
+RT_EXPORT aclError aclrtMemMapSelectedLink(void *virPtrDst, size_t size, void *virPtrSrc,
+                                           uint32_t linkIdx)
+{
+    RT_CHECK_INIT();
+    if (strcmp(g_rt.conn.welcome.profile, "a3") != 0)
+        return rt_unsupported(__func__);
+    if (!virPtrDst || !virPtrSrc || size == 0)
+        return RT_FAIL(ACL_ERROR_RT_PARAM_INVALID,
+                       "virPtrDst and virPtrSrc must not be NULL and size must not be 0");
+    if (linkIdx != 0 && linkIdx != 1)
+        return RT_FAIL(ACL_ERROR_RT_PARAM_INVALID,
+                       "linkIdx %u: ACL_RT_MEM_LINK_IDX_0 (SIO) or ACL_RT_MEM_LINK_IDX_1 (HCCS)",
+                       linkIdx);
+    uint64_t dst = (uint64_t)(uintptr_t)virPtrDst, src = (uint64_t)(uintptr_t)virPtrSrc;
+    /* Collect src's mappings: they must cover [src, src + size) exactly. */
+    GArray *pieces = g_array_new(FALSE, FALSE, sizeof(RtMap));
+    pthread_rwlock_rdlock(&vmm_lock);
+    RtReserve *dr = reserves ? g_tree_lookup(reserves, EMU_KEY(dst)) : NULL;
+    uint64_t at = src;
+    RtMap *m;
+    while (at < src + size && (m = map_at(at)) != NULL) {
+        g_array_append_val(pieces, *m);
+        at += m->size;
+    }
+    pthread_rwlock_unlock(&vmm_lock);
+    aclError err = ACL_SUCCESS;
+    if (!dr || dr->size < size)
+        err = RT_FAIL(ACL_ERROR_RT_PARAM_INVALID,
+                      "virPtrDst %p must be the start of a reservation of at least %zu bytes",
+                      virPtrDst, size);
+    else if (at != src + size)
+        err = RT_FAIL(ACL_ERROR_RT_PARAM_INVALID,
+                      "[%p, +%zu) is not exactly covered by mappings starting at virPtrSrc",
+                      virPtrSrc, size);
+    for (guint i = 0; err == ACL_SUCCESS && i < pieces->len; i++) {
+        RtMap *pc = &g_array_index(pieces, RtMap, i);
+        /* A reference for the duration of the map, dropped once it is mapped. */
+        EmuReqVa rq = { .va = pc->va };
+        EmuRespPhys rr;
+        err = rt_call(EMU_CMD_VMM_RETAIN, &rq, sizeof(rq), &rr, sizeof(rr), NULL);
+        if (err != ACL_SUCCESS)
+            break;
+        RtPhys tmp = { .id = rr.handle, .size = pc->size, .page_size = pc->page_size,
+                       .prop = pc->prop, .refs = 1 };
+        pthread_rwlock_wrlock(&vmm_lock);
+        g_hash_table_add(handles, &tmp);
+        pthread_rwlock_unlock(&vmm_lock);
+        err = map_mem(__func__, (void *)(uintptr_t)(dst + (pc->va - src)), pc->size, 0, &tmp, 0,
+                      true);
+        pthread_rwlock_wrlock(&vmm_lock);
+        g_hash_table_remove(handles, &tmp);
+        pthread_rwlock_unlock(&vmm_lock);
+        EmuReqPhys fq = { .handle = rr.handle };
+        rt_call(EMU_CMD_PHYS_FREE, &fq, sizeof(fq), NULL, 0, NULL);
+    }
+    g_array_free(pieces, TRUE);
+    return err;
+}
+
 /* ---- lookups for the rest of the runtime ---- */
 
 bool rt_vmm_reserved(uint64_t addr)
