@@ -91,6 +91,17 @@ static PageTable *owner_table(Device *d, uint32_t owner)
     return g_hash_table_lookup(d->tables, GUINT_TO_POINTER(owner));
 }
 
+void device_usage(Device *d, uint64_t *seg, uint64_t *seg_peak, uint64_t *phys,
+                  uint64_t *phys_peak)
+{
+    g_mutex_lock(&d->lock);
+    *seg = d->seg_bytes;
+    *seg_peak = d->seg_peak;
+    *phys = d->phys_bytes;
+    *phys_peak = d->phys_peak;
+    g_mutex_unlock(&d->lock);
+}
+
 void device_attach_table(Device *d, uint32_t owner, PageTable *t)
 {
     g_mutex_lock(&d->lock);
@@ -132,6 +143,9 @@ PhysMem *device_phys_alloc(Device *d, uint64_t size, uint64_t page_size)
     }
     g_mutex_lock(&d->lock);
     frames_set(d, &p->pages, p->obj);
+    d->phys_bytes += size;
+    if (d->phys_bytes > d->phys_peak)
+        d->phys_peak = d->phys_bytes;
     g_mutex_unlock(&d->lock);
     return p;
 }
@@ -152,6 +166,7 @@ void device_phys_unref(PhysMem *p)
     bool last = --p->refs == 0;
     if (last) {
         frames_clear(d, &p->pages);
+        d->phys_bytes -= p->size;
         hbm_free(&d->hbm, &p->pages);
     }
     g_mutex_unlock(&d->lock);
@@ -192,6 +207,7 @@ static void segment_destroy(Device *d, Segment *s)
     g_tree_remove(d->segments, EMU_KEY(s->va));
     va_range_release(d->heap, s->va, s->size);
     frames_clear(d, &s->phys);
+    d->seg_bytes -= s->phys.bytes;
     hbm_free(&d->hbm, &s->phys);
     if (s->slices) {
         GList *l = g_hash_table_lookup(d->blocks, GUINT_TO_POINTER(s->owner));
@@ -288,6 +304,9 @@ static Segment *segment_new(Device *d, uint32_t owner, uint64_t size, uint64_t p
     s->phys = phys;
     g_tree_insert(d->segments, EMU_KEY(va), s);
     frames_set(d, &s->phys, obj);
+    d->seg_bytes += size;
+    if (d->seg_bytes > d->seg_peak)
+        d->seg_peak = d->seg_bytes;
     PageTable *t = owner_table(d, owner);
     if (t && !pages_map(d, t, va, &s->phys, PT_RW)) {
         /* The heap hands out each VA once: only a corrupted table gets here. */

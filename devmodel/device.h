@@ -71,6 +71,8 @@ typedef struct Device {
     GHashTable *allocs; /* va -> DevAlloc * */
     GHashTable *blocks; /* owner -> GList of shared small blocks */
     GHashTable *tables; /* owner -> its PageTable for this device */
+    uint64_t seg_bytes, seg_peak;   /* HBM in aclrtMalloc segments, now and at most */
+    uint64_t phys_bytes, phys_peak; /* HBM in aclrtMallocPhysical handles */
 } Device;
 
 /* Physical memory of aclrtMallocPhysical: pages of one size and the memory
@@ -129,6 +131,11 @@ uint64_t device_mem_fits(Device *d, uint64_t page_size);
 /* The HBM address behind `va` if it lies in a segment (of any owner); false
  * otherwise.  Pages of the segment's page size are physically contiguous. */
 bool device_segment_phys(Device *d, uint64_t va, uint64_t *phys);
+
+/* HBM held by aclrtMalloc segments and by physical handles, now and at peak
+ * (every client of the device together). */
+void device_usage(Device *d, uint64_t *seg, uint64_t *seg_peak, uint64_t *phys,
+                  uint64_t *phys_peak);
 
 /* Gives `owner` a page table on this device: from now on its segments are
  * mapped there (read-write) while they live.  Detach before destroying it. */

@@ -386,6 +386,17 @@ static int handle_stream_submit(Session *s, const void *req, uint32_t len, Reply
                                                         : ACL_ERROR_RT_STREAM_TASK_FULL;
 }
 
+static int handle_mem_usage(Session *s, const void *req, uint32_t len, Reply *r)
+{
+    REQ(EmuReqDevice, q);
+    Device *d = session_device(s, q->device);
+    if (!d)
+        return ACL_ERROR_RT_INVALID_DEVICEID;
+    RESP(EmuRespMemUsage, p);
+    device_usage(d, &p->malloc_bytes, &p->malloc_peak, &p->phys_bytes, &p->phys_peak);
+    return ACL_SUCCESS;
+}
+
 /* ---- virtual memory: thin wrappers of the address space (aspace.h) ---- */
 
 static int handle_phys_alloc(Session *s, const void *req, uint32_t len, Reply *r)
@@ -494,6 +505,8 @@ static int dispatch(Session *s, uint32_t cmd, const void *req, uint32_t len, Rep
         return handle_vmm_access(s, req, len);
     case EMU_CMD_VMM_RETAIN:
         return handle_vmm_retain(s, req, len, r);
+    case EMU_CMD_MEM_USAGE:
+        return handle_mem_usage(s, req, len, r);
     case EMU_CMD_HOST_FREE:
         return handle_host_free(s, req, len);
     case EMU_CMD_STREAM_CREATE:

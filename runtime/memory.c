@@ -544,6 +544,39 @@ RT_EXPORT aclError aclrtGetMemInfo(aclrtMemAttr attr, size_t *free, size_t *tota
     return ACL_SUCCESS;
 }
 
+/* The emulated device's HBM users, from its pool: aclrtMalloc memory (which
+ * also backs memory pools) and aclrtMallocPhysical handles, of every process
+ * on the device, largest first. */
+RT_EXPORT aclError aclrtGetMemUsageInfo(int32_t deviceId, aclrtMemUsageInfo *memUsageInfo,
+                                        size_t inputNum, size_t *outputNum)
+{
+    RT_CHECK_INIT();
+    if (!memUsageInfo || !outputNum || inputNum == 0)
+        return RT_FAIL(ACL_ERROR_RT_PARAM_INVALID,
+                       "memUsageInfo and outputNum must not be NULL, inputNum not 0");
+    if (!rt_device_valid(deviceId))
+        return RT_FAIL(ACL_ERROR_RT_INVALID_DEVICEID, "device %d does not exist", deviceId);
+    EmuReqDevice q = { .device = rt_device_phys(deviceId) };
+    EmuRespMemUsage r;
+    aclError err = rt_call(EMU_CMD_MEM_USAGE, &q, sizeof(q), &r, sizeof(r), NULL);
+    if (err != ACL_SUCCESS)
+        return RT_FAIL(err, "cannot query device %d", deviceId);
+    aclrtMemUsageInfo comp[2] = {
+        { .name = "aclrtMalloc", .curMemSize = r.malloc_bytes, .memPeakSize = r.malloc_peak },
+        { .name = "aclrtMallocPhysical", .curMemSize = r.phys_bytes,
+          .memPeakSize = r.phys_peak },
+    };
+    if (comp[1].curMemSize > comp[0].curMemSize) {
+        aclrtMemUsageInfo t = comp[0];
+        comp[0] = comp[1];
+        comp[1] = t;
+    }
+    size_t n = inputNum < G_N_ELEMENTS(comp) ? inputNum : G_N_ELEMENTS(comp);
+    memcpy(memUsageInfo, comp, n * sizeof(comp[0]));
+    *outputNum = n;
+    return ACL_SUCCESS;
+}
+
 RT_EXPORT aclError aclrtPointerGetAttributes(const void *ptr, aclrtPtrAttributes *attributes)
 {
     RT_CHECK_INIT();

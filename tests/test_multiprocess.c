@@ -2030,6 +2030,16 @@ static int child_vmm_allocator(void *unused)
     CTRY(meminfo(&cur));
     CCHECKF(base_free - cur == 64 * CHUNK, "64 chunks cost %" G_GINT64_FORMAT " bytes",
             (gint64)(base_free - cur));
+    /* The pool's usage report sees them as physical handles. */
+    aclrtMemUsageInfo use[4];
+    size_t nuse = 0;
+    CACL(aclrtGetMemUsageInfo(0, use, 4, &nuse));
+    CCHECKF(nuse == 2, "%zu components", nuse);
+    CCHECKF(strcmp(use[0].name, "aclrtMallocPhysical") == 0 && use[0].curMemSize == 64 * CHUNK &&
+                use[0].memPeakSize >= 64 * CHUNK && use[0].curMemSize >= use[1].curMemSize,
+            "usage: %s %" G_GUINT64_FORMAT " (peak %" G_GUINT64_FORMAT "), %s %" G_GUINT64_FORMAT,
+            use[0].name, (guint64)use[0].curMemSize, (guint64)use[0].memPeakSize, use[1].name,
+            (guint64)use[1].curMemSize);
 
     uint8_t *host = malloc(span), *back = malloc(span);
     CCHECK(host && back);

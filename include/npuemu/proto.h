@@ -76,6 +76,7 @@ typedef enum EmuCmd {
     EMU_CMD_VMM_UNMAP,      /* EmuReqVa -> EmuRespPhys (the handle it was mapped to) */
     EMU_CMD_VMM_ACCESS,     /* EmuReqAccess */
     EMU_CMD_VMM_RETAIN,     /* EmuReqVa -> EmuRespPhys (one more reference) */
+    EMU_CMD_MEM_USAGE,      /* EmuReqDevice -> EmuRespMemUsage */
     EMU_CMD_COUNT
 } EmuCmd;
 
@@ -191,6 +192,12 @@ typedef struct EmuRespMemFree {
     uint64_t seg_size;
     uint64_t size;
 } EmuRespMemFree;
+
+/* HBM of a device by user, every client together: now and at peak. */
+typedef struct EmuRespMemUsage {
+    uint64_t malloc_bytes, malloc_peak;   /* aclrtMalloc segments */
+    uint64_t phys_bytes, phys_peak;       /* aclrtMallocPhysical handles */
+} EmuRespMemUsage;
 
 typedef struct EmuReqMemInfo {
     int32_t device;
