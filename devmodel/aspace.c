@@ -266,8 +266,9 @@ int aspace_reserve(AddrSpace *as, uint64_t size, uint64_t align, uint64_t expect
         return ACL_ERROR_RT_PARAM_INVALID;
     uint64_t at = expect;
     if (expect) {
-        if (expect % align || expect < EMU_VA_WINDOW_LO || expect >= EMU_VA_WINDOW_HI ||
-            !va_range_claim(as->space, expect, size))
+        /* On the 2 MiB grain whatever the alignment asked: mappings start there. */
+        if (expect % align || expect % RESERVE_GRAIN || expect < EMU_VA_WINDOW_LO ||
+            expect >= EMU_VA_WINDOW_HI || !va_range_claim(as->space, expect, size))
             return ACL_ERROR_RT_PARAM_INVALID;
     } else if (!va_range_alloc(as->space, size, align, &at)) {
         return ACL_ERROR_RT_MEMORY_ALLOCATION;
