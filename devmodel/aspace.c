@@ -191,9 +191,12 @@ uint8_t *aspace_resolve(AddrSpace *as, int dev, uint64_t va, uint64_t *len, uint
     if (p)
         return p;
     /* Until peer access is modelled, a stream reaches another device's
-     * aclrtMalloc memory through that device's table, as if it were enabled. */
+     * aclrtMalloc memory through that device's table, as if it were enabled.
+     * Only aclrtMalloc memory: a VMM mapping (in the VMM part of a span) is
+     * reached only through the device's own table, as aclrtMemSetAccess set it. */
     int w = emu_va_device(va);
-    if (w < 0 || w == dev || w >= as->ndev)
+    if (w < 0 || w == dev || w >= as->ndev ||
+        (va - EMU_VA_WINDOW_LO) % EMU_VA_DEVICE_SPAN >= EMU_VA_VMM_OFFSET)
         return NULL;
     MemObj *obj = NULL;
     uint64_t left = 0;
