@@ -11,6 +11,10 @@
 #include "acl/acl_base.h"
 
 #define RESERVE_GRAIN HBM_PAGE_HUGE
+/* aclrtReserveMemAddressNoUCMemory's range: only expected addresses, never
+ * handed out on its own. */
+#define NOUC_LO (40ull << 40)
+#define NOUC_HI (224ull << 40)
 
 typedef struct VmmHandle {
     uint64_t id;
@@ -44,6 +48,7 @@ struct AddrSpace {
     Device *const *by_tag;
     PageTable *pt[EMU_MAX_DEVICES];
     VaRange *space;     /* free VA of the VMM parts of the window */
+    VaRange *nouc;      /* free VA of [NOUC_LO, NOUC_HI) */
     GTree *reserves;    /* va -> VmmReserve * */
     GTree *maps;        /* va -> VmmMap * */
     GHashTable *handles; /* id -> VmmHandle * (those with client references) */
@@ -71,6 +76,7 @@ AddrSpace *aspace_new(uint32_t owner, Device *const *by_tag, uint32_t ntags, uin
     as->space = va_range_new(EMU_VA_WINDOW_LO, EMU_VA_WINDOW_HI);
     for (uint64_t span = EMU_VA_WINDOW_LO; span < EMU_VA_WINDOW_HI; span += EMU_VA_DEVICE_SPAN)
         va_range_claim(as->space, span, EMU_VA_VMM_OFFSET);
+    as->nouc = va_range_new(NOUC_LO, NOUC_HI);
     as->reserves = emu_u64_tree_new(g_free);
     as->maps = emu_u64_tree_new(g_free);
     as->handles = g_hash_table_new(g_int64_hash, g_int64_equal);
@@ -132,6 +138,7 @@ void aspace_destroy(AddrSpace *as, unsigned *handles, uint64_t *bytes)
     g_tree_destroy(as->maps);
     g_tree_destroy(as->reserves);
     va_range_destroy(as->space);
+    va_range_destroy(as->nouc);
     g_free(as);
 }
 
@@ -269,9 +276,12 @@ int aspace_reserve(AddrSpace *as, uint64_t size, uint64_t align, uint64_t expect
         return ACL_ERROR_RT_PARAM_INVALID;
     uint64_t at = expect;
     if (expect) {
-        /* On the 2 MiB grain whatever the alignment asked: mappings start there. */
-        if (expect % align || expect % RESERVE_GRAIN || expect < EMU_VA_WINDOW_LO ||
-            expect >= EMU_VA_WINDOW_HI || !va_range_claim(as->space, expect, size))
+        /* Inside the window or the NoUC range, and on the 2 MiB grain whatever
+         * the alignment asked: mappings start there. */
+        bool nouc = expect >= NOUC_LO && expect < NOUC_HI;
+        if (expect % align || expect % RESERVE_GRAIN ||
+            (!nouc && (expect < EMU_VA_WINDOW_LO || expect >= EMU_VA_WINDOW_HI)) ||
+            !va_range_claim(nouc ? as->nouc : as->space, expect, size))
             return ACL_ERROR_RT_PARAM_INVALID;
     } else if (!va_range_alloc(as->space, size, align, &at)) {
         return ACL_ERROR_RT_MEMORY_ALLOCATION;
@@ -288,7 +298,7 @@ int aspace_release(AddrSpace *as, uint64_t va)
     VmmReserve *r = g_tree_lookup(as->reserves, EMU_KEY(va));
     if (!r || r->maps > 0)
         return ACL_ERROR_RT_PARAM_INVALID;
-    va_range_release(as->space, r->va, r->size);
+    va_range_release(r->va >= NOUC_LO ? as->nouc : as->space, r->va, r->size);
     g_tree_remove(as->reserves, EMU_KEY(va));
     return ACL_SUCCESS;
 }
