@@ -297,6 +297,9 @@ static aclError reserve(const char *api, void **virPtr, size_t size, size_t alig
                         void *expectPtr, uint64_t flags, bool nouc)
 {
     RT_CHECK_INIT();
+    /* The reference lists aclrtReserveMemAddressNoUCMemory for Atlas A3 only. */
+    if (nouc && strcmp(g_rt.conn.welcome.profile, "a3") != 0)
+        return rt_unsupported(api);
     if (!virPtr)
         return rt_fail(ACL_ERROR_RT_PARAM_INVALID, api, "virPtr must not be NULL");
     if (size == 0)
