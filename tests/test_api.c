@@ -1459,11 +1459,37 @@ TEST(test_host_with_cfg)
 }
 
 /* aclrtGetMemUsageInfo stays unsupported (see docs/api-notes.tsv). */
-TEST(test_mem_usage_info_unsupported)
+/* Device-wide figures from the pool: an allocation of this process shows in
+ * the aclrtMalloc component (other tests' memory may be there too). */
+TEST(test_mem_usage_info)
 {
     aclrtMemUsageInfo info[4];
     size_t n = 99;
-    EXPECT_ERR(aclrtGetMemUsageInfo(0, info, 4, &n), ACL_ERROR_RT_FEATURE_NOT_SUPPORT);
+    EXPECT_ERR(aclrtGetMemUsageInfo(0, NULL, 4, &n), ACL_ERROR_RT_PARAM_INVALID);
+    EXPECT_ERR(aclrtGetMemUsageInfo(0, info, 4, NULL), ACL_ERROR_RT_PARAM_INVALID);
+    EXPECT_ERR(aclrtGetMemUsageInfo(0, info, 0, &n), ACL_ERROR_RT_PARAM_INVALID);
+    EXPECT_ERR(aclrtGetMemUsageInfo(8, info, 4, &n), ACL_ERROR_RT_INVALID_DEVICEID);
+    EXPECT_ERR(aclrtGetMemUsageInfo(-1, info, 4, &n), ACL_ERROR_RT_INVALID_DEVICEID);
+    EXPECT_OK(aclrtGetMemUsageInfo(0, info, 4, &n));
+    CHECK(n == 2);
+    uint64_t before = 0;
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(info[i].name, "aclrtMalloc") == 0)
+            before = info[i].curMemSize;
+    void *p = NULL;
+    EXPECT_OK(aclrtMalloc(&p, 64 * MiB, ACL_MEM_MALLOC_HUGE_ONLY));
+    EXPECT_OK(aclrtGetMemUsageInfo(0, info, 1, &n));
+    CHECK(n == 1);
+    CHECK(strcmp(info[0].name, "aclrtMalloc") == 0);
+    /* 64 MiB + 32 bytes in huge pages: 33 of them */
+    CHECKF(info[0].curMemSize == before + 66 * MiB, "aclrtMalloc component %" PRIu64
+           " bytes, expected %" PRIu64, (uint64_t)info[0].curMemSize, (uint64_t)(before + 66 * MiB));
+    CHECK(info[0].memPeakSize >= info[0].curMemSize);
+    EXPECT_OK(aclrtFree(p));
+    EXPECT_OK(aclrtGetMemUsageInfo(0, info, 4, &n));
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(info[i].name, "aclrtMalloc") == 0)
+            CHECK(info[i].curMemSize == before);
 }
 
 /* ================================================================== */
@@ -3648,7 +3674,7 @@ int main(void)
         T(test_malloc_free_race), T(test_mem_info_page_sizes), T(test_malloc_with_cfg), T(test_malloc_with_cfg_bad),
         T(test_malloc_for_task_scheduler), T(test_malloc_cfg_no_device),
         T(test_mem_flush_invalidate), T(test_check_mem_type), T(test_host_with_cfg),
-        T(test_mem_usage_info_unsupported), T(test_free_with_dev_sync),
+        T(test_mem_usage_info), T(test_free_with_dev_sync),
         T(test_free_host_with_dev_sync),
     };
     static const TestDef copies[] = {
