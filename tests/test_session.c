@@ -727,6 +727,204 @@ static void test_streams_end_to_end(void)
     CU_ASSERT_TRUE(all_hbm_free(srv));
 }
 
+/*
+ * Virtual memory end to end: a physical handle mapped in a reservation is
+ * device memory for streams of its device (and of a peer once VMM_ACCESS put
+ * it in the peer's table), and the fd of the mapping shows the same bytes.
+ */
+static void test_vmm_end_to_end(void)
+{
+    Client c;
+    CU_ASSERT_TRUE_FATAL(client_open(&c, 1016));
+    /* device 0: the reservation lands in device 0's span, where the peer
+     * (device 1) must still be refused until VMM_ACCESS */
+    const int dev = 0, peer = 1;
+    uint64_t f0, t0;
+    hbm_info(srv, 0, dev, &f0, &t0);
+
+    EmuReqPhysAlloc qa = { .device = dev, .size = 4 * MiB, .page_size = 2 * MiB };
+    EmuRespPhys ph = { 0 };
+    CU_ASSERT_EQUAL_FATAL(call(&c, EMU_CMD_PHYS_ALLOC, &qa, sizeof(qa), &ph, sizeof(ph), NULL),
+                          ACL_SUCCESS);
+    CU_ASSERT_NOT_EQUAL(ph.handle, 0);
+    CU_ASSERT_EQUAL(ph.size, 4 * MiB);
+    CU_ASSERT_EQUAL(ph.device, dev);
+    CU_ASSERT_EQUAL(ph.page_size, 2 * MiB);
+    uint64_t f1, t1;
+    hbm_info(srv, 0, dev, &f1, &t1);
+    CU_ASSERT_EQUAL(f0 - f1, 4 * MiB);
+
+    EmuReqReserve qr = { .size = 8 * MiB, .align = 2 * MiB };
+    EmuRespReserve rr = { 0 };
+    CU_ASSERT_EQUAL_FATAL(call(&c, EMU_CMD_VMM_RESERVE, &qr, sizeof(qr), &rr, sizeof(rr), NULL),
+                          ACL_SUCCESS);
+    CU_ASSERT_EQUAL(rr.va % (2 * MiB), 0);
+    CU_ASSERT_TRUE(rr.va >= EMU_VA_WINDOW_LO && rr.va < EMU_VA_WINDOW_HI);
+    const uint64_t va = rr.va + 2 * MiB;
+
+    EmuReqMap qm = { .va = va, .size = 4 * MiB, .handle = ph.handle, .prot = PT_RW };
+    EmuRespMap rm = { 0 };
+    int fd = -1;
+    CU_ASSERT_EQUAL_FATAL(call(&c, EMU_CMD_VMM_MAP, &qm, sizeof(qm), &rm, sizeof(rm), &fd),
+                          ACL_SUCCESS);
+    CU_ASSERT_EQUAL(rm.reserve_va, rr.va);
+    CU_ASSERT_EQUAL(rm.device, dev);
+    CU_ASSERT_EQUAL(rm.page_size, 2 * MiB);
+    CU_ASSERT_TRUE_FATAL(fd >= 0);
+    CU_ASSERT_EQUAL(fd_size(fd), 4 * MiB);
+    uint8_t *dmap = mmap(NULL, 4 * MiB, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    close(fd);
+    CU_ASSERT_NOT_EQUAL_FATAL(dmap, MAP_FAILED);
+    /* the same handle again at an overlapping address: refused, no fd */
+    qm.va = va + 2 * MiB;
+    CU_ASSERT_EQUAL(call(&c, EMU_CMD_VMM_MAP, &qm, sizeof(qm), &rm, sizeof(rm), NULL),
+                    ACL_ERROR_RT_PARAM_INVALID);
+    CU_ASSERT_TRUE(socket_empty(&c));
+
+    int hfd = -1;
+    CU_ASSERT_EQUAL_FATAL(host_alloc(&c, HOST_BASE, 64 * KiB, &hfd), ACL_SUCCESS);
+    uint8_t *hmap = mmap(NULL, 64 * KiB, PROT_READ | PROT_WRITE, MAP_SHARED, hfd, 0);
+    close(hfd);
+    CU_ASSERT_NOT_EQUAL_FATAL(hmap, MAP_FAILED);
+    for (unsigned i = 0; i < 64 * KiB; i++)
+        hmap[i] = (uint8_t)(i * 7 + 3);
+
+    /* host -> mapping across its 2 MiB page boundary, then mapping -> mapping */
+    uint32_t sid = 0, seq = 0;
+    CU_ASSERT_EQUAL_FATAL(stream_create(&c, dev, &sid), ACL_SUCCESS);
+    const uint64_t at = 2 * MiB - 16 * KiB;
+    CU_ASSERT_EQUAL(submit(&c, sid, (EmuTask){ .type = EMU_TASK_MEMCPY, .dst = va + at,
+                                               .src = HOST_BASE, .size = 64 * KiB }, NULL),
+                    ACL_SUCCESS);
+    CU_ASSERT_EQUAL(submit(&c, sid, (EmuTask){ .type = EMU_TASK_MEMCPY, .dst = va + 3 * MiB,
+                                               .src = va + at, .size = 64 * KiB }, &seq),
+                    ACL_SUCCESS);
+    EmuStreamState *st = stream_state(&c, sid);
+    CU_ASSERT_TRUE_FATAL(wait_done(st, seq));
+    CU_ASSERT_EQUAL(st->error, ACL_SUCCESS);
+    CU_ASSERT_EQUAL(memcmp(dmap + at, hmap, 64 * KiB), 0);
+    CU_ASSERT_EQUAL(memcmp(dmap + 3 * MiB, hmap, 64 * KiB), 0);
+    /* and back to the host */
+    memset(dmap, 0x6b, 4096);
+    CU_ASSERT_EQUAL(submit(&c, sid, (EmuTask){ .type = EMU_TASK_MEMCPY, .dst = HOST_BASE,
+                                               .src = va, .size = 4096 }, &seq), ACL_SUCCESS);
+    CU_ASSERT_TRUE_FATAL(wait_done(st, seq));
+    CU_ASSERT_EQUAL(st->error, ACL_SUCCESS);
+    CU_ASSERT_EQUAL(hmap[0], 0x6b);
+    CU_ASSERT_EQUAL(hmap[4095], 0x6b);
+
+    /* a stream of another device reaches it only after VMM_ACCESS */
+    uint32_t sid0 = 0;
+    CU_ASSERT_EQUAL(emu_va_device(va), dev);
+    CU_ASSERT_EQUAL_FATAL(stream_create(&c, peer, &sid0), ACL_SUCCESS);
+    EmuStreamState *st0 = stream_state(&c, sid0);
+    CU_ASSERT_EQUAL(submit(&c, sid0, (EmuTask){ .type = EMU_TASK_MEMSET, .dst = va,
+                                                .size = 16, .value = 0x11 }, &seq), ACL_SUCCESS);
+    CU_ASSERT_TRUE_FATAL(wait_done(st0, seq));
+    CU_ASSERT_EQUAL(st0->error, ACL_ERROR_RT_SYS_DMA);
+    CU_ASSERT_EQUAL(dmap[0], 0x6b);
+    EmuReqAccess qx = { .va = va, .size = 4 * MiB, .device = peer, .prot = PT_READ };
+    CU_ASSERT_EQUAL(call(&c, EMU_CMD_VMM_ACCESS, &qx, sizeof(qx), NULL, 0, NULL), ACL_SUCCESS);
+    /* read-only for the peer: its writes still fail */
+    CU_ASSERT_EQUAL(submit(&c, sid0, (EmuTask){ .type = EMU_TASK_MEMSET, .dst = va,
+                                                .size = 16, .value = 0x11 }, &seq), ACL_SUCCESS);
+    CU_ASSERT_TRUE_FATAL(wait_done(st0, seq));
+    CU_ASSERT_EQUAL(dmap[0], 0x6b);
+    qx.prot = PT_RW;
+    CU_ASSERT_EQUAL(call(&c, EMU_CMD_VMM_ACCESS, &qx, sizeof(qx), NULL, 0, NULL), ACL_SUCCESS);
+    qx.size = 2 * MiB;
+    CU_ASSERT_EQUAL(call(&c, EMU_CMD_VMM_ACCESS, &qx, sizeof(qx), NULL, 0, NULL),
+                    ACL_ERROR_RT_PARAM_INVALID);
+    CU_ASSERT_EQUAL(submit(&c, sid0, (EmuTask){ .type = EMU_TASK_MEMSET, .dst = va,
+                                                .size = 16, .value = 0x22 }, &seq), ACL_SUCCESS);
+    CU_ASSERT_TRUE_FATAL(wait_done(st0, seq));
+    CU_ASSERT_EQUAL(dmap[0], 0x22);
+    CU_ASSERT_EQUAL(dmap[15], 0x22);
+    CU_ASSERT_EQUAL(dmap[16], 0x6b);
+
+    /* RETAIN: one more reference, which PHYS_FREE drops */
+    EmuReqVa qv = { .va = va };
+    EmuRespPhys rp = { 0 };
+    CU_ASSERT_EQUAL(call(&c, EMU_CMD_VMM_RETAIN, &qv, sizeof(qv), &rp, sizeof(rp), NULL),
+                    ACL_SUCCESS);
+    CU_ASSERT_EQUAL(rp.handle, ph.handle);
+    CU_ASSERT_EQUAL(rp.size, 4 * MiB);
+    CU_ASSERT_EQUAL(rp.device, dev);
+    CU_ASSERT_EQUAL(rp.page_size, 2 * MiB);
+    EmuReqPhys qf = { .handle = ph.handle };
+    CU_ASSERT_EQUAL(call(&c, EMU_CMD_PHYS_FREE, &qf, sizeof(qf), NULL, 0, NULL), ACL_SUCCESS);
+
+    /* the reservation cannot go while mapped */
+    EmuReqVa qrel = { .va = rr.va };
+    CU_ASSERT_EQUAL(call(&c, EMU_CMD_VMM_RELEASE, &qrel, sizeof(qrel), NULL, 0, NULL),
+                    ACL_ERROR_RT_PARAM_INVALID);
+    /* unmap reports the handle; the memory stays while the handle lives */
+    memset(&rp, 0, sizeof(rp));
+    CU_ASSERT_EQUAL(call(&c, EMU_CMD_VMM_UNMAP, &qv, sizeof(qv), &rp, sizeof(rp), NULL),
+                    ACL_SUCCESS);
+    CU_ASSERT_EQUAL(rp.handle, ph.handle);
+    CU_ASSERT_EQUAL(rp.size, 4 * MiB);
+    CU_ASSERT_EQUAL(call(&c, EMU_CMD_VMM_UNMAP, &qv, sizeof(qv), &rp, sizeof(rp), NULL),
+                    ACL_ERROR_RT_PARAM_INVALID);
+    hbm_info(srv, 0, dev, &f1, &t1);
+    CU_ASSERT_EQUAL(f0 - f1, 4 * MiB);
+    /* tasks on the unmapped range fail on the stream */
+    CU_ASSERT_EQUAL(submit(&c, sid, (EmuTask){ .type = EMU_TASK_MEMSET, .dst = va + 100,
+                                               .size = 16, .value = 0x33 }, &seq), ACL_SUCCESS);
+    CU_ASSERT_TRUE_FATAL(wait_done(st, seq));
+    CU_ASSERT_EQUAL(st->error, ACL_ERROR_RT_SYS_DMA);
+    CU_ASSERT_EQUAL(dmap[100], 0x6b);
+
+    CU_ASSERT_EQUAL(call(&c, EMU_CMD_PHYS_FREE, &qf, sizeof(qf), NULL, 0, NULL), ACL_SUCCESS);
+    CU_ASSERT_EQUAL(call(&c, EMU_CMD_PHYS_FREE, &qf, sizeof(qf), NULL, 0, NULL),
+                    ACL_ERROR_RT_PARAM_INVALID);
+    hbm_info(srv, 0, dev, &f1, &t1);
+    CU_ASSERT_EQUAL(f1, f0);
+    CU_ASSERT_EQUAL(call(&c, EMU_CMD_VMM_RELEASE, &qrel, sizeof(qrel), NULL, 0, NULL),
+                    ACL_SUCCESS);
+    CU_ASSERT_EQUAL(call(&c, EMU_CMD_VMM_RELEASE, &qrel, sizeof(qrel), NULL, 0, NULL),
+                    ACL_ERROR_RT_PARAM_INVALID);
+    CU_ASSERT_TRUE(socket_empty(&c));
+
+    CU_ASSERT_EQUAL(stream_destroy(&c, sid, 0), ACL_SUCCESS);
+    CU_ASSERT_EQUAL(stream_destroy(&c, sid0, 0), ACL_SUCCESS);
+    CU_ASSERT_EQUAL(host_free(&c, HOST_BASE), ACL_SUCCESS);
+    munmap(dmap, 4 * MiB);
+    munmap(hmap, 64 * KiB);
+    client_close(&c);
+    CU_ASSERT_TRUE(all_hbm_free(srv));
+}
+
+/* Reclaiming a session gives back the HBM of its handles, mapped or not. */
+static void test_vmm_reclaim(void)
+{
+    Client c;
+    CU_ASSERT_TRUE_FATAL(client_open(&c, 1017));
+    EmuReqPhysAlloc qa = { .device = 0, .size = 6 * MiB, .page_size = 4 * KiB };
+    EmuRespPhys a = { 0 }, b = { 0 };
+    CU_ASSERT_EQUAL_FATAL(call(&c, EMU_CMD_PHYS_ALLOC, &qa, sizeof(qa), &a, sizeof(a), NULL),
+                          ACL_SUCCESS);
+    qa.device = 1;
+    qa.page_size = 2 * MiB;
+    CU_ASSERT_EQUAL_FATAL(call(&c, EMU_CMD_PHYS_ALLOC, &qa, sizeof(qa), &b, sizeof(b), NULL),
+                          ACL_SUCCESS);
+    EmuReqReserve qr = { .size = 6 * MiB, .align = 2 * MiB };
+    EmuRespReserve rr = { 0 };
+    CU_ASSERT_EQUAL_FATAL(call(&c, EMU_CMD_VMM_RESERVE, &qr, sizeof(qr), &rr, sizeof(rr), NULL),
+                          ACL_SUCCESS);
+    EmuReqMap qm = { .va = rr.va, .size = 6 * MiB, .handle = a.handle, .prot = 0 };
+    EmuRespMap rm;
+    CU_ASSERT_EQUAL(call(&c, EMU_CMD_VMM_MAP, &qm, sizeof(qm), &rm, sizeof(rm), NULL),
+                    ACL_SUCCESS);
+    uint64_t f, t;
+    hbm_info(srv, 0, 0, &f, &t);
+    CU_ASSERT_EQUAL(t - f, 6 * MiB);
+    hbm_info(srv, 0, 1, &f, &t);
+    CU_ASSERT_EQUAL(t - f, 6 * MiB);
+    client_close(&c);
+    CU_ASSERT_TRUE(all_hbm_free(srv));
+}
+
 typedef struct CmdLen {
     uint32_t cmd;
     uint32_t len;
@@ -744,6 +942,16 @@ static const CmdLen cmd_lens[] = {
     { EMU_CMD_STREAM_CREATE, sizeof(EmuReqStreamCreate) },
     { EMU_CMD_STREAM_DESTROY, sizeof(EmuReqStreamDestroy) },
     { EMU_CMD_STREAM_SUBMIT, sizeof(EmuReqSubmit) },
+    { EMU_CMD_HOST_ALIAS, sizeof(EmuReqHostAlias) },
+    { EMU_CMD_PHYS_ALLOC, sizeof(EmuReqPhysAlloc) },
+    { EMU_CMD_PHYS_FREE, sizeof(EmuReqPhys) },
+    { EMU_CMD_VMM_RESERVE, sizeof(EmuReqReserve) },
+    { EMU_CMD_VMM_RELEASE, sizeof(EmuReqVa) },
+    { EMU_CMD_VMM_MAP, sizeof(EmuReqMap) },
+    { EMU_CMD_VMM_UNMAP, sizeof(EmuReqVa) },
+    { EMU_CMD_VMM_ACCESS, sizeof(EmuReqAccess) },
+    { EMU_CMD_VMM_RETAIN, sizeof(EmuReqVa) },
+    { EMU_CMD_MEM_USAGE, sizeof(EmuReqDevice) },
 };
 #define NCMDLEN (sizeof(cmd_lens) / sizeof(cmd_lens[0]))
 
@@ -1049,6 +1257,9 @@ static uint64_t rnd_below(uint64_t n)
 #define FZ_MAX_ALLOCS  256
 #define FZ_MAX_HOSTS   64
 #define FZ_MAX_STREAMS 48
+#define FZ_MAX_PHYS    24
+#define FZ_MAX_RES     16
+#define FZ_MAX_MAPS    24
 
 typedef struct FzAlloc {
     uint64_t va, size;
@@ -1065,6 +1276,22 @@ typedef struct FzStream {
     bool has_last;
 } FzStream;
 
+/* A physical handle with the client references the fuzz holds on it. */
+typedef struct FzPhys {
+    uint64_t handle, size;
+    int dev;
+    unsigned refs;
+} FzPhys;
+
+typedef struct FzRes {
+    uint64_t va, size;
+} FzRes;
+
+typedef struct FzMap {
+    uint64_t va, size, handle;
+    int dev;
+} FzMap;
+
 typedef struct Fuzz {
     Client c;
     FzAlloc allocs[FZ_MAX_ALLOCS];
@@ -1073,6 +1300,12 @@ typedef struct Fuzz {
     unsigned nhosts;
     FzStream streams[FZ_MAX_STREAMS];
     unsigned nstreams;
+    FzPhys phys[FZ_MAX_PHYS];
+    unsigned nphys;
+    FzRes res[FZ_MAX_RES];
+    unsigned nres;
+    FzMap maps[FZ_MAX_MAPS];
+    unsigned nmaps;
     unsigned by_status[8];
     unsigned ok_by_cmd[EMU_CMD_COUNT + 4];
     unsigned bad_status, bad_resp_len, bad_fd;
@@ -1103,6 +1336,11 @@ static uint64_t fz_size(void)
 static uint64_t fz_addr(Fuzz *f, uint64_t len)
 {
     uint64_t r = rnd_below(10);
+    if (r == 4 && f->nmaps) {
+        FzMap *m = &f->maps[rnd_below(f->nmaps)];
+        uint64_t room = m->size > len ? m->size - len : 0;
+        return m->va + (rnd_below(4) ? rnd_below(room + 1) : rnd_below(m->size + 64));
+    }
     if (r < 5 && f->nallocs) {
         FzAlloc *a = &f->allocs[rnd_below(f->nallocs)];
         uint64_t room = a->size > len ? a->size - len : 0;
@@ -1116,6 +1354,33 @@ static uint64_t fz_addr(Fuzz *f, uint64_t len)
     if (r == 8)
         return EMU_VA_WINDOW_LO + rnd_below(EMU_VA_WINDOW_HI - EMU_VA_WINDOW_LO);
     return rnd();
+}
+
+/* The start of the VMM part of a random device's span (proto.h). */
+static uint64_t fz_vmm_base(void)
+{
+    return EMU_VA_WINDOW_LO + rnd_below((uint64_t)ndev + 1) * EMU_VA_DEVICE_SPAN +
+           EMU_VA_VMM_OFFSET;
+}
+
+static uint64_t fz_handle(Fuzz *f)
+{
+    if (f->nphys && rnd_below(8))
+        return f->phys[rnd_below(f->nphys)].handle;
+    if (f->nmaps && rnd_below(2))
+        return f->maps[rnd_below(f->nmaps)].handle; /* maybe freed already */
+    return rnd_below(2) ? rnd() : rnd_below(4);
+}
+
+/* A VA that usually starts a mapping, else a reservation, else anything. */
+static uint64_t fz_vmm_va(Fuzz *f)
+{
+    uint64_t r = rnd_below(16);
+    if (r < 11 && f->nmaps)
+        return f->maps[rnd_below(f->nmaps)].va;
+    if (r < 14 && f->nres)
+        return f->res[rnd_below(f->nres)].va + rnd_below(4) * 2 * MiB;
+    return r == 14 ? fz_vmm_base() + rnd_below(64) * 2 * MiB : fz_addr(f, 1);
 }
 
 static uint32_t fz_stream(Fuzz *f)
@@ -1137,13 +1402,20 @@ static uint32_t fz_valid(Fuzz *f, uint8_t *req, uint32_t *len)
         cmd = EMU_CMD_MEM_FREE;
     if (cmd == EMU_CMD_HOST_ALLOC && f->nhosts >= FZ_MAX_HOSTS)
         cmd = EMU_CMD_HOST_FREE;
+    if (cmd == EMU_CMD_PHYS_ALLOC && f->nphys >= FZ_MAX_PHYS)
+        cmd = EMU_CMD_PHYS_FREE;
+    if (cmd == EMU_CMD_VMM_RESERVE && f->nres >= FZ_MAX_RES)
+        cmd = EMU_CMD_VMM_RELEASE;
+    if (cmd == EMU_CMD_VMM_MAP && f->nmaps >= FZ_MAX_MAPS)
+        cmd = EMU_CMD_VMM_UNMAP;
     switch (cmd) {
     case EMU_CMD_NOP:
         *len = (uint32_t)rnd_below(EMU_SLOT_PAYLOAD + 1);
         break;
     case EMU_CMD_DEVICE_OPEN:
     case EMU_CMD_DEVICE_CLOSE:
-    case EMU_CMD_DEVICE_SYNC: {
+    case EMU_CMD_DEVICE_SYNC:
+    case EMU_CMD_MEM_USAGE: {
         EmuReqDevice q = { .device = fz_device(), .force = (uint32_t)rnd_below(3) };
         memcpy(req, &q, sizeof(q));
         *len = sizeof(q);
@@ -1158,6 +1430,11 @@ static uint32_t fz_valid(Fuzz *f, uint8_t *req, uint32_t *len)
         }
         q.flags = rnd_below(8) ? (uint32_t)rnd_below(2) : (uint32_t)rnd();
         q.pad = (uint32_t)rnd();
+        /* Segments cost page-table and frame entries per page: gigabytes of
+         * 4 KiB pages that fit the device are kept rare to keep the run short. */
+        if (device_policy_page(q.policy, q.size) == HBM_PAGE_NORMAL && q.size > 64 * MiB &&
+            q.size <= srv->profile->hbm_bytes && rnd_below(16))
+            q.size = 1 + rnd_below(64 * MiB);
         memcpy(req, &q, sizeof(q));
         *len = sizeof(q);
         break;
@@ -1238,6 +1515,97 @@ static uint32_t fz_valid(Fuzz *f, uint8_t *req, uint32_t *len)
         *len = sizeof(q);
         break;
     }
+    case EMU_CMD_PHYS_ALLOC: {
+        /* small handles (a few 2 MiB) on 2 MiB or 4 KiB pages, now and then a
+         * 1 GiB page or nonsense */
+        EmuReqPhysAlloc q = { .device = fz_device(), .mem_attr = (uint32_t)rnd() };
+        uint64_t r = rnd_below(64);
+        if (r < 56) {
+            q.size = (1 + rnd_below(4)) * 2 * MiB;
+            q.page_size = rnd_below(3) ? 2 * MiB : 4 * KiB;
+        } else if (r < 57) {
+            q.size = GiB;
+            q.page_size = GiB;
+        } else {
+            const uint64_t pages[] = { 0, 1, 4 * KiB, 2 * MiB, GiB, 8 * KiB, 3 * MiB };
+            const uint64_t sizes[] = { 0, 4 * KiB, 3 * MiB, 2 * MiB + 4 * KiB, 256 * GiB,
+                                       1ull << 63, UINT64_MAX & ~(2 * MiB - 1) };
+            q.page_size = rnd_below(4) ? pages[rnd_below(7)] : rnd();
+            q.size = rnd_below(4) ? sizes[rnd_below(7)] : fz_size();
+        }
+        memcpy(req, &q, sizeof(q));
+        *len = sizeof(q);
+        break;
+    }
+    case EMU_CMD_PHYS_FREE: {
+        EmuReqPhys q = { .handle = fz_handle(f) };
+        memcpy(req, &q, sizeof(q));
+        *len = sizeof(q);
+        break;
+    }
+    case EMU_CMD_VMM_RESERVE: {
+        EmuReqReserve q = { .size = (1 + rnd_below(8)) * 2 * MiB, .align = 2 * MiB << rnd_below(3) };
+        uint64_t r = rnd_below(16);
+        if (r < 10) {
+            q.expect = 0;
+        } else if (r < 13) {
+            q.expect = fz_vmm_base() + rnd_below(256) * 2 * MiB; /* maybe taken */
+        } else if (r < 14) {
+            q.expect = fz_addr(f, 1);
+        } else {
+            q.size = rnd_below(2) ? fz_size() : q.size;
+            q.align = rnd_below(2) ? rnd() : 1ull << rnd_below(64);
+            q.expect = rnd_below(2) ? 0 : fz_vmm_base() + rnd_below(1 << 20) * 4 * KiB;
+        }
+        memcpy(req, &q, sizeof(q));
+        *len = sizeof(q);
+        break;
+    }
+    case EMU_CMD_VMM_RELEASE:
+    case EMU_CMD_VMM_UNMAP:
+    case EMU_CMD_VMM_RETAIN: {
+        EmuReqVa q = { .va = fz_vmm_va(f) };
+        if (cmd == EMU_CMD_VMM_RELEASE && f->nres && rnd_below(2))
+            q.va = f->res[rnd_below(f->nres)].va;
+        memcpy(req, &q, sizeof(q));
+        *len = sizeof(q);
+        break;
+    }
+    case EMU_CMD_VMM_MAP: {
+        EmuReqMap q = { .handle = fz_handle(f), .prot = PT_RW, .pad = (uint32_t)rnd() };
+        q.size = 2 * MiB * (1 + rnd_below(4));
+        for (unsigned i = 0; i < f->nphys; i++)
+            if (f->phys[i].handle == q.handle)
+                q.size = f->phys[i].size;
+        if (f->nres && rnd_below(8)) {
+            FzRes *r = &f->res[rnd_below(f->nres)];
+            uint64_t room = r->size > q.size ? (r->size - q.size) / (2 * MiB) : 0;
+            q.va = r->va + rnd_below(room + 1) * 2 * MiB;
+        } else {
+            q.va = fz_vmm_va(f);
+        }
+        switch (rnd_below(16)) {
+        case 0: q.prot = 0; break;
+        case 1: q.prot = (uint32_t)rnd_below(8); break;
+        case 2: q.size = fz_size(); break;
+        case 3: q.va += 4 * KiB * rnd_below(512); break;
+        default: break;
+        }
+        memcpy(req, &q, sizeof(q));
+        *len = sizeof(q);
+        break;
+    }
+    case EMU_CMD_VMM_ACCESS: {
+        EmuReqAccess q = { .va = fz_vmm_va(f), .device = fz_device(),
+                           .prot = rnd_below(8) ? (uint32_t)rnd_below(4) : (uint32_t)rnd() };
+        q.size = 2 * MiB * (1 + rnd_below(4));
+        for (unsigned i = 0; i < f->nmaps; i++)
+            if (f->maps[i].va == q.va && rnd_below(8))
+                q.size = f->maps[i].size;
+        memcpy(req, &q, sizeof(q));
+        *len = sizeof(q);
+        break;
+    }
     default: {
         /* Every other command: 8-byte words that are often addresses the
          * session knows, small numbers or sizes, at a size that is often right. */
@@ -1268,6 +1636,12 @@ static uint32_t expected_resp_len(uint32_t cmd)
     case EMU_CMD_MEM_INFO: return sizeof(EmuRespMemInfo);
     case EMU_CMD_STREAM_CREATE: return sizeof(EmuRespStreamCreate);
     case EMU_CMD_STREAM_SUBMIT: return sizeof(EmuRespSubmit);
+    case EMU_CMD_PHYS_ALLOC: return sizeof(EmuRespPhys);
+    case EMU_CMD_VMM_RESERVE: return sizeof(EmuRespReserve);
+    case EMU_CMD_VMM_MAP: return sizeof(EmuRespMap);
+    case EMU_CMD_VMM_UNMAP: return sizeof(EmuRespPhys);
+    case EMU_CMD_VMM_RETAIN: return sizeof(EmuRespPhys);
+    case EMU_CMD_MEM_USAGE: return sizeof(EmuRespMemUsage);
     default: return 0;
     }
 }
@@ -1285,10 +1659,119 @@ static int status_index(int st)
     }
 }
 
+static FzPhys *fz_phys_of(Fuzz *f, uint64_t handle)
+{
+    for (unsigned i = 0; i < f->nphys; i++)
+        if (f->phys[i].handle == handle)
+            return &f->phys[i];
+    return NULL;
+}
+
+/* Direct calls for what the model has no room for (garbage that succeeded). */
+static void fz_undo(Fuzz *f, uint32_t cmd, uint64_t arg)
+{
+    EmuReqPhys qp = { .handle = arg };
+    EmuReqVa qv = { .va = arg };
+    EmuRespPhys rp;
+    switch (cmd) {
+    case EMU_CMD_PHYS_FREE:
+        CU_ASSERT_EQUAL(call(&f->c, cmd, &qp, sizeof(qp), NULL, 0, NULL), ACL_SUCCESS);
+        break;
+    case EMU_CMD_VMM_UNMAP:
+        CU_ASSERT_EQUAL(call(&f->c, cmd, &qv, sizeof(qv), &rp, sizeof(rp), NULL), ACL_SUCCESS);
+        break;
+    default:
+        CU_ASSERT_EQUAL(call(&f->c, cmd, &qv, sizeof(qv), NULL, 0, NULL), ACL_SUCCESS);
+        break;
+    }
+}
+
 /* Keeps the model of what the session owns in step with a successful reply. */
 static void fz_track(Fuzz *f, uint32_t cmd, const uint8_t *req, const EmuSlot *slot)
 {
     switch (cmd) {
+    case EMU_CMD_PHYS_ALLOC: {
+        EmuReqPhysAlloc q;
+        EmuRespPhys r;
+        memcpy(&q, req, sizeof(q));
+        memcpy(&r, slot->resp, sizeof(r));
+        CU_ASSERT_NOT_EQUAL(r.handle, 0);
+        CU_ASSERT_EQUAL(r.size, q.size);
+        CU_ASSERT_EQUAL(r.device, q.device);
+        if (f->nphys < FZ_MAX_PHYS && !fz_phys_of(f, r.handle))
+            f->phys[f->nphys++] = (FzPhys){ r.handle, r.size, r.device, 1 };
+        else
+            fz_undo(f, EMU_CMD_PHYS_FREE, r.handle);
+        break;
+    }
+    case EMU_CMD_PHYS_FREE: {
+        EmuReqPhys q;
+        memcpy(&q, req, sizeof(q));
+        FzPhys *p = fz_phys_of(f, q.handle);
+        CU_ASSERT_PTR_NOT_NULL(p);  /* the session knows no other handles */
+        if (p && --p->refs == 0)
+            *p = f->phys[--f->nphys];
+        break;
+    }
+    case EMU_CMD_VMM_RETAIN: {
+        EmuRespPhys r;
+        memcpy(&r, slot->resp, sizeof(r));
+        FzPhys *p = fz_phys_of(f, r.handle);
+        if (p)
+            p->refs++;
+        else if (f->nphys < FZ_MAX_PHYS)
+            f->phys[f->nphys++] = (FzPhys){ r.handle, r.size, r.device, 1 };
+        else
+            fz_undo(f, EMU_CMD_PHYS_FREE, r.handle);
+        break;
+    }
+    case EMU_CMD_VMM_RESERVE: {
+        EmuReqReserve q;
+        EmuRespReserve r;
+        memcpy(&q, req, sizeof(q));
+        memcpy(&r, slot->resp, sizeof(r));
+        CU_ASSERT_EQUAL(r.va % (2 * MiB), 0);
+        if (f->nres < FZ_MAX_RES)
+            f->res[f->nres++] = (FzRes){ r.va, q.size };
+        else
+            fz_undo(f, EMU_CMD_VMM_RELEASE, r.va);
+        break;
+    }
+    case EMU_CMD_VMM_RELEASE: {
+        EmuReqVa q;
+        memcpy(&q, req, sizeof(q));
+        for (unsigned i = 0; i < f->nres; i++)
+            if (f->res[i].va == q.va) {
+                f->res[i] = f->res[--f->nres];
+                break;
+            }
+        break;
+    }
+    case EMU_CMD_VMM_MAP: {
+        EmuReqMap q;
+        EmuRespMap r;
+        memcpy(&q, req, sizeof(q));
+        memcpy(&r, slot->resp, sizeof(r));
+        if (f->nmaps < FZ_MAX_MAPS)
+            f->maps[f->nmaps++] = (FzMap){ q.va, q.size, q.handle, r.device };
+        else
+            fz_undo(f, EMU_CMD_VMM_UNMAP, q.va);
+        break;
+    }
+    case EMU_CMD_VMM_UNMAP: {
+        EmuReqVa q;
+        EmuRespPhys r;
+        memcpy(&q, req, sizeof(q));
+        memcpy(&r, slot->resp, sizeof(r));
+        for (unsigned i = 0; i < f->nmaps; i++)
+            if (f->maps[i].va == q.va) {
+                CU_ASSERT_EQUAL(r.handle, f->maps[i].handle);
+                CU_ASSERT_EQUAL(r.size, f->maps[i].size);
+                f->maps[i] = f->maps[--f->nmaps];
+                break;
+            }
+        break;
+    }
     case EMU_CMD_MEM_ALLOC: {
         EmuReqMemAlloc q;
         EmuRespMemAlloc r;
@@ -1446,7 +1929,7 @@ static void test_fuzz(void)
             EmuRespMemAlloc r;
             memcpy(&r, slot->resp, sizeof(r));
             want_fd = r.new_seg != 0;
-        } else if (ok && cmd == EMU_CMD_HOST_ALLOC) {
+        } else if (ok && (cmd == EMU_CMD_HOST_ALLOC || cmd == EMU_CMD_VMM_MAP)) {
             want_fd = true;
         }
         if (want_fd != (slot->fd_tag != 0)) {
@@ -1482,10 +1965,11 @@ static void test_fuzz(void)
     }
     fprintf(stderr, "\n    fuzz: %u requests in %.1f s: ok %u, PARAM_INVALID %u, "
             "INVALID_DEVICEID %u, MEMORY_ALLOCATION %u, NO_STREAM %u, RESOURCE_ALLOC %u; "
-            "%u fds; live %u allocs, %u host bufs, %u streams\n    ok by cmd:",
+            "%u fds; live %u allocs, %u host bufs, %u streams, %u handles, %u reservations, "
+            "%u mappings\n    ok by cmd:",
             N, (double)(t1 - t0) / 1e6, f->by_status[0], f->by_status[1], f->by_status[2],
             f->by_status[3], f->by_status[4], f->by_status[5], f->c.fds_received, f->nallocs,
-            f->nhosts, f->nstreams);
+            f->nhosts, f->nstreams, f->nphys, f->nres, f->nmaps);
     for (uint32_t cmd = 1; cmd < EMU_CMD_COUNT; cmd++)
         fprintf(stderr, " %u", f->ok_by_cmd[cmd]);
     fprintf(stderr, "\n");
@@ -1595,6 +2079,8 @@ int main(void)
         !CU_add_test(s, "HOST_ALLOC rejects a range containing a buffer",
                      test_host_alloc_rejects_containing_range) ||
         !CU_add_test(s, "streams end to end", test_streams_end_to_end) ||
+        !CU_add_test(s, "virtual memory end to end", test_vmm_end_to_end) ||
+        !CU_add_test(s, "reclaim returns physical handles", test_vmm_reclaim) ||
         !CU_add_test(s, "wrong req_len", test_wrong_req_len) ||
         !CU_add_test(s, "unknown cmd, oversized req_len", test_unknown_cmd_and_oversized) ||
         !CU_add_test(s, "device out of range", test_bad_device) ||
