@@ -84,6 +84,11 @@ static uint8_t *session_resolve(void *opaque, int device, uint64_t addr, uint64_
         p = h->obj->map + (addr - h->addr);
     }
     g_mutex_unlock(&s->lock);
+    /* Not host memory: perhaps a NoUC reservation, which lies outside the
+     * window (its part below 128 TiB is claimed in the client, so no pinned
+     * buffer can overlap it). */
+    if (!h && s->as)
+        p = aspace_resolve(s->as, device, addr, len, access, ref);
     return p;
 }
 

@@ -93,28 +93,42 @@ static void *range_at(GTree *t, uint64_t addr)
 
 /* ---- properties and granularity ---- */
 
-/* Page size of a device memAttr (0: not device memory).  The HBM_MEM_NORMAL
- * attribute is served in huge pages, as the reference says. */
+/* Page size of a device memAttr the reference lists for aclrtMallocPhysical
+ * (0: not one of them; the HBM_MEM_P2P attributes are not listed).  The
+ * HBM_MEM_NORMAL attribute is served in huge pages, as the reference says. */
 static uint64_t attr_page(aclrtMemAttr a)
 {
     switch (a) {
     case ACL_MEM_NORMAL:
     case ACL_MEM_P2P_NORMAL:
-    case ACL_HBM_MEM_P2P_NORMAL:
         return 4 * KiB;
     case ACL_HBM_MEM_NORMAL:
     case ACL_HBM_MEM_HUGE:
-    case ACL_HBM_MEM_P2P_HUGE:
     case ACL_MEM_HUGE:
     case ACL_MEM_P2P_HUGE:
         return 2 * MiB;
     case ACL_HBM_MEM_HUGE1G:
-    case ACL_HBM_MEM_P2P_HUGE1G:
     case ACL_MEM_HUGE1G:
     case ACL_MEM_P2P_HUGE1G:
         return GiB;
     default:
         return 0;
+    }
+}
+
+/* The granularity query also answers for the HBM P2P attributes, which name a
+ * page size even though aclrtMallocPhysical does not take them. */
+static uint64_t attr_page_any(aclrtMemAttr a)
+{
+    switch (a) {
+    case ACL_HBM_MEM_P2P_NORMAL:
+        return 4 * KiB;
+    case ACL_HBM_MEM_P2P_HUGE:
+        return 2 * MiB;
+    case ACL_HBM_MEM_P2P_HUGE1G:
+        return GiB;
+    default:
+        return attr_page(a);
     }
 }
 
@@ -126,8 +140,8 @@ static bool attr_is_host(aclrtMemAttr a)
 
 /* Checks a property block; on success *page is the page size and *gran the
  * minimum granularity (a mapping is at least 2 MiB of VA). */
-static aclError check_prop(const char *api, const aclrtPhysicalMemProp *prop, uint64_t *page,
-                           uint64_t *gran)
+static aclError check_prop(const char *api, const aclrtPhysicalMemProp *prop, bool alloc,
+                           uint64_t *page, uint64_t *gran)
 {
     if (!prop)
         return rt_fail(ACL_ERROR_RT_PARAM_INVALID, api, "prop must not be NULL");
@@ -159,7 +173,11 @@ static aclError check_prop(const char *api, const aclrtPhysicalMemProp *prop, ui
     if (!rt_device_valid((int32_t)prop->location.id))
         return rt_fail(ACL_ERROR_RT_INVALID_DEVICEID, api, "prop->location.id %u is not a device",
                        prop->location.id);
-    *page = attr_page(prop->memAttr);
+    /* "Only some A3 interconnects support it"; Atlas A2 does not. */
+    if (alloc && prop->memAttr == ACL_MEM_P2P_HUGE1G &&
+        strcmp(g_rt.conn.welcome.profile, "a3") != 0)
+        return rt_unsupported(api);
+    *page = alloc ? attr_page(prop->memAttr) : attr_page_any(prop->memAttr);
     if (!*page)
         return rt_fail(ACL_ERROR_RT_PARAM_INVALID, api,
                        "prop->memAttr %d is not device memory of one page size",
@@ -180,7 +198,7 @@ RT_EXPORT aclError aclrtMemGetAllocationGranularity(aclrtPhysicalMemProp *prop,
         return RT_FAIL(ACL_ERROR_RT_PARAM_INVALID, "option %d is not a granularity option",
                        (int)option);
     uint64_t page, gran;
-    aclError err = check_prop(__func__, prop, &page, &gran);
+    aclError err = check_prop(__func__, prop, false, &page, &gran);
     if (err != ACL_SUCCESS)
         return err;
     *granularity = gran;
@@ -215,7 +233,7 @@ RT_EXPORT aclError aclrtMallocPhysical(aclrtDrvMemHandle *handle, size_t size,
     if (!handle)
         return RT_FAIL(ACL_ERROR_RT_PARAM_INVALID, "handle must not be NULL");
     uint64_t page, gran;
-    aclError err = check_prop(__func__, prop, &page, &gran);
+    aclError err = check_prop(__func__, prop, true, &page, &gran);
     if (err != ACL_SUCCESS)
         return err;
     if (flags != 0)
