@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "acl/acl.h"
+#include "harness.h"
 
 bool g_in_child;
 int g_child_fails;
@@ -116,4 +117,23 @@ bool all_bytes(const void *buf, size_t n, uint8_t v)
         if (p[i] != v)
             return false;
     return true;
+}
+
+int child_trampoline(void *body)
+{
+    const ChildBody *b = body;
+    g_in_child = true;
+    g_child_fails = 0;
+    b->fn();
+    fflush(NULL);
+    return g_child_fails > 100 ? 100 : g_child_fails;
+}
+
+int run_checked_child(void (*fn)(void), int *pid)
+{
+    ChildBody b = { fn };
+    pid_t p = child_run(child_trampoline, &b);
+    if (pid)
+        *pid = (int)p;
+    return p > 0 ? child_wait(p) : -1;
 }

@@ -37,6 +37,32 @@ void drain_errors(void);
     expect_err_impl((expr), (want), #expr, __FILE__, __LINE__, __func__)
 #define EXPECT_OK(expr) expect_ok_impl((expr), #expr, __FILE__, __LINE__, __func__)
 
+/* For child_run (harness.h): runs b->fn() as a child whose checks are counted;
+ * the child's exit status is its failure count (at most 100). */
+typedef struct ChildBody {
+    void (*fn)(void);
+} ChildBody;
+int child_trampoline(void *body);
+
+/* Runs fn() in a forked child (child_trampoline) and waits for it; returns its
+ * exit status (its failure count, or 128 + signal), and its pid in *pid. */
+int run_checked_child(void (*fn)(void), int *pid);
+
+/* Declares a CUnit test that runs only while alive() (the emulator lives) and
+ * leaves no last error behind. */
+#define EMU_TEST(name, alive)                                    \
+    static void name##_body(void);                               \
+    static void name(void)                                       \
+    {                                                            \
+        if (!(alive)()) {                                        \
+            CU_FAIL("npu-emu died earlier: test not run");       \
+            return;                                              \
+        }                                                        \
+        name##_body();                                           \
+        drain_errors();                                          \
+    }                                                            \
+    static void name##_body(void)
+
 /* A reproducible byte pattern, its FNV-1a checksum, and a fill check. */
 void fill_pattern(void *buf, size_t n, uint32_t seed);
 uint64_t checksum(const void *buf, size_t n);

@@ -139,3 +139,36 @@ char *child_collect(int fd)
     close(fd);
     return g_string_free(s, FALSE);
 }
+
+typedef struct LogWait {
+    const TestEmu *emu;
+    const char *needle;
+    char *line;
+} LogWait;
+
+static bool log_has(void *arg)
+{
+    LogWait *w = arg;
+    char *log = emu_log_text(w->emu);
+    char *at = log ? strstr(log, w->needle) : NULL;
+    if (at) {
+        char *end = strchr(at, '\n');
+        w->line = g_strndup(at, end ? (size_t)(end - at) : strlen(at));
+    }
+    g_free(log);
+    return at != NULL;
+}
+
+char *emu_gone_line(const TestEmu *e, pid_t pid)
+{
+    char *needle = g_strdup_printf("client pid %d gone", (int)pid);
+    LogWait w = { e, needle, NULL };
+    wait_until(log_has, &w, 10000);
+    g_free(needle);
+    return w.line;
+}
+
+bool emu_running(const TestEmu *e)
+{
+    return e->pid > 0 && waitpid(e->pid, NULL, WNOHANG) == 0;
+}

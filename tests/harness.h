@@ -25,6 +25,8 @@ typedef struct TestEmu {
 /* Starts npu-emu with `profile` ("a2"/"a3") and extra argv entries (NULL-terminated,
  * may be NULL). Exports NPU_EMU_SOCKET. */
 bool emu_start(TestEmu *e, const char *profile, const char *const *extra);
+/* True while the emulator process lives. */
+bool emu_running(const TestEmu *e);
 /* SIGTERM, wait, remove the directory. */
 void emu_stop(TestEmu *e);
 /* Whole operator log so far (g_free it). */
@@ -37,6 +39,10 @@ int child_wait(pid_t pid);
 /* As child_run, but the child's stderr goes to a pipe; child_collect reads it all. */
 pid_t child_run_stderr(int (*fn)(void *), void *arg, int *err_fd);
 char *child_collect(int fd);
+
+/* The emulator's log line about client `pid` going away, once it is logged
+ * (within 10 s); NULL if it never is.  g_free it. */
+char *emu_gone_line(const TestEmu *e, pid_t pid);
 
 /* Polls until cond(arg) is true or timeout_ms passes; returns the last result. */
 bool wait_until(bool (*cond)(void *), void *arg, int timeout_ms);

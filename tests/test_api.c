@@ -164,26 +164,9 @@ static void run_thread(void *(*fn)(void *), void *arg)
 }
 
 /* Runs body() in a forked child; the child's exit status is its failure count. */
-typedef struct ChildBody {
-    void (*fn)(void);
-} ChildBody;
-
-static int child_trampoline(void *arg)
-{
-    const ChildBody *b = arg;
-    g_in_child = true;
-    g_child_fails = 0;
-    b->fn();
-    fflush(NULL);
-    return g_child_fails > 100 ? 100 : g_child_fails;
-}
-
 static void run_child(void (*fn)(void), const char *name)
 {
-    ChildBody b = { fn };
-    pid_t pid = child_run(child_trampoline, &b);
-    CU_ASSERT_FATAL(pid > 0);
-    int st = child_wait(pid);
+    int st = run_checked_child(fn, NULL);
     CHECKF(st == 0, "child '%s' ended with status %d (1..100: failed checks, printed above; "
                     ">128: killed by signal %d)", name, st, st > 128 ? st - 128 : 0);
 }

@@ -50,21 +50,10 @@ static aclrtStream g_stream;
 
 static bool emu_alive(void)
 {
-    return g_emu.pid > 0 && waitpid(g_emu.pid, NULL, WNOHANG) == 0;
+    return emu_running(&g_emu);
 }
 
-#define TEST(name)                                               \
-    static void name##_body(void);                               \
-    static void name(void)                                       \
-    {                                                            \
-        if (!emu_alive()) {                                      \
-            CU_FAIL("npu-emu died earlier: test not run");       \
-            return;                                              \
-        }                                                        \
-        name##_body();                                           \
-        drain_errors();                                          \
-    }                                                            \
-    static void name##_body(void)
+#define TEST(name) EMU_TEST(name, emu_alive)
 
 static void *page_alloc(size_t n)
 {
@@ -176,55 +165,12 @@ static size_t resident_pages(const void *p, size_t n)
     return r;
 }
 
-/* The emulator's line about a client that went away, once it is logged. */
-typedef struct LogWait {
-    const char *needle;
-    char *line;
-} LogWait;
-
-static bool log_has(void *arg)
-{
-    LogWait *w = arg;
-    char *log = emu_log_text(&g_emu);
-    char *at = log ? strstr(log, w->needle) : NULL;
-    if (at) {
-        char *end = strchr(at, '\n');
-        w->line = g_strndup(at, end ? (size_t)(end - at) : strlen(at));
-    }
-    g_free(log);
-    return at != NULL;
-}
-
-static char *gone_line(pid_t pid)
-{
-    char *needle = g_strdup_printf("client pid %d gone", (int)pid);
-    LogWait w = { needle, NULL };
-    wait_until(log_has, &w, 10000);
-    g_free(needle);
-    return w.line;
-}
-
-typedef struct ChildBody {
-    void (*fn)(void);
-} ChildBody;
-
-static int child_trampoline(void *arg)
-{
-    g_in_child = true;
-    g_child_fails = 0;
-    ((const ChildBody *)arg)->fn();
-    fflush(NULL);
-    return g_child_fails > 100 ? 100 : g_child_fails;
-}
-
 /* Runs fn in a forked child; returns its pid (already waited for) after
  * checking that it exited with `want_status`. */
 static pid_t run_child(void (*fn)(void), int want_status, const char *name)
 {
-    ChildBody b = { fn };
-    pid_t pid = child_run(child_trampoline, &b);
-    CU_ASSERT_FATAL(pid > 0);
-    int st = child_wait(pid);
+    int pid = 0;
+    int st = run_checked_child(fn, &pid);
     CHECKF(st == want_status, "child '%s' ended with status %d, not %d", name, st, want_status);
     return pid;
 }
@@ -538,7 +484,7 @@ TEST(test_register_fork)
 
     /* A child that dies with a registration, managed memory and device memory. */
     pid_t pid = run_child(child_registers_and_dies, 128 + SIGKILL, "registers and dies");
-    char *line = gone_line(pid);
+    char *line = emu_gone_line(&g_emu, pid);
     CHECKF(line != NULL, "the emulator did not log the dead child %d", (int)pid);
     /* Pinned buffers: the registration, its device address, the managed memory. */
     if (line)
@@ -585,7 +531,7 @@ TEST(test_finalize_returns_everything)
      * registration, the device address of the pinned one and the managed
      * memory; it leaves the aclrtMallocHost buffer itself to the session's end
      * (memory.c), which is the one buffer reclaimed. */
-    char *line = gone_line(pid);
+    char *line = emu_gone_line(&g_emu, pid);
     CHECKF(line && strstr(line, " 1 pinned host buffers"), "reclaim: %s", line ? line : "-");
     g_free(line);
 }
