@@ -46,6 +46,7 @@ struct AddrSpace {
     uint32_t first_tag;
     uint32_t ntags;
     Device *const *by_tag;
+    Device *host;       /* the server's host memory pool; may be NULL */
     PageTable *pt[EMU_MAX_DEVICES];
     VaRange *space;     /* free VA of the VMM parts of the window */
     VaRange *nouc;      /* free VA of [NOUC_LO, NOUC_HI) */
@@ -54,16 +55,26 @@ struct AddrSpace {
     GHashTable *handles; /* id -> VmmHandle * (those with client references) */
 };
 
+/* Handles of host memory carry this device index. */
+#define HOST_DEV EMU_MAX_DEVICES
+
 static Device *dev_of(AddrSpace *as, int d)
 {
     return d >= 0 && d < as->ndev ? as->by_tag[as->first_tag + (uint32_t)d] : NULL;
 }
 
+/* The pool of a handle's memory: a device's HBM, or (HOST_DEV) host memory. */
+static Device *pool_of(AddrSpace *as, int d)
+{
+    return d == HOST_DEV ? as->host : dev_of(as, d);
+}
+
 AddrSpace *aspace_new(uint32_t owner, Device *const *by_tag, uint32_t ntags, uint32_t first_tag,
-                      int ndev)
+                      int ndev, Device *host)
 {
     AddrSpace *as = g_new0(AddrSpace, 1);
     as->owner = owner;
+    as->host = host;
     as->by_tag = by_tag;
     as->ntags = ntags;
     as->first_tag = first_tag;
@@ -229,9 +240,13 @@ static uint64_t new_handle_id(AddrSpace *as)
 int aspace_phys_alloc(AddrSpace *as, int dev, uint64_t size, uint64_t page_size, uint32_t attr,
                       uint64_t *handle)
 {
-    Device *d = dev_of(as, dev);
+    if (dev == ASPACE_HOST)
+        dev = HOST_DEV;
+    Device *d = pool_of(as, dev);
     if (!d)
         return ACL_ERROR_RT_INVALID_DEVICEID;
+    if (dev == HOST_DEV && page_size == HBM_PAGE_1G)
+        return ACL_ERROR_RT_PARAM_INVALID;
     if (page_size != HBM_PAGE_NORMAL && page_size != HBM_PAGE_HUGE && page_size != HBM_PAGE_1G)
         return ACL_ERROR_RT_PARAM_INVALID;
     if (size == 0 || size % page_size || size % RESERVE_GRAIN)
@@ -326,17 +341,25 @@ int aspace_map(AddrSpace *as, uint64_t va, uint64_t size, uint64_t handle, uint3
     if (va % RESERVE_GRAIN || va % pg || size > r->size - (va - r->va) ||
         (r->dev >= 0 && r->dev != h->dev) || !range_unmapped(as, va, size))
         return ACL_ERROR_RT_PARAM_INVALID;
-    if (!device_phys_map(h->mem, as->pt[h->dev], va, prot))
-        return ACL_ERROR_RT_PARAM_INVALID;
+    /* Device memory enters its device's table; host memory every device's. */
+    uint32_t tables = h->dev == HOST_DEV ? (1u << as->ndev) - 1 : 1u << h->dev;
+    for (int d = 0; d < as->ndev; d++) {
+        if ((tables & (1u << d)) && !device_phys_map(h->mem, as->pt[d], va, prot)) {
+            while (d-- > 0)
+                if (tables & (1u << d))
+                    pt_unmap(as->pt[d], va, size);
+            return ACL_ERROR_RT_PARAM_INVALID;
+        }
+    }
     VmmMap *m = g_new0(VmmMap, 1);
-    *m = (VmmMap){ .va = va, .size = size, .h = h, .r = r, .tables = 1u << h->dev };
+    *m = (VmmMap){ .va = va, .size = size, .h = h, .r = r, .tables = tables };
     g_tree_insert(as->maps, EMU_KEY(va), m);
     h->maps++;
     r->maps++;
     r->dev = h->dev;
     *obj = memobj_ref(h->mem->obj);
     *reserve_va = r->va;
-    *dev = h->dev;
+    *dev = h->dev == HOST_DEV ? ASPACE_HOST : h->dev;
     *page = pg;
     return ACL_SUCCESS;
 }
@@ -379,7 +402,7 @@ int aspace_retain(AddrSpace *as, uint64_t va, uint64_t *handle, uint64_t *size, 
         g_hash_table_insert(as->handles, &h->id, h);
     *handle = h->id;
     *size = h->mem->size;
-    *dev = h->dev;
+    *dev = h->dev == HOST_DEV ? ASPACE_HOST : h->dev;
     *page = h->mem->pages.page_size;
     return ACL_SUCCESS;
 }

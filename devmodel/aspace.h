@@ -35,11 +35,16 @@
 
 typedef struct AddrSpace AddrSpace;
 
+/* The device index of host memory in aspace_phys_alloc and in results. */
+#define ASPACE_HOST (-1)
+
 /* A client's address space over devices[0 .. ndev), which are also
- * by_tag[first_tag ...]; by_tag (ntags entries, NULL where no device) resolves
- * the device tags found in page-table entries. */
+ * by_tag[first_tag ...]; by_tag (ntags entries, NULL where no pool) resolves
+ * the device tags found in page-table entries.  `host` (may be NULL) is the
+ * pool of host memory for handles of device ASPACE_HOST; its mappings enter
+ * every device's table. */
 AddrSpace *aspace_new(uint32_t owner, Device *const *by_tag, uint32_t ntags, uint32_t first_tag,
-                      int ndev);
+                      int ndev, Device *host);
 /* Drops every mapping, reservation and handle, detaches and frees the page
  * tables.  The client's aclrtMalloc segments must have been released first
  * (device_release_owner) and no stream may still resolve through it. */

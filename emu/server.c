@@ -95,7 +95,17 @@ EmuServer *emu_server_new(const EmuOptions *opt, GError **errp)
             uint64_t lo = EMU_VA_WINDOW_LO + (uint64_t)d * EMU_VA_DEVICE_SPAN + EMU_VA_HEAP_OFFSET;
             srv->devices[s][d] = device_new(d, p->hbm_bytes, lo, lo + EMU_VA_MALLOC_SPAN);
             srv->devices[s][d]->tag = (uint32_t)(s * EMU_MAX_DEVICES + d);
+            srv->by_tag[s * EMU_MAX_DEVICES + d] = srv->devices[s][d];
         }
+    /* Host memory for aclrtMallocPhysical with a HOST location: a pool as
+     * large as the machine's RAM, in whole GiB; it has no VA heap. */
+    uint64_t ram = (uint64_t)sysconf(_SC_PHYS_PAGES) * (uint64_t)sysconf(_SC_PAGESIZE);
+    uint64_t host_bytes = ram >= (2ull << 30) ? ram & ~((1ull << 30) - 1) : (1ull << 30);
+    for (int s = 0; s < nservers; s++) {
+        srv->host[s] = device_new(EMU_MAX_DEVICES, host_bytes, 0, 0);
+        srv->host[s]->tag = EMU_HOST_TAG(s);
+        srv->by_tag[EMU_HOST_TAG(s)] = srv->host[s];
+    }
     return srv;
 }
 
@@ -256,9 +266,11 @@ void emu_server_free(EmuServer *srv)
         emu_log("%u session(s) did not finish: leaving their state to the exit", srv->live);
         return;
     }
-    for (int s = 0; s < srv->nservers; s++)
+    for (int s = 0; s < srv->nservers; s++) {
         for (int d = 0; d < EMU_MAX_DEVICES; d++)
             device_destroy(srv->devices[s][d]);
+        device_destroy(srv->host[s]);
+    }
     if (srv->epoll_fd >= 0)
         close(srv->epoll_fd);
     close(srv->stop_fd);

@@ -30,11 +30,17 @@ typedef struct EmuOptions {
     bool quiet;
 } EmuOptions;
 
+#define EMU_HOST_TAG(server) (EMU_MAX_SERVERS * EMU_MAX_DEVICES + (server))
+
 typedef struct EmuServer {
     EmuOptions opt;
     const EmuProfile *profile;
     int nservers;
     Device *devices[EMU_MAX_SERVERS][EMU_MAX_DEVICES];
+    Device *host[EMU_MAX_SERVERS];  /* each server's host memory (DDR) as a pool */
+    /* Every pool by its page-table device tag: server * EMU_MAX_DEVICES + device
+     * for HBM, EMU_HOST_TAG(server) for a server's host memory. */
+    Device *by_tag[EMU_MAX_SERVERS * EMU_MAX_DEVICES + EMU_MAX_SERVERS];
     uid_t uid;                  /* the only user allowed to connect */
     int listen_fd;
     int lock_fd;

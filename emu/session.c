@@ -653,8 +653,9 @@ static void session_register(Session *s)
     g_hash_table_insert(srv->sessions, GUINT_TO_POINTER(s->id), s);
     g_hash_table_insert(srv->pids, GINT_TO_POINTER(s->pid), s);
     g_mutex_unlock(&srv->lock);
-    s->as = aspace_new(s->id, &srv->devices[0][0], EMU_MAX_SERVERS * EMU_MAX_DEVICES,
-                       (uint32_t)(s->server * EMU_MAX_DEVICES), srv->profile->devices_per_server);
+    s->as = aspace_new(s->id, srv->by_tag, G_N_ELEMENTS(srv->by_tag),
+                       (uint32_t)(s->server * EMU_MAX_DEVICES), srv->profile->devices_per_server,
+                       srv->host[s->server]);
 }
 
 Session *emu_session_new_detached(EmuServer *srv, int sock, pid_t pid, int server)

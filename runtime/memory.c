@@ -586,8 +586,10 @@ RT_EXPORT aclError aclrtPointerGetAttributes(const void *ptr, aclrtPtrAttributes
     memset(attributes, 0, sizeof(*attributes));
     switch (rt_mem_lookup(ptr, 1, &ref)) {
     case RT_MEM_DEVICE:
-        attributes->location.type = ACL_MEM_LOCATION_TYPE_DEVICE;
-        attributes->location.id = (uint32_t)ref.device;
+        /* Host physical memory mapped through the VMM API has no device. */
+        attributes->location.type =
+            ref.device < 0 ? ACL_MEM_LOCATION_TYPE_HOST : ACL_MEM_LOCATION_TYPE_DEVICE;
+        attributes->location.id = ref.device < 0 ? 0 : (uint32_t)ref.device;
         attributes->pageSize = ref.page_size;
         break;
     case RT_MEM_PINNED:

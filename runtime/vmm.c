@@ -164,7 +164,7 @@ static aclError check_prop(const char *api, const aclrtPhysicalMemProp *prop, bo
                         attr_page(prop->memAttr) == 4 * KiB
                     ? 4 * KiB
                     : 2 * MiB;
-        *gran = *page;
+        *gran = 2 * MiB;        /* a mapping is at least 2 MiB of VA */
         return ACL_SUCCESS;
     }
     if (prop->location.type != ACL_MEM_LOCATION_TYPE_DEVICE)
@@ -242,16 +242,16 @@ RT_EXPORT aclError aclrtMallocPhysical(aclrtDrvMemHandle *handle, size_t size,
         return RT_FAIL(ACL_ERROR_RT_PARAM_INVALID,
                        "size %zu must be a nonzero multiple of the granularity (%" PRIu64 ")",
                        size, gran);
-    if (prop->location.type == ACL_MEM_LOCATION_TYPE_HOST)
-        return rt_unsupported(__func__);
-    int32_t user = (int32_t)prop->location.id;
-    EmuReqPhysAlloc q = { .device = rt_device_phys(user), .mem_attr = (uint32_t)prop->memAttr,
-                          .size = size, .page_size = page };
+    bool host = prop->location.type == ACL_MEM_LOCATION_TYPE_HOST;
+    int32_t user = host ? -1 : (int32_t)prop->location.id;
+    EmuReqPhysAlloc q = { .device = host ? -1 : rt_device_phys(user),
+                          .mem_attr = (uint32_t)prop->memAttr, .size = size, .page_size = page };
     EmuRespPhys r;
     err = rt_call(EMU_CMD_PHYS_ALLOC, &q, sizeof(q), &r, sizeof(r), NULL);
     if (err != ACL_SUCCESS)
-        return RT_FAIL(err, "cannot allocate %zu bytes of physical memory on device %d", size,
-                       user);
+        return host ? RT_FAIL(err, "cannot allocate %zu bytes of host physical memory", size)
+                    : RT_FAIL(err, "cannot allocate %zu bytes of physical memory on device %d",
+                              size, user);
     RtPhys *p = g_new0(RtPhys, 1);
     *p = (RtPhys){ .id = r.handle, .size = size, .page_size = page, .prop = *prop, .refs = 1 };
     pthread_rwlock_wrlock(&vmm_lock);
@@ -482,10 +482,13 @@ static aclError map_mem(const char *api, void *virPtr, size_t size, size_t offse
         return rt_fail(ACL_ERROR_RT_MEMORY_ALLOCATION, api, "cannot map %zu bytes", size);
     }
     madvise(at, size, MADV_DONTFORK);
-    int32_t user = (int32_t)h.prop.location.id;
+    /* Host memory is mapped for every device, device memory for its own. */
+    bool host = h.prop.location.type == ACL_MEM_LOCATION_TYPE_HOST;
+    int32_t user = host ? -1 : (int32_t)h.prop.location.id;
+    uint32_t rw = host ? (uint32_t)((1ull << g_rt.ndev) - 1) : 1u << user;
     RtMap *mp = g_new0(RtMap, 1);
     *mp = (RtMap){ .va = va, .size = size, .r = r, .handle = h.id, .page_size = h.page_size,
-                   .prop = h.prop, .device = user, .dev_rw = access ? 1u << user : 0 };
+                   .prop = h.prop, .device = user, .dev_rw = access ? rw : 0 };
     pthread_rwlock_wrlock(&vmm_lock);
     g_tree_insert(maps, EMU_KEY(va), mp);
     pthread_rwlock_unlock(&vmm_lock);
@@ -735,7 +738,9 @@ bool rt_vmm_lookup(uint64_t a, uint64_t len, RtMemRef *ref)
         uint64_t end = a + (len ? len : 1);
         found = true;
         while (found) {
-            found = (m->dev_rw & (1u << m->device)) && m->device == first->device;
+            /* Host memory is always the host's to copy. */
+            found = (m->device < 0 || (m->dev_rw & (1u << m->device))) &&
+                    m->device == first->device;
             if (!found || m->va + m->size >= end)
                 break;
             m = map_at(m->va + m->size);

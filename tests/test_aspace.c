@@ -65,7 +65,7 @@ static int suite_clean(void)
 
 static AddrSpace *new_as(uint32_t owner)
 {
-    return aspace_new(owner, by_tag, EMU_MAX_DEVICES, 0, NDEV);
+    return aspace_new(owner, by_tag, EMU_MAX_DEVICES, 0, NDEV, NULL);
 }
 
 static uint64_t dev_free(int d)

@@ -456,6 +456,68 @@ static bool disjoint(uint64_t a, uint64_t an, uint64_t b, uint64_t bn)
     return a + an <= b || b + bn <= a;
 }
 
+/* Host physical memory (location HOST): its own granularity, mapped for every
+ * device, reached by tasks and synchronous copies, no HBM spent. */
+TEST(test_host_physical)
+{
+    aclrtPhysicalMemProp p = prop_of(0, ACL_DDR_MEM_HUGE);
+    p.location.type = ACL_MEM_LOCATION_TYPE_HOST;
+    size_t g = 0;
+    EXPECT_OK(aclrtMemGetAllocationGranularity(&p, ACL_RT_MEM_ALLOC_GRANULARITY_MINIMUM, &g));
+    CHECKF(g == 2 * MiB, "host granularity %zu", g);
+    aclrtPhysicalMemProp bad = p;
+    bad.memAttr = ACL_MEM_HUGE1G;       /* 1 GiB pages are device memory only */
+    aclrtDrvMemHandle h = NULL, hn = NULL;
+    EXPECT_ERR(aclrtMallocPhysical(&h, GiB, &bad, 0), ACL_ERROR_RT_PARAM_INVALID);
+    EXPECT_ERR(aclrtMallocPhysical(&h, MiB, &p, 0), ACL_ERROR_RT_PARAM_INVALID);
+    size_t before = hbm_free();
+    if (!EXPECT_OK(aclrtMallocPhysical(&h, 4 * MiB, &p, 0)))
+        return;
+    aclrtPhysicalMemProp pn = p;
+    pn.memAttr = ACL_DDR_MEM_NORMAL;
+    EXPECT_OK(aclrtMallocPhysical(&hn, 2 * MiB, &pn, 0));
+    CHECKF(hbm_free() == before, "host memory took %zd bytes of HBM",
+           (ssize_t)(before - hbm_free()));
+    aclrtPhysicalMemProp got;
+    EXPECT_OK(aclrtMemGetAllocationPropertiesFromHandle(h, &got));
+    CHECK(got.location.type == ACL_MEM_LOCATION_TYPE_HOST && got.memAttr == ACL_DDR_MEM_HUGE);
+
+    void *r = NULL;
+    EXPECT_OK(aclrtReserveMemAddress(&r, 8 * MiB, 0, NULL, 0));
+    EXPECT_OK(aclrtMapMem(r, 4 * MiB, 0, h, 0));
+    EXPECT_OK(aclrtMapMem(AT(r, 4 * MiB), 2 * MiB, 0, hn, 0));
+    /* A device handle cannot join a reservation holding host memory. */
+    aclrtPhysicalMemProp pd = prop_of(0, ACL_MEM_HUGE);
+    aclrtDrvMemHandle hd = NULL;
+    EXPECT_OK(aclrtMallocPhysical(&hd, 2 * MiB, &pd, 0));
+    EXPECT_ERR(aclrtMapMem(AT(r, 6 * MiB), 2 * MiB, 0, hd, 0), ACL_ERROR_RT_PARAM_INVALID);
+    EXPECT_OK(aclrtFreePhysical(hd));
+
+    aclrtPtrAttributes at;
+    EXPECT_OK(aclrtPointerGetAttributes(AT(r, 100), &at));
+    CHECKF(at.location.type == ACL_MEM_LOCATION_TYPE_HOST, "location type %d",
+           (int)at.location.type);
+    /* Sync H2D over both mappings, device tasks on devices 0 and 1 read it. */
+    put(r, 6 * MiB, 41);
+    void *d0 = NULL;
+    EXPECT_OK(aclrtMalloc(&d0, 6 * MiB, ACL_MEM_MALLOC_HUGE_ONLY));
+    EXPECT_OK(aclrtMemcpyAsync(d0, 6 * MiB, r, 6 * MiB, ACL_MEMCPY_DEVICE_TO_DEVICE, g_stream));
+    EXPECT_OK(aclrtSynchronizeStream(g_stream));
+    CHECK(dev_sum(d0, 6 * MiB) == pattern_sum(6 * MiB, 41));
+    CHECK(access_of(r, 0) == ACL_RT_MEM_ACCESS_FLAGS_READWRITE);
+    CHECK(access_of(r, 1) == ACL_RT_MEM_ACCESS_FLAGS_READWRITE);
+    /* A task writes it; the host reads it back through the same VA. */
+    EXPECT_OK(aclrtMemsetAsync(AT(r, MiB), MiB, 0x6b, MiB, g_stream));
+    EXPECT_OK(aclrtSynchronizeStream(g_stream));
+    CHECK(dev_all(AT(r, MiB), MiB, 0x6b));
+    EXPECT_OK(aclrtFree(d0));
+    EXPECT_OK(aclrtUnmapMem(r));
+    EXPECT_OK(aclrtUnmapMem(AT(r, 4 * MiB)));
+    EXPECT_OK(aclrtFreePhysical(h));
+    EXPECT_OK(aclrtFreePhysical(hn));
+    EXPECT_OK(aclrtReleaseMemAddress(r));
+}
+
 TEST(test_reserve)
 {
     void *v = VA(0x1234);
@@ -1610,6 +1672,7 @@ int main(void)
     static const TestDef tests[] = {
         T(test_sample_flow), T(test_granularity), T(test_malloc_physical_bad),
         T(test_malloc_physical_accounting), T(test_malloc_physical_fill_device),
+        T(test_host_physical),
         T(test_reserve), T(test_reserve_nouc_a2), T(test_release), T(test_map_rules),
         T(test_map_no_access_rules), T(test_map_mixed_devices), T(test_map_foreign_handle),
         T(test_data_sync_across_mappings), T(test_data_async_mixed_pages),
