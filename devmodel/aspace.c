@@ -48,6 +48,7 @@ struct AddrSpace {
     Device *const *by_tag;
     Device *host;       /* the server's host memory pool; may be NULL */
     PageTable *pt[EMU_MAX_DEVICES];
+    uint32_t peers[EMU_MAX_DEVICES]; /* bit p of peers[d]: d has peer access to p */
     VaRange *space;     /* free VA of the VMM parts of the window */
     VaRange *nouc;      /* free VA of [NOUC_LO, NOUC_HI) */
     GTree *reserves;    /* va -> VmmReserve * */
@@ -153,6 +154,18 @@ void aspace_destroy(AddrSpace *as, unsigned *handles, uint64_t *bytes)
     g_free(as);
 }
 
+int aspace_set_peer(AddrSpace *as, int dev, int peer, bool enable)
+{
+    if (!dev_of(as, dev) || !dev_of(as, peer))
+        return ACL_ERROR_RT_INVALID_DEVICEID;
+    if (dev == peer)
+        return ACL_ERROR_RT_PARAM_INVALID;
+    __atomic_fetch_and(&as->peers[dev], ~(1u << peer), __ATOMIC_RELAXED);
+    if (enable)
+        __atomic_fetch_or(&as->peers[dev], 1u << peer, __ATOMIC_RELAXED);
+    return ACL_SUCCESS;
+}
+
 PageTable *aspace_table(AddrSpace *as, int dev)
 {
     return dev >= 0 && dev < as->ndev ? as->pt[dev] : NULL;
@@ -208,12 +221,14 @@ uint8_t *aspace_resolve(AddrSpace *as, int dev, uint64_t va, uint64_t *len, uint
     uint8_t *p = resolve_in(as, t, va, len, access, ref);
     if (p)
         return p;
-    /* Until peer access is modelled, a stream reaches another device's
-     * aclrtMalloc memory through that device's table, as if it were enabled.
-     * Only aclrtMalloc memory: a VMM mapping (in the VMM part of a span) is
-     * reached only through the device's own table, as aclrtMemSetAccess set it. */
+    /* Peer access: a stream of dev reaches another device's aclrtMalloc
+     * memory (and what was imported into that device's heap) through that
+     * device's table, once dev has peer access to it.  A VMM mapping (in the
+     * VMM part of a span) is reached only through dev's own table, as
+     * aclrtMemSetAccess set it. */
     int w = emu_va_device(va);
     if (w < 0 || w == dev || w >= as->ndev ||
+        !(__atomic_load_n(&as->peers[dev], __ATOMIC_RELAXED) & (1u << w)) ||
         (va - EMU_VA_WINDOW_LO) % EMU_VA_DEVICE_SPAN >= EMU_VA_VMM_OFFSET)
         return NULL;
     MemObj *obj = NULL;

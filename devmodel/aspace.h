@@ -27,6 +27,7 @@
 #ifndef DEVMODEL_ASPACE_H
 #define DEVMODEL_ASPACE_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "device.h"
@@ -58,6 +59,9 @@ void aspace_destroy(AddrSpace *as, unsigned *handles, uint64_t *bytes);
 uint8_t *aspace_resolve(AddrSpace *as, int dev, uint64_t va, uint64_t *len, uint32_t access,
                         MemObj **ref);
 PageTable *aspace_table(AddrSpace *as, int dev);
+/* Peer access of streams on `dev` to the aclrtMalloc memory of `peer`
+ * (aclrtDeviceEnablePeerAccess / Disable): an aclError. */
+int aspace_set_peer(AddrSpace *as, int dev, int peer, bool enable);
 
 /* The virtual-memory calls; each returns an aclError. */
 int aspace_phys_alloc(AddrSpace *as, int dev, uint64_t size, uint64_t page_size, uint32_t attr,

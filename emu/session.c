@@ -402,6 +402,12 @@ static int handle_mem_usage(Session *s, const void *req, uint32_t len, Reply *r)
     return ACL_SUCCESS;
 }
 
+static int handle_peer_access(Session *s, const void *req, uint32_t len)
+{
+    REQ(EmuReqPeer, q);
+    return aspace_set_peer(s->as, q->device, q->peer, q->enable != 0);
+}
+
 /* ---- virtual memory: thin wrappers of the address space (aspace.h) ---- */
 
 static int handle_phys_alloc(Session *s, const void *req, uint32_t len, Reply *r)
@@ -512,6 +518,8 @@ static int dispatch(Session *s, uint32_t cmd, const void *req, uint32_t len, Rep
         return handle_vmm_retain(s, req, len, r);
     case EMU_CMD_MEM_USAGE:
         return handle_mem_usage(s, req, len, r);
+    case EMU_CMD_PEER_ACCESS:
+        return handle_peer_access(s, req, len);
     case EMU_CMD_HOST_FREE:
         return handle_host_free(s, req, len);
     case EMU_CMD_STREAM_CREATE:

@@ -77,6 +77,7 @@ typedef enum EmuCmd {
     EMU_CMD_VMM_ACCESS,     /* EmuReqAccess */
     EMU_CMD_VMM_RETAIN,     /* EmuReqVa -> EmuRespPhys (one more reference) */
     EMU_CMD_MEM_USAGE,      /* EmuReqDevice -> EmuRespMemUsage */
+    EMU_CMD_PEER_ACCESS,    /* EmuReqPeer: streams of device reach peer's memory, or not */
     EMU_CMD_COUNT
 } EmuCmd;
 
@@ -192,6 +193,13 @@ typedef struct EmuRespMemFree {
     uint64_t seg_size;
     uint64_t size;
 } EmuRespMemFree;
+
+typedef struct EmuReqPeer {
+    int32_t device;
+    int32_t peer;
+    uint32_t enable;
+    uint32_t pad;
+} EmuReqPeer;
 
 /* HBM of a device by user, every client together: now and at peak. */
 typedef struct EmuRespMemUsage {
