@@ -118,34 +118,52 @@ void device_detach_table(Device *d, uint32_t owner)
 
 /* ---- physical memory of aclrtMallocPhysical ---- */
 
+/* Pages, object and frames of new physical memory (lock held); NULL when the
+ * pages do not fit or no object can be made. */
+static PhysMem *phys_new_locked(Device *d, uint64_t size, uint64_t page_size, bool segment,
+                                const char *name)
+{
+    PhysMem *p = g_new0(PhysMem, 1);
+    *p = (PhysMem){ .dev = d, .size = size, .refs = 1, .segment = segment };
+    if (!hbm_alloc(&d->hbm, size, page_size, &p->pages)) {
+        g_free(p);
+        return NULL;
+    }
+    if (!(p->obj = memobj_new(name, size))) {
+        hbm_free(&d->hbm, &p->pages);
+        g_free(p);
+        return NULL;
+    }
+    frames_set(d, &p->pages, p->obj);
+    uint64_t *now = segment ? &d->seg_bytes : &d->phys_bytes;
+    uint64_t *peak = segment ? &d->seg_peak : &d->phys_peak;
+    *now += size;
+    if (*now > *peak)
+        *peak = *now;
+    return p;
+}
+
+/* Drops a reference (lock held); the last one frees pages and object. */
+static void phys_unref_locked(PhysMem *p)
+{
+    Device *d = p->dev;
+    if (--p->refs > 0)
+        return;
+    frames_clear(d, &p->pages);
+    *(p->segment ? &d->seg_bytes : &d->phys_bytes) -= p->size;
+    hbm_free(&d->hbm, &p->pages);
+    memobj_unref(p->obj);
+    g_free(p);
+}
+
 PhysMem *device_phys_alloc(Device *d, uint64_t size, uint64_t page_size)
 {
     if (size == 0 || size % page_size)
         return NULL;
-    PhysMem *p = g_new0(PhysMem, 1);
-    p->dev = d;
-    p->size = size;
-    p->refs = 1;
-    g_mutex_lock(&d->lock);
-    bool ok = hbm_alloc(&d->hbm, size, page_size, &p->pages);
-    g_mutex_unlock(&d->lock);
     char name[48];
     g_snprintf(name, sizeof(name), "npu%d-physical", d->index);
-    if (ok && !(p->obj = memobj_new(name, size))) {
-        g_mutex_lock(&d->lock);
-        hbm_free(&d->hbm, &p->pages);
-        g_mutex_unlock(&d->lock);
-        ok = false;
-    }
-    if (!ok) {
-        g_free(p);
-        return NULL;
-    }
     g_mutex_lock(&d->lock);
-    frames_set(d, &p->pages, p->obj);
-    d->phys_bytes += size;
-    if (d->phys_bytes > d->phys_peak)
-        d->phys_peak = d->phys_bytes;
+    PhysMem *p = phys_new_locked(d, size, page_size, false, name);
     g_mutex_unlock(&d->lock);
     return p;
 }
@@ -163,22 +181,49 @@ void device_phys_unref(PhysMem *p)
         return;
     Device *d = p->dev;
     g_mutex_lock(&d->lock);
-    bool last = --p->refs == 0;
-    if (last) {
-        frames_clear(d, &p->pages);
-        d->phys_bytes -= p->size;
-        hbm_free(&d->hbm, &p->pages);
-    }
+    phys_unref_locked(p);
     g_mutex_unlock(&d->lock);
-    if (last) {
-        memobj_unref(p->obj);
-        g_free(p);
-    }
 }
 
 bool device_phys_map(PhysMem *p, PageTable *t, uint64_t va, uint32_t prot)
 {
     return pages_map(p->dev, t, va, &p->pages, prot);
+}
+
+bool device_phys_map_range(PhysMem *p, PageTable *t, uint64_t va, uint64_t off, uint64_t len,
+                           uint32_t prot)
+{
+    uint64_t page = p->pages.page_size, end = off + len;
+    if (len == 0 || off % page || len % page || end < off || end > p->size)
+        return false;
+    for (uint32_t i = 0; i < p->pages.n; i++) {
+        const HbmExtent *x = &p->pages.ext[i];
+        uint64_t lo = x->off > off ? x->off : off;
+        uint64_t hi = x->off + x->len < end ? x->off + x->len : end;
+        if (lo >= hi)
+            continue;
+        if (!pt_map(t, va + (lo - off), hi - lo, page, p->dev->tag, x->phys + (lo - x->off),
+                    prot)) {
+            pt_unmap(t, va, lo - off);
+            return false;
+        }
+    }
+    return true;
+}
+
+bool device_va_alloc(Device *d, uint64_t size, uint64_t align, uint64_t *va)
+{
+    g_mutex_lock(&d->lock);
+    bool ok = va_range_alloc(d->heap, size, align, va);
+    g_mutex_unlock(&d->lock);
+    return ok;
+}
+
+void device_va_release(Device *d, uint64_t va, uint64_t size)
+{
+    g_mutex_lock(&d->lock);
+    va_range_release(d->heap, va, size);
+    g_mutex_unlock(&d->lock);
 }
 
 /* ---- the device ---- */
@@ -206,9 +251,7 @@ static void segment_destroy(Device *d, Segment *s)
         pt_unmap(t, s->va, s->size);   /* waits for engine readers of it */
     g_tree_remove(d->segments, EMU_KEY(s->va));
     va_range_release(d->heap, s->va, s->size);
-    frames_clear(d, &s->phys);
-    d->seg_bytes -= s->phys.bytes;
-    hbm_free(&d->hbm, &s->phys);
+    phys_unref_locked(s->mem);
     if (s->slices) {
         GList *l = g_hash_table_lookup(d->blocks, GUINT_TO_POINTER(s->owner));
         l = g_list_remove(l, s);
@@ -218,7 +261,6 @@ static void segment_destroy(Device *d, Segment *s)
             g_hash_table_remove(d->blocks, GUINT_TO_POINTER(s->owner));
         va_range_destroy(s->slices);
     }
-    memobj_unref(s->obj);
     g_free(s);
 }
 
@@ -280,33 +322,24 @@ uint64_t device_policy_page(uint32_t policy, uint64_t size)
 static Segment *segment_new(Device *d, uint32_t owner, uint64_t size, uint64_t page)
 {
     uint64_t va;
-    HbmPages phys;
-    if (!hbm_alloc(&d->hbm, size, page, &phys))
+    if (!va_range_alloc(d->heap, size, page, &va))
         return NULL;
-    if (!va_range_alloc(d->heap, size, page, &va)) {
-        hbm_free(&d->hbm, &phys);
-        return NULL;
-    }
     char name[48];
     g_snprintf(name, sizeof(name), "npu%d-hbm-0x%" G_GINT64_MODIFIER "x", d->index, va);
-    MemObj *obj = memobj_new(name, size);
-    if (!obj) {
+    PhysMem *mem = phys_new_locked(d, size, page, true, name);
+    if (!mem) {
         va_range_release(d->heap, va, size);
-        hbm_free(&d->hbm, &phys);
         return NULL;
     }
     Segment *s = g_new0(Segment, 1);
     s->va = va;
     s->size = size;
-    s->obj = obj;
+    s->mem = mem;
+    s->obj = mem->obj;
     s->owner = owner;
     s->page_size = (uint32_t)page;
-    s->phys = phys;
+    s->phys = mem->pages;
     g_tree_insert(d->segments, EMU_KEY(va), s);
-    frames_set(d, &s->phys, obj);
-    d->seg_bytes += size;
-    if (d->seg_bytes > d->seg_peak)
-        d->seg_peak = d->seg_bytes;
     PageTable *t = owner_table(d, owner);
     if (t && !pages_map(d, t, va, &s->phys, PT_RW)) {
         /* The heap hands out each VA once: only a corrupted table gets here. */
@@ -480,6 +513,22 @@ void device_mem_info(Device *d, uint64_t *free_bytes, uint64_t *total)
     *free_bytes = hbm_free_bytes(&d->hbm);
     *total = d->hbm.capacity;
     g_mutex_unlock(&d->lock);
+}
+
+PhysMem *device_segment_mem(Device *d, uint32_t owner, uint64_t va, uint64_t len,
+                            uint64_t *off)
+{
+    g_mutex_lock(&d->lock);
+    Segment *s = segment_at(d, va);
+    PhysMem *p = NULL;
+    if (s && s->owner == owner && !s->slices && len > 0 && va % s->page_size == 0 &&
+        len <= s->size - (va - s->va)) {
+        p = s->mem;
+        p->refs++;
+        *off = va - s->va;
+    }
+    g_mutex_unlock(&d->lock);
+    return p;
 }
 
 bool device_segment_phys(Device *d, uint64_t va, uint64_t *phys)

@@ -32,15 +32,19 @@
 #define DEV_SMALL_BLOCK   (2ull << 20)  /* shared block for sub-page allocations */
 #define DEV_SMALL_ALIGN   64ull
 
+struct PhysMem;
+
 typedef struct Segment {
     uint64_t va;
     uint64_t size;
-    MemObj *obj;
+    MemObj *obj;        /* mem->obj */
     uint32_t owner;
     uint32_t page_size;
     uint32_t nallocs;
     VaRange *slices;    /* shared small block: its free slices; NULL otherwise */
-    HbmPages phys;      /* its HBM pages, in VA order */
+    HbmPages phys;      /* mem->pages: its HBM pages, in VA order */
+    struct PhysMem *mem; /* the segment holds one reference; an IPC export may
+                          * hold more, so the pages can outlive the segment */
 } Segment;
 
 typedef struct DevAlloc {
@@ -85,6 +89,7 @@ typedef struct PhysMem {
     HbmPages pages;
     uint64_t size;
     uint32_t refs;
+    bool segment;       /* counted as aclrtMalloc memory, not as a VMM handle */
 } PhysMem;
 
 typedef struct DevAllocResult {
@@ -154,5 +159,19 @@ void device_phys_ref(PhysMem *p);
 void device_phys_unref(PhysMem *p);
 /* Maps all of p at va in t with rights prot; false (nothing mapped) on overlap. */
 bool device_phys_map(PhysMem *p, PageTable *t, uint64_t va, uint32_t prot);
+/* Maps bytes [off, off + len) of p (whole pages) at va; false, nothing mapped,
+ * on overlap or a range that is not whole pages of p. */
+bool device_phys_map_range(PhysMem *p, PageTable *t, uint64_t va, uint64_t off, uint64_t len,
+                           uint32_t prot);
+
+/* The physical memory behind [va, va + len) of owner's segment, page-aligned
+ * and inside one segment: a new reference and the offset of va in it; NULL
+ * otherwise (a sub-page slice, another owner's memory, a range past the end). */
+PhysMem *device_segment_mem(Device *d, uint32_t owner, uint64_t va, uint64_t len,
+                            uint64_t *off);
+/* VA from the device's heap for imported memory (every process sees the
+ * device's memory at distinct addresses); release gives it back. */
+bool device_va_alloc(Device *d, uint64_t size, uint64_t align, uint64_t *va);
+void device_va_release(Device *d, uint64_t va, uint64_t size);
 
 #endif

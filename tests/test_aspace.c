@@ -728,10 +728,17 @@ static void test_resolve_malloc(void)
     CU_ASSERT_FALSE(can(as, 1, other_a.va, PT_READ));
     CU_ASSERT_FALSE(can(other, 1, big.va, PT_READ));
     CU_ASSERT_TRUE(can(other, 1, other_a.va, PT_READ));
-    /* a peer device reaches it through device 1's table (peer access is not modelled) */
+    /* a peer device reaches it through device 1's table once it has peer
+     * access to device 1, and only then; peer access is one-directional */
+    CU_ASSERT_FALSE(can(as, 0, big.va, PT_READ));
+    CU_ASSERT_EQUAL(aspace_set_peer(as, 0, 1, true), ACL_SUCCESS);
     len = 16;
     p = resolve(as, 0, big.va, &len, PT_READ, NULL);
     CU_ASSERT_PTR_EQUAL(p, big.new_obj->map);
+    CU_ASSERT_EQUAL(aspace_set_peer(as, 0, 0, true), ACL_ERROR_RT_PARAM_INVALID);
+    CU_ASSERT_EQUAL(aspace_set_peer(as, 0, NDEV, true), ACL_ERROR_RT_INVALID_DEVICEID);
+    CU_ASSERT_EQUAL(aspace_set_peer(as, 0, 1, false), ACL_SUCCESS);
+    CU_ASSERT_FALSE(can(as, 0, big.va, PT_READ));
 
     /* freed: gone from the table */
     DevFreeResult fr;
