@@ -19,16 +19,28 @@
 typedef struct VmmHandle {
     uint64_t id;
     PhysMem *mem;
-    int dev;
+    int dev;            /* the device whose table gets its mappings */
     uint32_t attr;
     uint32_t refs;      /* the client's references */
     uint32_t maps;      /* mappings of it */
+    bool imported;      /* from another process's shareable handle */
+    bool peer;          /* another device's memory of this server: needs peer access */
+    uint64_t serial;    /* imported: the export it came from */
 } VmmHandle;
+
+/* Memory imported by IPC key, at a VA of its device's heap. */
+typedef struct IpcImport {
+    uint64_t va;
+    uint64_t size;
+    PhysMem *mem;
+    uint32_t tables;    /* bit d: mapped in device d's table */
+} IpcImport;
 
 typedef struct VmmReserve {
     uint64_t va;
     uint64_t size;
     int dev;            /* the device of what is mapped in it; -1 while empty */
+    bool imported;      /* what is mapped in it came from imports */
     uint32_t maps;
 } VmmReserve;
 
@@ -54,6 +66,7 @@ struct AddrSpace {
     GTree *reserves;    /* va -> VmmReserve * */
     GTree *maps;        /* va -> VmmMap * */
     GHashTable *handles; /* id -> VmmHandle * (those with client references) */
+    GTree *imports;     /* va -> IpcImport * */
 };
 
 /* Handles of host memory carry this device index. */
@@ -92,6 +105,7 @@ AddrSpace *aspace_new(uint32_t owner, Device *const *by_tag, uint32_t ntags, uin
     as->reserves = emu_u64_tree_new(g_free);
     as->maps = emu_u64_tree_new(g_free);
     as->handles = g_hash_table_new(g_int64_hash, g_int64_equal);
+    as->imports = emu_u64_tree_new(NULL);
     return as;
 }
 
@@ -125,6 +139,10 @@ void aspace_destroy(AddrSpace *as, unsigned *handles, uint64_t *bytes)
         return;
     while (g_tree_nnodes(as->maps) > 0)
         map_remove(as, g_tree_node_value(g_tree_node_first(as->maps)));
+    while (g_tree_nnodes(as->imports) > 0) {
+        IpcImport *im = g_tree_node_value(g_tree_node_first(as->imports));
+        aspace_ipc_close(as, im->va);
+    }
     unsigned n = 0;
     uint64_t b = 0;
     GHashTableIter it;
@@ -147,6 +165,7 @@ void aspace_destroy(AddrSpace *as, unsigned *handles, uint64_t *bytes)
         pt_destroy(as->pt[d]);
     }
     g_hash_table_destroy(as->handles);
+    g_tree_destroy(as->imports);
     g_tree_destroy(as->maps);
     g_tree_destroy(as->reserves);
     va_range_destroy(as->space);
@@ -175,31 +194,38 @@ PageTable *aspace_table(AddrSpace *as, int dev)
 
 /* Host address of va in table t, if mapped with `access`; *left: bytes to the
  * end of its page. */
-static uint8_t *translate(AddrSpace *as, PageTable *t, uint64_t va, uint32_t access,
+static uint8_t *translate(AddrSpace *as, int dev, PageTable *t, uint64_t va, uint32_t access,
                           MemObj **obj, uint64_t *left)
 {
     PtHit hit;
     if (!pt_lookup(t, va, &hit) || (hit.prot & access) != access || hit.dev >= as->ntags ||
         !as->by_tag[hit.dev])
         return NULL;
+    if (hit.prot & PT_PEER) {
+        /* Another device's memory of this server, imported: dev needs peer access. */
+        uint32_t p = hit.dev - as->first_tag;
+        if (p >= (uint32_t)as->ndev ||
+            !(__atomic_load_n(&as->peers[dev], __ATOMIC_RELAXED) & (1u << p)))
+            return NULL;
+    }
     *left = hit.page_left;
     return device_frame(as->by_tag[hit.dev], hit.phys, obj);
 }
 
 /* Walks pages from va while they continue the same memory object. */
-static uint8_t *resolve_in(AddrSpace *as, PageTable *t, uint64_t va, uint64_t *len,
+static uint8_t *resolve_in(AddrSpace *as, int dev, PageTable *t, uint64_t va, uint64_t *len,
                            uint32_t access, MemObj **ref)
 {
     MemObj *obj = NULL;
     uint64_t left = 0;
     pt_read_lock(t);
-    uint8_t *p = translate(as, t, va, access, &obj, &left);
+    uint8_t *p = translate(as, dev, t, va, access, &obj, &left);
     if (p) {
         uint64_t have = left;
         while (have < *len) {
             MemObj *next_obj = NULL;
             uint64_t next_left = 0;
-            uint8_t *q = translate(as, t, va + have, access, &next_obj, &next_left);
+            uint8_t *q = translate(as, dev, t, va + have, access, &next_obj, &next_left);
             if (q != p + have || next_obj != obj)
                 break;
             have += next_left;
@@ -218,7 +244,7 @@ uint8_t *aspace_resolve(AddrSpace *as, int dev, uint64_t va, uint64_t *len, uint
     PageTable *t = aspace_table(as, dev);
     if (!t || *len == 0)
         return NULL;
-    uint8_t *p = resolve_in(as, t, va, len, access, ref);
+    uint8_t *p = resolve_in(as, dev, t, va, len, access, ref);
     if (p)
         return p;
     /* Peer access: a stream of dev reaches another device's aclrtMalloc
@@ -236,9 +262,9 @@ uint8_t *aspace_resolve(AddrSpace *as, int dev, uint64_t va, uint64_t *len, uint
     pt_read_lock(as->pt[w]);
     PtHit hit;
     bool own = pt_lookup(as->pt[w], va, &hit) && hit.dev == dev_of(as, w)->tag &&
-               translate(as, as->pt[w], va, access, &obj, &left);
+               translate(as, w, as->pt[w], va, access, &obj, &left);
     pt_read_unlock(as->pt[w]);
-    return own ? resolve_in(as, as->pt[w], va, len, access, ref) : NULL;
+    return own ? resolve_in(as, w, as->pt[w], va, len, access, ref) : NULL;
 }
 
 /* ---- physical handles ---- */
@@ -278,13 +304,112 @@ int aspace_phys_alloc(AddrSpace *as, int dev, uint64_t size, uint64_t page_size,
     return ACL_SUCCESS;
 }
 
-int aspace_phys_free(AddrSpace *as, uint64_t handle)
+int aspace_phys_free(AddrSpace *as, uint64_t handle, bool *released)
 {
     VmmHandle *h = g_hash_table_lookup(as->handles, &handle);
     if (!h)
         return ACL_ERROR_RT_PARAM_INVALID;
+    if (released)
+        *released = h->refs == 1;
     h->refs--;
     handle_put(as, h);
+    return ACL_SUCCESS;
+}
+
+int aspace_handle_mem(AddrSpace *as, uint64_t handle, PhysMem **mem)
+{
+    VmmHandle *h = g_hash_table_lookup(as->handles, &handle);
+    if (!h || h->imported || h->dev == HOST_DEV)
+        return ACL_ERROR_RT_PARAM_INVALID;
+    device_phys_ref(h->mem);
+    *mem = h->mem;
+    return ACL_SUCCESS;
+}
+
+/* The index of a pool's device in this server, or -1. */
+static int local_index(AddrSpace *as, const Device *d)
+{
+    uint32_t i = d->tag - as->first_tag;
+    return d->tag >= as->first_tag && i < (uint32_t)as->ndev && dev_of(as, (int)i) == d
+               ? (int)i
+               : -1;
+}
+
+int aspace_import_handle(AddrSpace *as, PhysMem *mem, uint64_t serial, int dev,
+                         uint64_t *handle)
+{
+    if (!dev_of(as, dev)) {
+        device_phys_unref(mem);
+        return ACL_ERROR_RT_INVALID_DEVICEID;
+    }
+    GHashTableIter it;
+    gpointer value;
+    g_hash_table_iter_init(&it, as->handles);
+    while (g_hash_table_iter_next(&it, NULL, &value)) {
+        if (((VmmHandle *)value)->imported && ((VmmHandle *)value)->serial == serial) {
+            device_phys_unref(mem);
+            return ACL_ERROR_RT_PARAM_INVALID;   /* one import per process */
+        }
+    }
+    int own = local_index(as, mem->dev);
+    VmmHandle *h = g_new0(VmmHandle, 1);
+    *h = (VmmHandle){ .id = new_handle_id(as), .mem = mem, .dev = dev, .refs = 1,
+                      .imported = true, .peer = own >= 0 && own != dev, .serial = serial };
+    g_hash_table_insert(as->handles, &h->id, h);
+    *handle = h->id;
+    return ACL_SUCCESS;
+}
+
+/* ---- memory imported by IPC key ---- */
+
+int aspace_ipc_import(AddrSpace *as, PhysMem *mem, uint64_t off, uint64_t size, int dev,
+                      bool peer, uint64_t *va, int *mem_dev, uint64_t *page)
+{
+    int own = local_index(as, mem->dev);
+    uint64_t pg = mem->pages.page_size, at = 0;
+    int err = ACL_SUCCESS;
+    if (own < 0 || !dev_of(as, dev))
+        err = ACL_ERROR_RT_PARAM_INVALID;
+    else if (!device_va_alloc(mem->dev, size, pg, &at))
+        err = ACL_ERROR_RT_MEMORY_ALLOCATION;
+    if (err != ACL_SUCCESS) {
+        device_phys_unref(mem);
+        return err;
+    }
+    uint32_t tables = 1u << own;
+    if (peer)
+        tables |= 1u << dev;
+    for (int d = 0; d < as->ndev; d++) {
+        if ((tables & (1u << d)) && !device_phys_map_range(mem, as->pt[d], at, off, size, PT_RW)) {
+            while (d-- > 0)
+                if (tables & (1u << d))
+                    pt_unmap(as->pt[d], at, size);
+            device_va_release(mem->dev, at, size);
+            device_phys_unref(mem);
+            return ACL_ERROR_RT_PARAM_INVALID;
+        }
+    }
+    IpcImport *im = g_new0(IpcImport, 1);
+    *im = (IpcImport){ .va = at, .size = size, .mem = mem, .tables = tables };
+    g_tree_insert(as->imports, EMU_KEY(at), im);
+    *va = at;
+    *mem_dev = own;
+    *page = pg;
+    return ACL_SUCCESS;
+}
+
+int aspace_ipc_close(AddrSpace *as, uint64_t va)
+{
+    IpcImport *im = g_tree_lookup(as->imports, EMU_KEY(va));
+    if (!im)
+        return ACL_ERROR_RT_PARAM_INVALID;
+    for (int d = 0; d < as->ndev; d++)
+        if (im->tables & (1u << d))
+            pt_unmap(as->pt[d], im->va, im->size);
+    g_tree_remove(as->imports, EMU_KEY(va));
+    device_va_release(im->mem->dev, im->va, im->size);
+    device_phys_unref(im->mem);
+    g_free(im);
     return ACL_SUCCESS;
 }
 
@@ -354,8 +479,11 @@ int aspace_map(AddrSpace *as, uint64_t va, uint64_t size, uint64_t handle, uint3
         return ACL_ERROR_RT_PARAM_INVALID;
     uint64_t pg = h->mem->pages.page_size;
     if (va % RESERVE_GRAIN || va % pg || size > r->size - (va - r->va) ||
-        (r->dev >= 0 && r->dev != h->dev) || !range_unmapped(as, va, size))
+        (r->dev >= 0 && (r->dev != h->dev || r->imported != h->imported)) ||
+        !range_unmapped(as, va, size))
         return ACL_ERROR_RT_PARAM_INVALID;
+    if (h->peer)
+        prot |= PT_PEER;
     /* Device memory enters its device's table; host memory every device's. */
     uint32_t tables = h->dev == HOST_DEV ? (1u << as->ndev) - 1 : 1u << h->dev;
     for (int d = 0; d < as->ndev; d++) {
@@ -372,6 +500,7 @@ int aspace_map(AddrSpace *as, uint64_t va, uint64_t size, uint64_t handle, uint3
     h->maps++;
     r->maps++;
     r->dev = h->dev;
+    r->imported = h->imported;
     *obj = memobj_ref(h->mem->obj);
     *reserve_va = r->va;
     *dev = h->dev == HOST_DEV ? ASPACE_HOST : h->dev;

@@ -66,7 +66,22 @@ int aspace_set_peer(AddrSpace *as, int dev, int peer, bool enable);
 /* The virtual-memory calls; each returns an aclError. */
 int aspace_phys_alloc(AddrSpace *as, int dev, uint64_t size, uint64_t page_size, uint32_t attr,
                       uint64_t *handle);
-int aspace_phys_free(AddrSpace *as, uint64_t handle);
+/* *released (may be NULL): the client's last reference went. */
+int aspace_phys_free(AddrSpace *as, uint64_t handle, bool *released);
+/* A new reference to the memory of a handle made by aclrtMallocPhysical here
+ * (for an export); imported and host handles are refused. */
+int aspace_handle_mem(AddrSpace *as, uint64_t handle, PhysMem **mem);
+/* A handle for memory imported from another process (the reference to mem is
+ * taken over), whose mappings go into device dev's table; `serial` names the
+ * export: a second import of it while the first lives is refused. */
+int aspace_import_handle(AddrSpace *as, PhysMem *mem, uint64_t serial, int dev,
+                         uint64_t *handle);
+/* Maps [off, off + size) of mem (reference taken over), imported by IPC key,
+ * at a new VA of its device's heap, into that device's table and, with
+ * `peer`, into dev's; *mem_dev and *page say where it lives. */
+int aspace_ipc_import(AddrSpace *as, PhysMem *mem, uint64_t off, uint64_t size, int dev,
+                      bool peer, uint64_t *va, int *mem_dev, uint64_t *page);
+int aspace_ipc_close(AddrSpace *as, uint64_t va);
 int aspace_reserve(AddrSpace *as, uint64_t size, uint64_t align, uint64_t expect,
                    uint64_t *va);
 int aspace_release(AddrSpace *as, uint64_t va);

@@ -3,8 +3,8 @@
  *
  * An entry is one 64-bit word.  Zero: nothing.  A table entry is the address of
  * the next-level node with bit 0 set.  A leaf has bits 0 and 1 set, the rights
- * in bits 2-3, the physical page number in bits 12-51 and the device tag in
- * bits 52-62.
+ * and flags (PT_FLAGS) in bits 2-5, the physical page number in bits 12-51 and
+ * the device tag in bits 52-62.
  */
 #include "pagetable.h"
 
@@ -141,7 +141,7 @@ static PtNode *node_create(PageTable *t, uint64_t va, int level)
 
 static uint64_t make_leaf(uint64_t phys, uint32_t dev, uint32_t prot)
 {
-    return E_VALID | E_LEAF | ((uint64_t)(prot & PT_RW) << E_PROT_SHIFT) |
+    return E_VALID | E_LEAF | ((uint64_t)(prot & PT_FLAGS) << E_PROT_SHIFT) |
            (phys & E_PHYS_MASK) | ((uint64_t)dev << E_DEV_SHIFT);
 }
 
@@ -152,7 +152,7 @@ bool pt_map(PageTable *t, uint64_t va, uint64_t len, uint64_t page_size, uint32_
     uint64_t end = va + len;
     if (level < 0 || len == 0 || va % page_size || len % page_size || phys % page_size ||
         end < va || end > (1ull << PT_VA_BITS) || phys + len < phys ||
-        phys + len > (E_PHYS_MASK | 0xfff) + 1 || dev > PT_MAX_DEV || (prot & ~PT_RW))
+        phys + len > (E_PHYS_MASK | 0xfff) + 1 || dev > PT_MAX_DEV || (prot & ~PT_FLAGS))
         return false;
     g_rw_lock_writer_lock(&t->lock);
     for (uint64_t a = va; a < end; a += page_size) {
@@ -214,7 +214,7 @@ uint64_t pt_unmap(PageTable *t, uint64_t va, uint64_t len)
 bool pt_protect(PageTable *t, uint64_t va, uint64_t len, uint32_t prot)
 {
     uint64_t end = va + len;
-    if ((prot & ~PT_RW) || len == 0 || end < va || end > (1ull << PT_VA_BITS))
+    if ((prot & ~PT_FLAGS) || len == 0 || end < va || end > (1ull << PT_VA_BITS))
         return false;
     g_rw_lock_writer_lock(&t->lock);
     bool ok = true;
@@ -227,7 +227,7 @@ bool pt_protect(PageTable *t, uint64_t va, uint64_t len, uint32_t prot)
             ok = is_leaf(e) && (a & (span - 1)) == 0 && a + span <= end;
             if (ok && pass == 1) {
                 uint64_t *slot = &nodes[l]->e[index_of(a, l)];
-                *slot = (e & ~((uint64_t)PT_RW << E_PROT_SHIFT)) |
+                *slot = (e & ~((uint64_t)PT_FLAGS << E_PROT_SHIFT)) |
                         ((uint64_t)prot << E_PROT_SHIFT);
             }
             a += span;
@@ -264,7 +264,7 @@ bool pt_lookup(PageTable *t, uint64_t va, PtHit *out)
                 .page_size = size,
                 .page_left = size - off,
                 .dev = (uint32_t)(e >> E_DEV_SHIFT) & PT_MAX_DEV,
-                .prot = (uint32_t)(e >> E_PROT_SHIFT) & PT_RW,
+                .prot = (uint32_t)(e >> E_PROT_SHIFT) & PT_FLAGS,
             };
             return true;
         }

@@ -28,6 +28,11 @@
 #define PT_READ   1u
 #define PT_WRITE  2u
 #define PT_RW     (PT_READ | PT_WRITE)
+/* The page is another device's memory reached through this table only while
+ * the table's device has peer access to that device (memory imported from a
+ * process on another device); the checker is the table's user. */
+#define PT_PEER   8u
+#define PT_FLAGS  (PT_RW | PT_PEER)
 
 #define PT_VA_BITS 48
 #define PT_MAX_DEV 0x7ffu       /* largest device tag */
@@ -40,7 +45,7 @@ typedef struct PtHit {
     uint64_t page_size;
     uint64_t page_left;     /* bytes from it to the end of its page */
     uint32_t dev;           /* device tag */
-    uint32_t prot;          /* PT_READ / PT_WRITE */
+    uint32_t prot;          /* PT_READ / PT_WRITE / PT_PEER */
 } PtHit;
 
 PageTable *pt_new(void);

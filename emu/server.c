@@ -97,6 +97,7 @@ EmuServer *emu_server_new(const EmuOptions *opt, GError **errp)
             srv->devices[s][d]->tag = (uint32_t)(s * EMU_MAX_DEVICES + d);
             srv->by_tag[s * EMU_MAX_DEVICES + d] = srv->devices[s][d];
         }
+    srv->shares = share_registry_new();
     /* Host memory for aclrtMallocPhysical with a HOST location: a pool as
      * large as the machine's RAM, in whole GiB; it has no VA heap. */
     uint64_t ram = (uint64_t)sysconf(_SC_PHYS_PAGES) * (uint64_t)sysconf(_SC_PAGESIZE);
@@ -266,6 +267,7 @@ void emu_server_free(EmuServer *srv)
         emu_log("%u session(s) did not finish: leaving their state to the exit", srv->live);
         return;
     }
+    share_registry_destroy(srv->shares);   /* drops its references first */
     for (int s = 0; s < srv->nservers; s++) {
         for (int d = 0; d < EMU_MAX_DEVICES; d++)
             device_destroy(srv->devices[s][d]);

@@ -17,6 +17,7 @@
 #include <sys/types.h>
 
 #include "devmodel/device.h"
+#include "devmodel/share.h"
 #include "devmodel/profile.h"
 #include "npuemu/proto.h"
 
@@ -38,6 +39,7 @@ typedef struct EmuServer {
     int nservers;
     Device *devices[EMU_MAX_SERVERS][EMU_MAX_DEVICES];
     Device *host[EMU_MAX_SERVERS];  /* each server's host memory (DDR) as a pool */
+    ShareRegistry *shares;          /* exported memory, every server together */
     /* Every pool by its page-table device tag: server * EMU_MAX_DEVICES + device
      * for HBM, EMU_HOST_TAG(server) for a server's host memory. */
     Device *by_tag[EMU_MAX_SERVERS * EMU_MAX_DEVICES + EMU_MAX_SERVERS];

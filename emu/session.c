@@ -144,6 +144,9 @@ static int handle_device_close(Session *s, const void *req, uint32_t len)
     unsigned streams = 0;
     uint64_t bytes = 0;
     streams_release(s, q->device, q->force != 0, &streams);
+    share_withdraw_range(s->srv->shares, s->id,
+                         EMU_VA_WINDOW_LO + (uint64_t)q->device * EMU_VA_DEVICE_SPAN,
+                         EMU_VA_DEVICE_SPAN);
     unsigned n = device_release_owner(d, s->id, &bytes);
     if (s->opened[q->device] || n || streams)
         emu_log("pid %d reset device %d: released %u allocations (%" G_GUINT64_FORMAT
@@ -199,6 +202,9 @@ static int handle_mem_free(Session *s, const void *req, uint32_t len, Reply *r)
     int err = device_mem_free(d, s->id, q->va, &f);
     if (err != ACL_SUCCESS)
         return err;
+    /* Freed memory can no longer be imported by key (imports live on). */
+    if (f.seg_released)
+        share_withdraw_range(s->srv->shares, s->id, f.seg_va, f.seg_size);
     RESP(EmuRespMemFree, p);
     *p = (EmuRespMemFree){
         .device = dev, .seg_released = f.seg_released, .seg_va = f.seg_va,
@@ -408,6 +414,151 @@ static int handle_peer_access(Session *s, const void *req, uint32_t len)
     return aspace_set_peer(s->as, q->device, q->peer, q->enable != 0);
 }
 
+/* ---- sharing: IPC keys and shareable handles (devmodel/share.h) ---- */
+
+static bool is_a3(Session *s)
+{
+    return strcmp(s->srv->profile->name, "a3") == 0;
+}
+
+static int handle_ipc_export(Session *s, const void *req, uint32_t len, Reply *r)
+{
+    REQ(EmuReqIpcExport, q);
+    int dev = emu_va_device(q->va);
+    Device *d = session_device(s, dev);
+    uint64_t off = 0;
+    /* Page-aligned memory of one segment of ours only: a sub-page slice of a
+     * shared block would expose its neighbours. */
+    PhysMem *mem = d ? device_segment_mem(d, s->id, q->va, q->size, &off) : NULL;
+    if (!mem)
+        return ACL_ERROR_RT_PARAM_INVALID;
+    uint64_t page = mem->pages.page_size;
+    uint64_t size = (q->size + page - 1) / page * page;
+    if (size > mem->size - off) {
+        device_phys_unref(mem);
+        return ACL_ERROR_RT_PARAM_INVALID;
+    }
+    RESP(EmuRespToken, p);
+    p->server = s->server;
+    return share_export(s->srv->shares, SHARE_IPC, s->id, s->pid, s->server, mem, off, size,
+                        q->va, q->pid_check != 0, p->token);
+}
+
+static int handle_share_export(Session *s, const void *req, uint32_t len, Reply *r)
+{
+    REQ(EmuReqShareExport, q);
+    if (q->kind != EMU_SHARE_DEFAULT && q->kind != EMU_SHARE_FABRIC)
+        return ACL_ERROR_RT_PARAM_INVALID;
+    if (q->kind == EMU_SHARE_FABRIC && !is_a3(s))
+        return ACL_ERROR_RT_FEATURE_NOT_SUPPORT;
+    PhysMem *mem = NULL;
+    int err = aspace_handle_mem(s->as, q->handle, &mem);
+    if (err != ACL_SUCCESS)
+        return err;
+    RESP(EmuRespToken, p);
+    p->server = s->server;
+    return share_export(s->srv->shares, (ShareKind)q->kind, s->id, s->pid, s->server, mem, 0,
+                        mem->size, q->handle, q->pid_check != 0, p->token);
+}
+
+static bool token_ok(const EmuReqShareToken *t)
+{
+    return t->kind >= EMU_SHARE_IPC && t->kind <= EMU_SHARE_FABRIC &&
+           t->len <= EMU_TOKEN_LEN;
+}
+
+static int handle_share_allow(Session *s, const void *req, uint32_t len)
+{
+    REQ(EmuReqShareAllow, q);
+    if (!token_ok(&q->name) || q->n > EMU_ALLOW_MAX)
+        return ACL_ERROR_RT_PARAM_INVALID;
+    for (uint32_t i = 0; i < q->n; i++)
+        if (q->servers[i] != EMU_ANY_SERVER &&
+            (q->servers[i] < 0 || q->servers[i] >= s->srv->nservers))
+            return ACL_ERROR_RT_PARAM_INVALID;
+    return share_allow(s->srv->shares, (ShareKind)q->name.kind, q->name.token, q->name.len,
+                       s->id, q->servers, q->pids, q->n);
+}
+
+static int handle_share_attr(Session *s, const void *req, uint32_t len)
+{
+    REQ(EmuReqShareToken, q);
+    if (q->kind != EMU_SHARE_IPC || q->value > 1)
+        return ACL_ERROR_RT_PARAM_INVALID;
+    return share_set_attr(s->srv->shares, q->token, q->len, s->id, q->value);
+}
+
+static int handle_share_withdraw(Session *s, const void *req, uint32_t len)
+{
+    REQ(EmuReqShareToken, q);
+    if (!token_ok(q))
+        return ACL_ERROR_RT_PARAM_INVALID;
+    return share_withdraw(s->srv->shares, (ShareKind)q->kind, q->token, q->len, s->id);
+}
+
+static int handle_ipc_import(Session *s, const void *req, uint32_t len, Reply *r)
+{
+    REQ(EmuReqIpcImport, q);
+    if (!session_device(s, q->device))
+        return ACL_ERROR_RT_INVALID_DEVICEID;
+    ShareGrant g;
+    int err = share_import(s->srv->shares, SHARE_IPC, q->token, EMU_TOKEN_LEN, s->id, s->pid,
+                           s->server, &g);
+    if (err != ACL_SUCCESS) {
+        if (err == ACL_ERROR_RT_NO_PERMISSION)
+            emu_log("pid %d refused an IPC key it is not whitelisted for", (int)s->pid);
+        return err;
+    }
+    RESP(EmuRespIpcImport, p);
+    MemObj *obj = memobj_ref(g.mem->obj);
+    int dev = -1;
+    uint64_t page = 0;
+    err = aspace_ipc_import(s->as, g.mem, g.off, g.size, q->device, q->peer != 0, &p->va, &dev,
+                            &page);
+    if (err != ACL_SUCCESS) {
+        memobj_unref(obj);
+        return err;
+    }
+    p->size = g.size;
+    p->obj_off = g.off;
+    p->device = dev;
+    p->page_size = (uint32_t)page;
+    r->fd_obj = obj;
+    return ACL_SUCCESS;
+}
+
+static int handle_ipc_close(Session *s, const void *req, uint32_t len)
+{
+    REQ(EmuReqVa, q);
+    return aspace_ipc_close(s->as, q->va);
+}
+
+static int handle_share_import(Session *s, const void *req, uint32_t len, Reply *r)
+{
+    REQ(EmuReqShareImport, q);
+    if (!token_ok(&q->name) || q->name.kind == EMU_SHARE_IPC)
+        return ACL_ERROR_RT_PARAM_INVALID;
+    if (q->name.kind == EMU_SHARE_FABRIC && !is_a3(s))
+        return ACL_ERROR_RT_FEATURE_NOT_SUPPORT;
+    if (!session_device(s, q->device))
+        return ACL_ERROR_RT_INVALID_DEVICEID;
+    ShareGrant g;
+    int err = share_import(s->srv->shares, (ShareKind)q->name.kind, q->name.token, q->name.len,
+                           s->id, s->pid, s->server, &g);
+    if (err != ACL_SUCCESS) {
+        if (err == ACL_ERROR_RT_NO_PERMISSION)
+            emu_log("pid %d refused a shareable handle it is not whitelisted for", (int)s->pid);
+        return err;
+    }
+    RESP(EmuRespPhys, p);
+    uint64_t size = g.mem->size, page = g.mem->pages.page_size;
+    err = aspace_import_handle(s->as, g.mem, g.serial, q->device, &p->handle);
+    p->size = size;
+    p->device = q->device;
+    p->page_size = (uint32_t)page;
+    return err;
+}
+
 /* ---- virtual memory: thin wrappers of the address space (aspace.h) ---- */
 
 static int handle_phys_alloc(Session *s, const void *req, uint32_t len, Reply *r)
@@ -424,7 +575,12 @@ static int handle_phys_alloc(Session *s, const void *req, uint32_t len, Reply *r
 static int handle_phys_free(Session *s, const void *req, uint32_t len)
 {
     REQ(EmuReqPhys, q);
-    return aspace_phys_free(s->as, q->handle);
+    bool released = false;
+    int err = aspace_phys_free(s->as, q->handle, &released);
+    /* The exporter's last reference ends its shareable handle (imports live on). */
+    if (released)
+        share_withdraw_handle(s->srv->shares, s->id, q->handle);
+    return err;
 }
 
 static int handle_vmm_reserve(Session *s, const void *req, uint32_t len, Reply *r)
@@ -520,6 +676,22 @@ static int dispatch(Session *s, uint32_t cmd, const void *req, uint32_t len, Rep
         return handle_mem_usage(s, req, len, r);
     case EMU_CMD_PEER_ACCESS:
         return handle_peer_access(s, req, len);
+    case EMU_CMD_IPC_EXPORT:
+        return handle_ipc_export(s, req, len, r);
+    case EMU_CMD_SHARE_EXPORT:
+        return handle_share_export(s, req, len, r);
+    case EMU_CMD_SHARE_ALLOW:
+        return handle_share_allow(s, req, len);
+    case EMU_CMD_SHARE_ATTR:
+        return handle_share_attr(s, req, len);
+    case EMU_CMD_SHARE_WITHDRAW:
+        return handle_share_withdraw(s, req, len);
+    case EMU_CMD_IPC_IMPORT:
+        return handle_ipc_import(s, req, len, r);
+    case EMU_CMD_IPC_CLOSE:
+        return handle_ipc_close(s, req, len);
+    case EMU_CMD_SHARE_IMPORT:
+        return handle_share_import(s, req, len, r);
     case EMU_CMD_HOST_FREE:
         return handle_host_free(s, req, len);
     case EMU_CMD_STREAM_CREATE:
@@ -879,6 +1051,7 @@ void emu_session_reclaim(Session *s)
             bytes += b;
         }
     }
+    unsigned exports = s->id ? share_withdraw_owner(srv->shares, s->id) : 0;
     unsigned handles = 0;
     uint64_t handle_bytes = 0;
     aspace_destroy(s->as, &handles, &handle_bytes);
@@ -893,8 +1066,8 @@ void emu_session_reclaim(Session *s)
     if (s->id)
         emu_log("client pid %d gone: reclaimed %u allocations (%" G_GUINT64_FORMAT
                 " bytes of HBM), %u physical handles (%" G_GUINT64_FORMAT " bytes), %u streams,"
-                " %u pinned host buffers",
-                (int)s->pid, allocs, bytes, handles, handle_bytes, streams, hosts);
+                " %u pinned host buffers, %u exports",
+                (int)s->pid, allocs, bytes, handles, handle_bytes, streams, hosts, exports);
     if (s->hdr)
         __atomic_store_n(&s->hdr->dead, 1, __ATOMIC_RELEASE);
     memobj_unref(s->chan);

@@ -206,8 +206,8 @@ static void test_phys_alloc_args(void)
     CU_ASSERT_TRUE(all_free());
 
     /* freeing what is not a handle */
-    CU_ASSERT_EQUAL(aspace_phys_free(as, 0), ACL_ERROR_RT_PARAM_INVALID);
-    CU_ASSERT_EQUAL(aspace_phys_free(as, 0x1234), ACL_ERROR_RT_PARAM_INVALID);
+    CU_ASSERT_EQUAL(aspace_phys_free(as, 0, NULL), ACL_ERROR_RT_PARAM_INVALID);
+    CU_ASSERT_EQUAL(aspace_phys_free(as, 0x1234, NULL), ACL_ERROR_RT_PARAM_INVALID);
     aspace_destroy(as, NULL, NULL);
 }
 
@@ -234,14 +234,14 @@ static void test_phys_accounting(void)
     CU_ASSERT_EQUAL(aspace_phys_alloc(as, 2, 2 * MiB, 2 * MiB, 0, &h),
                     ACL_ERROR_RT_MEMORY_ALLOCATION);
     CU_ASSERT_EQUAL(aspace_handles(as), 4);
-    CU_ASSERT_EQUAL(aspace_phys_free(as, all), ACL_SUCCESS);
+    CU_ASSERT_EQUAL(aspace_phys_free(as, all, NULL), ACL_SUCCESS);
     CU_ASSERT_EQUAL(dev_free(2), CAP);
 
-    CU_ASSERT_EQUAL(aspace_phys_free(as, b), ACL_SUCCESS);
+    CU_ASSERT_EQUAL(aspace_phys_free(as, b, NULL), ACL_SUCCESS);
     CU_ASSERT_EQUAL(dev_free(0), base0 - 6 * MiB);
-    CU_ASSERT_EQUAL(aspace_phys_free(as, b), ACL_ERROR_RT_PARAM_INVALID); /* double free */
-    CU_ASSERT_EQUAL(aspace_phys_free(as, a), ACL_SUCCESS);
-    CU_ASSERT_EQUAL(aspace_phys_free(as, c), ACL_SUCCESS);
+    CU_ASSERT_EQUAL(aspace_phys_free(as, b, NULL), ACL_ERROR_RT_PARAM_INVALID); /* double free */
+    CU_ASSERT_EQUAL(aspace_phys_free(as, a, NULL), ACL_SUCCESS);
+    CU_ASSERT_EQUAL(aspace_phys_free(as, c, NULL), ACL_SUCCESS);
     CU_ASSERT_EQUAL(dev_free(0), base0);
     CU_ASSERT_EQUAL(dev_free(1), base1);
     CU_ASSERT_EQUAL(aspace_handles(as), 0);
@@ -250,10 +250,10 @@ static void test_phys_accounting(void)
     /* handles are per address space */
     AddrSpace *other = new_as(OWNER + 1);
     uint64_t mine = must_phys(as, 0, 2 * MiB, 2 * MiB);
-    CU_ASSERT_EQUAL(aspace_phys_free(other, mine), ACL_ERROR_RT_PARAM_INVALID);
+    CU_ASSERT_EQUAL(aspace_phys_free(other, mine, NULL), ACL_ERROR_RT_PARAM_INVALID);
     uint64_t rva = must_reserve(other, 2 * MiB, 0);
     CU_ASSERT_EQUAL(try_map(other, rva, 2 * MiB, mine, PT_RW), ACL_ERROR_RT_PARAM_INVALID);
-    CU_ASSERT_EQUAL(aspace_phys_free(as, mine), ACL_SUCCESS);
+    CU_ASSERT_EQUAL(aspace_phys_free(as, mine, NULL), ACL_SUCCESS);
     aspace_destroy(other, NULL, NULL);
     aspace_destroy(as, NULL, NULL);
     CU_ASSERT_TRUE(all_free());
@@ -486,11 +486,11 @@ static void test_map_rules(void)
     CU_ASSERT_PTR_NULL(aspace_table(as, NDEV));
     CU_ASSERT_PTR_NULL(aspace_table(as, -1));
 
-    CU_ASSERT_EQUAL(aspace_phys_free(as, h4), ACL_SUCCESS);
-    CU_ASSERT_EQUAL(aspace_phys_free(as, h4b), ACL_SUCCESS);
-    CU_ASSERT_EQUAL(aspace_phys_free(as, h2), ACL_SUCCESS);
-    CU_ASSERT_EQUAL(aspace_phys_free(as, h1), ACL_SUCCESS);
-    CU_ASSERT_EQUAL(aspace_phys_free(as, hg), ACL_SUCCESS);
+    CU_ASSERT_EQUAL(aspace_phys_free(as, h4, NULL), ACL_SUCCESS);
+    CU_ASSERT_EQUAL(aspace_phys_free(as, h4b, NULL), ACL_SUCCESS);
+    CU_ASSERT_EQUAL(aspace_phys_free(as, h2, NULL), ACL_SUCCESS);
+    CU_ASSERT_EQUAL(aspace_phys_free(as, h1, NULL), ACL_SUCCESS);
+    CU_ASSERT_EQUAL(aspace_phys_free(as, hg, NULL), ACL_SUCCESS);
     CU_ASSERT_EQUAL(dev_free(0), base0);
     CU_ASSERT_EQUAL(aspace_release(as, r), ACL_SUCCESS);
     CU_ASSERT_EQUAL(aspace_release(as, r2), ACL_SUCCESS);
@@ -652,7 +652,7 @@ static void test_resolve_rights(void)
     CU_ASSERT_EQUAL(pt_leaves(aspace_table(as, 0)), 0);
     CU_ASSERT_EQUAL(pt_leaves(aspace_table(as, 1)), 0);
     memobj_unref(obj);
-    CU_ASSERT_EQUAL(aspace_phys_free(as, h), ACL_SUCCESS);
+    CU_ASSERT_EQUAL(aspace_phys_free(as, h, NULL), ACL_SUCCESS);
     aspace_destroy(as, NULL, NULL);
     CU_ASSERT_TRUE(all_free());
 }
@@ -771,9 +771,9 @@ static void test_deferred_free(void)
     CU_ASSERT_PTR_NOT_NULL_FATAL(obj);
     obj->map[1000] = 0x77;
     /* freeing the handle while mapped: the handle is gone, the memory is not */
-    CU_ASSERT_EQUAL(aspace_phys_free(as, h), ACL_SUCCESS);
+    CU_ASSERT_EQUAL(aspace_phys_free(as, h, NULL), ACL_SUCCESS);
     CU_ASSERT_EQUAL(aspace_handles(as), 0);
-    CU_ASSERT_EQUAL(aspace_phys_free(as, h), ACL_ERROR_RT_PARAM_INVALID);
+    CU_ASSERT_EQUAL(aspace_phys_free(as, h, NULL), ACL_ERROR_RT_PARAM_INVALID);
     CU_ASSERT_EQUAL(dev_free(0), base - 4 * MiB);
     uint64_t len = 1;
     uint8_t *p = resolve(as, 0, r + 1000, &len, PT_READ, NULL);
@@ -800,7 +800,7 @@ static void test_deferred_free(void)
     CU_ASSERT_PTR_EQUAL(o1, o2);
     memobj_unref(o1);
     memobj_unref(o2);
-    CU_ASSERT_EQUAL(aspace_phys_free(as, h), ACL_SUCCESS);
+    CU_ASSERT_EQUAL(aspace_phys_free(as, h, NULL), ACL_SUCCESS);
     must_unmap(as, r);
     CU_ASSERT_EQUAL(dev_free(0), base - 4 * MiB);
     CU_ASSERT_TRUE(can(as, 0, r2, PT_READ));
@@ -838,8 +838,8 @@ static void test_retain(void)
     CU_ASSERT_EQUAL(aspace_handles(as), 1);
     /* three references: three frees; the memory stays while mapped */
     for (int i = 0; i < 3; i++)
-        CU_ASSERT_EQUAL(aspace_phys_free(as, h), ACL_SUCCESS);
-    CU_ASSERT_EQUAL(aspace_phys_free(as, h), ACL_ERROR_RT_PARAM_INVALID);
+        CU_ASSERT_EQUAL(aspace_phys_free(as, h, NULL), ACL_SUCCESS);
+    CU_ASSERT_EQUAL(aspace_phys_free(as, h, NULL), ACL_ERROR_RT_PARAM_INVALID);
     CU_ASSERT_EQUAL(aspace_handles(as), 0);
     CU_ASSERT_EQUAL(dev_free(1), base - 4 * MiB);
     /* retain brings a freed-but-mapped handle back */
@@ -850,7 +850,7 @@ static void test_retain(void)
     CU_ASSERT_EQUAL(dev_free(1), base - 4 * MiB);  /* a reference remains */
     CU_ASSERT_EQUAL(try_map(as, r, 4 * MiB, h, PT_RW), ACL_SUCCESS);
     must_unmap(as, r);
-    CU_ASSERT_EQUAL(aspace_phys_free(as, h), ACL_SUCCESS);
+    CU_ASSERT_EQUAL(aspace_phys_free(as, h, NULL), ACL_SUCCESS);
     CU_ASSERT_EQUAL(dev_free(1), base);
     CU_ASSERT_EQUAL(aspace_handles(as), 0);
     aspace_destroy(as, NULL, NULL);
@@ -868,7 +868,7 @@ static void test_release_while_mapped(void)
     CU_ASSERT_EQUAL(aspace_reservations(as), 1);
     CU_ASSERT_TRUE(can(as, 0, r + 6 * MiB, PT_READ));
     /* freeing the handle does not unmap either */
-    CU_ASSERT_EQUAL(aspace_phys_free(as, h), ACL_SUCCESS);
+    CU_ASSERT_EQUAL(aspace_phys_free(as, h, NULL), ACL_SUCCESS);
     CU_ASSERT_EQUAL(aspace_release(as, r), ACL_ERROR_RT_PARAM_INVALID);
     must_unmap(as, r + 6 * MiB);
     CU_ASSERT_EQUAL(aspace_release(as, r), ACL_SUCCESS);
@@ -905,7 +905,7 @@ static void test_destroy_live(void)
     /* freed while mapped: no handle, but memory */
     uint64_t h_e = must_phys(as, 0, 2 * MiB, 4 * KiB);
     memobj_unref(must_map(as, r2 + 2 * MiB, 2 * MiB, h_e, PT_RW));
-    CU_ASSERT_EQUAL(aspace_phys_free(as, h_e), ACL_SUCCESS);
+    CU_ASSERT_EQUAL(aspace_phys_free(as, h_e, NULL), ACL_SUCCESS);
     /* aclrtMalloc memory in the same tables, released before as the contract says */
     DevAllocResult a;
     CU_ASSERT_EQUAL(device_mem_alloc(by_tag[0], OWNER, 5 * MiB, ACL_MEM_MALLOC_HUGE_ONLY, false,
@@ -1039,7 +1039,7 @@ static void test_resolve_race(void)
         case 0:
             /* free while mapped, once */
             if (!freed[k]) {
-                CU_ASSERT_EQUAL(aspace_phys_free(as, handle[k]), ACL_SUCCESS);
+                CU_ASSERT_EQUAL(aspace_phys_free(as, handle[k], NULL), ACL_SUCCESS);
                 freed[k] = true;
             }
             break;
@@ -1053,7 +1053,7 @@ static void test_resolve_race(void)
             CU_ASSERT_EQUAL(aspace_unmap(as, va, &hh, &sz), ACL_SUCCESS);
             CU_ASSERT_EQUAL(hh, handle[k]);
             if (!freed[k])
-                CU_ASSERT_EQUAL(aspace_phys_free(as, handle[k]), ACL_SUCCESS);
+                CU_ASSERT_EQUAL(aspace_phys_free(as, handle[k], NULL), ACL_SUCCESS);
             handle[k] = 0;
             break;
         }

@@ -78,6 +78,14 @@ typedef enum EmuCmd {
     EMU_CMD_VMM_RETAIN,     /* EmuReqVa -> EmuRespPhys (one more reference) */
     EMU_CMD_MEM_USAGE,      /* EmuReqDevice -> EmuRespMemUsage */
     EMU_CMD_PEER_ACCESS,    /* EmuReqPeer: streams of device reach peer's memory, or not */
+    EMU_CMD_IPC_EXPORT,     /* EmuReqIpcExport -> EmuRespToken */
+    EMU_CMD_SHARE_EXPORT,   /* EmuReqShareExport -> EmuRespToken */
+    EMU_CMD_SHARE_ALLOW,    /* EmuReqShareAllow: whitelist (server, pid) pairs */
+    EMU_CMD_SHARE_ATTR,     /* EmuReqShareToken: an IPC export's link attribute */
+    EMU_CMD_SHARE_WITHDRAW, /* EmuReqShareToken: the exporter closes an export */
+    EMU_CMD_IPC_IMPORT,     /* EmuReqIpcImport -> EmuRespIpcImport (+fd) */
+    EMU_CMD_IPC_CLOSE,      /* EmuReqVa: the importer closes what it imported at va */
+    EMU_CMD_SHARE_IMPORT,   /* EmuReqShareImport -> EmuRespPhys */
     EMU_CMD_COUNT
 } EmuCmd;
 
@@ -193,6 +201,71 @@ typedef struct EmuRespMemFree {
     uint64_t seg_size;
     uint64_t size;
 } EmuRespMemFree;
+
+/* ---- sharing: IPC keys and shareable handles (devmodel/share.h) ---- */
+
+#define EMU_SHARE_IPC      1u    /* ShareKind values */
+#define EMU_SHARE_DEFAULT  2u
+#define EMU_SHARE_FABRIC   3u
+#define EMU_TOKEN_LEN      32
+#define EMU_ALLOW_MAX      64    /* pids per EMU_CMD_SHARE_ALLOW */
+#define EMU_ANY_SERVER     (-1)
+
+typedef struct EmuReqIpcExport {
+    uint64_t va;
+    uint64_t size;
+    uint32_t pid_check;
+    uint32_t pad;
+} EmuReqIpcExport;
+
+typedef struct EmuReqShareExport {
+    uint64_t handle;          /* the exporter's physical handle */
+    uint32_t kind;            /* EMU_SHARE_DEFAULT / EMU_SHARE_FABRIC */
+    uint32_t pid_check;
+} EmuReqShareExport;
+
+typedef struct EmuRespToken {
+    uint8_t token[EMU_TOKEN_LEN];
+    int32_t server;           /* the exporter's */
+    uint32_t pad;
+} EmuRespToken;
+
+/* An export named by kind and the first `len` bytes of its token (8 for a
+ * DEFAULT handle, 32 otherwise). */
+typedef struct EmuReqShareToken {
+    uint32_t kind;
+    uint32_t len;
+    uint8_t token[EMU_TOKEN_LEN];
+    uint64_t value;           /* SHARE_ATTR: the attribute */
+} EmuReqShareToken;
+
+typedef struct EmuReqShareAllow {
+    EmuReqShareToken name;
+    uint32_t n;
+    uint32_t pad;
+    int32_t servers[EMU_ALLOW_MAX];   /* EMU_ANY_SERVER matches every server */
+    int32_t pids[EMU_ALLOW_MAX];
+} EmuReqShareAllow;
+
+typedef struct EmuReqIpcImport {
+    uint8_t token[EMU_TOKEN_LEN];
+    int32_t device;           /* the importer's current device */
+    uint32_t peer;            /* ACL_RT_IPC_MEM_IMPORT_FLAG_ENABLE_PEER_ACCESS */
+} EmuReqIpcImport;
+
+typedef struct EmuRespIpcImport {
+    uint64_t va;
+    uint64_t size;
+    uint64_t obj_off;         /* where the range starts in the memory object (fd) */
+    int32_t device;           /* the device whose memory it is */
+    uint32_t page_size;
+} EmuRespIpcImport;
+
+typedef struct EmuReqShareImport {
+    EmuReqShareToken name;
+    int32_t device;           /* the device whose table its mappings enter */
+    uint32_t pad;
+} EmuReqShareImport;
 
 typedef struct EmuReqPeer {
     int32_t device;
