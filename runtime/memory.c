@@ -81,6 +81,7 @@ void rt_memory_release(void)
 {
     rt_hostreg_release();   /* hostreg.c: registered pages go back to their owner first */
     rt_vmm_release();
+    rt_ipc_release();
     pthread_rwlock_wrlock(&mem_lock);
     while (segments && g_tree_nnodes(segments)) {
         RtSegment *s = g_tree_node_value(g_tree_node_first(segments));
@@ -104,6 +105,7 @@ void rt_memory_release(void)
 void rt_memory_forget_after_fork(void)
 {
     rt_vmm_forget_after_fork();
+    rt_ipc_forget_after_fork();
     pthread_rwlock_init(&mem_lock, NULL);
     pthread_mutex_init(&alloc_lock, NULL);
     segments = allocs = hostbufs = NULL;
@@ -119,8 +121,8 @@ RtMemKind rt_mem_lookup(const void *ptr, uint64_t len, RtMemRef *ref)
 {
     uint64_t a = (uint64_t)(uintptr_t)ptr;
     *ref = (RtMemRef){ .kind = RT_MEM_PAGEABLE, .device = -1, .host = (uint8_t *)ptr };
-    /* Mapped virtual memory (vmm.c) has its own tables. */
-    if (rt_vmm_lookup(a, len, ref))
+    /* Mapped virtual memory (vmm.c) and imports (ipc.c) have their own tables. */
+    if (rt_vmm_lookup(a, len, ref) || (rt_in_window(ptr) && rt_ipc_lookup(a, len, ref)))
         return ref->kind;
     pthread_rwlock_rdlock(&mem_lock);
     if (rt_in_window(ptr) || rt_vmm_reserved(a)) {

@@ -53,6 +53,7 @@ typedef struct RtDevice {
     uint32_t set_count;         /* aclrtSetDevice references */
     bool open;                  /* opened on the emulator, default context alive */
     RtContext *default_ctx;
+    uint32_t peers;             /* bit p: peer access to user device p (peer.c) */
 } RtDevice;
 
 typedef struct RtFdStash {
@@ -187,6 +188,8 @@ typedef struct RtMemRef {
     int32_t device;             /* user id, for RT_MEM_DEVICE */
     uint8_t *host;              /* where the runtime can touch [ptr, ptr + len) */
     uint32_t page_size;
+    bool ipc_remote;            /* imported by IPC key from another device: copy
+                                 * restrictions apply (ipc.c) */
 } RtMemRef;
 
 void rt_memory_init(void);
@@ -199,6 +202,18 @@ bool rt_in_window(const void *ptr);
 void rt_memory_forget_after_fork(void);
 /* The aclrtMalloc allocation or pinned host buffer containing addr. */
 bool rt_mem_block(uint64_t addr, uint64_t *base, uint64_t *size);
+
+/* ---- ipc.c ---- */
+/* As rt_mem_lookup, for [a, a + len) inside memory imported by IPC key. */
+bool rt_ipc_lookup(uint64_t a, uint64_t len, RtMemRef *ref);
+void rt_ipc_release(void);
+void rt_ipc_forget_after_fork(void);
+/* Parses the 65-byte key of an IPC export or import. */
+bool rt_ipc_key_parse(const char *key, uint8_t token[EMU_TOKEN_LEN]);
+/* Whitelists num pids of `server` (EMU_ANY_SERVER: any) for an export of ours
+ * named by kind and the first tlen bytes of its token. */
+aclError rt_share_allow(const char *api, uint32_t kind, const uint8_t *token, uint32_t tlen,
+                        int32_t server, const int32_t *pid, size_t num);
 
 /* ---- vmm.c ---- */
 /* True when addr lies in a reservation of this process. */
@@ -220,6 +235,16 @@ bool rt_vmm_fault_lookup(uint64_t addr, RtFaultAlloc *out);
 /* ---- memcpy.c ---- */
 /* What a lookup found, for error messages ("device memory", ...). */
 const char *rt_mem_side_name(RtMemKind k);
+
+/* ---- peer.c ---- */
+/* Called with g_rt.lock held when `device` closes: every pair it belongs to,
+ * either way, loses its peer access, in the emulator and here. */
+void rt_peer_drop_device(int32_t device);
+/* A synchronous copy between memory of two devices (looked up in d and s) runs
+ * on the current device, which needs peer access to each side that is not its
+ * own: ACL_SUCCESS, or records 107000 (107002 without a current context). */
+aclError rt_peer_check_copy(const char *api, const void *dst, const RtMemRef *d,
+                            const void *src, const RtMemRef *s);
 
 /* ---- mempool.c ---- */
 /* Called after a successful synchronise of stream s, or of every stream of user

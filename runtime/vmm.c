@@ -301,6 +301,203 @@ RT_EXPORT aclError aclrtMemGetAllocationPropertiesFromHandle(aclrtDrvMemHandle h
     return ACL_SUCCESS;
 }
 
+/* ---- shareable handles (export / set pid / import, V1 and V2) ---- */
+
+#define FABRIC_MAGIC 0x4650554eu    /* "NUPF" */
+
+/* A FABRIC handle: magic, the exporter's server, the export's token. */
+typedef struct FabricLayout {
+    uint32_t magic;
+    int32_t server;
+    uint8_t token[EMU_TOKEN_LEN];
+} FabricLayout;
+
+static bool is_a3(void)
+{
+    return strcmp(g_rt.conn.welcome.profile, "a3") == 0;
+}
+
+/* The export a shareable handle names: kind and the token bytes it carries. */
+static bool share_name(aclrtMemSharedHandleType type, const void *sh, EmuReqShareToken *t)
+{
+    memset(t, 0, sizeof(*t));
+    if (type == ACL_MEM_SHARE_HANDLE_TYPE_DEFAULT) {
+        t->kind = EMU_SHARE_DEFAULT;
+        t->len = sizeof(uint64_t);
+        memcpy(t->token, sh, sizeof(uint64_t));
+        return true;
+    }
+    if (type == ACL_MEM_SHARE_HANDLE_TYPE_FABRIC) {
+        FabricLayout f;
+        memcpy(&f, sh, sizeof(f));
+        if (f.magic != FABRIC_MAGIC)
+            return false;
+        t->kind = EMU_SHARE_FABRIC;
+        t->len = EMU_TOKEN_LEN;
+        memcpy(t->token, f.token, EMU_TOKEN_LEN);
+        return true;
+    }
+    return false;
+}
+
+static aclError share_export(const char *api, aclrtDrvMemHandle handle, uint64_t flags,
+                             aclrtMemSharedHandleType type, void *out)
+{
+    if (!out)
+        return rt_fail(ACL_ERROR_RT_PARAM_INVALID, api, "shareableHandle must not be NULL");
+    if (flags > ACL_RT_VMM_EXPORT_FLAG_DISABLE_PID_VALIDATION)
+        return rt_fail(ACL_ERROR_RT_PARAM_INVALID, api,
+                       "flags 0x%" PRIx64 " is not an export flag", flags);
+    if (type != ACL_MEM_SHARE_HANDLE_TYPE_DEFAULT && type != ACL_MEM_SHARE_HANDLE_TYPE_FABRIC)
+        return rt_fail(ACL_ERROR_RT_PARAM_INVALID, api, "shareType %d is not a handle type",
+                       (int)type);
+    if (type == ACL_MEM_SHARE_HANDLE_TYPE_FABRIC && !is_a3())
+        return rt_unsupported(api);
+    pthread_rwlock_rdlock(&vmm_lock);
+    RtPhys *p = phys_live(handle);
+    uint64_t id = p ? p->id : 0;
+    pthread_rwlock_unlock(&vmm_lock);
+    if (!p)
+        return rt_fail(ACL_ERROR_RT_PARAM_INVALID, api,
+                       "%p is not a physical memory handle of this process (or it was freed)",
+                       handle);
+    EmuReqShareExport q = { .handle = id,
+                            .kind = type == ACL_MEM_SHARE_HANDLE_TYPE_FABRIC ? EMU_SHARE_FABRIC
+                                                                             : EMU_SHARE_DEFAULT,
+                            .pid_check = flags != ACL_RT_VMM_EXPORT_FLAG_DISABLE_PID_VALIDATION };
+    EmuRespToken r;
+    aclError err = rt_call(EMU_CMD_SHARE_EXPORT, &q, sizeof(q), &r, sizeof(r), NULL);
+    if (err != ACL_SUCCESS)
+        return rt_fail(err, api, "cannot export %p: only a handle of aclrtMallocPhysical with "
+                       "device memory, exported once", handle);
+    if (type == ACL_MEM_SHARE_HANDLE_TYPE_DEFAULT) {
+        memcpy(out, r.token, sizeof(uint64_t));
+    } else {
+        aclrtMemFabricHandle fh;
+        memset(&fh, 0, sizeof(fh));
+        FabricLayout f = { .magic = FABRIC_MAGIC, .server = r.server };
+        memcpy(f.token, r.token, EMU_TOKEN_LEN);
+        memcpy(fh.data, &f, sizeof(f));
+        memcpy(out, &fh, sizeof(fh));
+    }
+    return ACL_SUCCESS;
+}
+
+RT_EXPORT aclError aclrtMemExportToShareableHandle(aclrtDrvMemHandle handle,
+                                                   aclrtMemHandleType handleType, uint64_t flags,
+                                                   uint64_t *shareableHandle)
+{
+    RT_CHECK_INIT();
+    if (handleType != ACL_MEM_HANDLE_TYPE_NONE)
+        return RT_FAIL(ACL_ERROR_RT_PARAM_INVALID,
+                       "handleType %d: only ACL_MEM_HANDLE_TYPE_NONE", (int)handleType);
+    return share_export(__func__, handle, flags, ACL_MEM_SHARE_HANDLE_TYPE_DEFAULT,
+                        shareableHandle);
+}
+
+RT_EXPORT aclError aclrtMemExportToShareableHandleV2(aclrtDrvMemHandle handle, uint64_t flags,
+                                                     aclrtMemSharedHandleType shareType,
+                                                     void *shareableHandle)
+{
+    RT_CHECK_INIT();
+    return share_export(__func__, handle, flags, shareType, shareableHandle);
+}
+
+static aclError share_set_pid(const char *api, aclrtMemSharedHandleType type, const void *sh,
+                              int32_t *pid, size_t num)
+{
+    if (!sh || !pid || num == 0)
+        return rt_fail(ACL_ERROR_RT_PARAM_INVALID, api,
+                       "shareableHandle and pid must not be NULL and pidNum must not be 0");
+    EmuReqShareToken t;
+    if (!share_name(type, sh, &t))
+        return rt_fail(ACL_ERROR_RT_PARAM_INVALID, api, "not a shareable handle of type %d",
+                       (int)type);
+    /* A FABRIC whitelist names processes of any server of the SuperPoD. */
+    int32_t server = t.kind == EMU_SHARE_FABRIC ? EMU_ANY_SERVER : g_rt.conn.welcome.server;
+    return rt_share_allow(api, t.kind, t.token, t.len, server, pid, num);
+}
+
+RT_EXPORT aclError aclrtMemSetPidToShareableHandle(uint64_t shareableHandle, int32_t *pid,
+                                                   size_t pidNum)
+{
+    RT_CHECK_INIT();
+    return share_set_pid(__func__, ACL_MEM_SHARE_HANDLE_TYPE_DEFAULT, &shareableHandle, pid,
+                         pidNum);
+}
+
+RT_EXPORT aclError aclrtMemSetPidToShareableHandleV2(void *shareableHandle,
+                                                     aclrtMemSharedHandleType shareType,
+                                                     int32_t *pid, size_t pidNum)
+{
+    RT_CHECK_INIT();
+    if (shareType == ACL_MEM_SHARE_HANDLE_TYPE_FABRIC && !is_a3())
+        return rt_unsupported(__func__);
+    return share_set_pid(__func__, shareType, shareableHandle, pid, pidNum);
+}
+
+static aclError share_import(const char *api, aclrtMemSharedHandleType type, const void *sh,
+                             int32_t user, aclrtDrvMemHandle *handle)
+{
+    EmuReqShareImport q = { .device = rt_device_phys(user) };
+    if (!share_name(type, sh, &q.name))
+        return rt_fail(ACL_ERROR_RT_PARAM_INVALID, api, "not a shareable handle of type %d",
+                       (int)type);
+    EmuRespPhys r;
+    aclError err = rt_call(EMU_CMD_SHARE_IMPORT, &q, sizeof(q), &r, sizeof(r), NULL);
+    if (err == ACL_ERROR_RT_NO_PERMISSION)
+        return rt_fail(err, api, "this process (pid %u) is not on the handle's whitelist",
+                       g_rt.conn.welcome.client_pid);
+    if (err != ACL_SUCCESS)
+        return rt_fail(err, api, "cannot import the handle: unknown, released, exported by this "
+                       "process, already imported here, or of another server");
+    aclrtPhysicalMemProp prop = {
+        .handleType = ACL_MEM_HANDLE_TYPE_NONE, .allocationType = ACL_MEM_ALLOCATION_TYPE_PINNED,
+        .memAttr = r.page_size == GiB ? ACL_MEM_HUGE1G
+                   : r.page_size == 2 * MiB ? ACL_MEM_HUGE : ACL_MEM_NORMAL,
+        .location = { .id = (uint32_t)user, .type = ACL_MEM_LOCATION_TYPE_DEVICE },
+    };
+    RtPhys *p = g_new0(RtPhys, 1);
+    *p = (RtPhys){ .id = r.handle, .size = r.size, .page_size = r.page_size, .prop = prop,
+                   .refs = 1 };
+    pthread_rwlock_wrlock(&vmm_lock);
+    vmm_tables();
+    g_hash_table_add(handles, p);
+    pthread_rwlock_unlock(&vmm_lock);
+    *handle = p;
+    return ACL_SUCCESS;
+}
+
+RT_EXPORT aclError aclrtMemImportFromShareableHandle(uint64_t shareableHandle, int32_t deviceId,
+                                                     aclrtDrvMemHandle *handle)
+{
+    RT_CHECK_INIT();
+    if (!handle)
+        return RT_FAIL(ACL_ERROR_RT_PARAM_INVALID, "handle must not be NULL");
+    if (!rt_device_valid(deviceId))
+        return RT_FAIL(ACL_ERROR_RT_INVALID_DEVICEID, "device %d does not exist", deviceId);
+    return share_import(__func__, ACL_MEM_SHARE_HANDLE_TYPE_DEFAULT, &shareableHandle, deviceId,
+                        handle);
+}
+
+RT_EXPORT aclError aclrtMemImportFromShareableHandleV2(void *shareableHandle,
+                                                       aclrtMemSharedHandleType shareType,
+                                                       uint64_t flags, aclrtDrvMemHandle *handle)
+{
+    RT_CHECK_INIT();
+    if (!shareableHandle || !handle)
+        return RT_FAIL(ACL_ERROR_RT_PARAM_INVALID, "shareableHandle and handle must not be NULL");
+    if (flags != 0)
+        return RT_FAIL(ACL_ERROR_RT_PARAM_INVALID, "flags is reserved and must be 0");
+    if (shareType == ACL_MEM_SHARE_HANDLE_TYPE_FABRIC && !is_a3())
+        return rt_unsupported(__func__);
+    aclError err;
+    RtContext *ctx = rt_require_ctx(__func__, &err);
+    if (!ctx)
+        return err;
+    return share_import(__func__, shareType, shareableHandle, ctx->device, handle);
+}
+
 /* ---- reservations ---- */
 
 static uint64_t pow2_at_least(uint64_t x)
