@@ -66,6 +66,9 @@ RT_EXPORT aclError aclrtMemcpy(void *dst, size_t destMax, const void *src, size_
         return RT_FAIL(ACL_ERROR_RT_PARAM_INVALID, "cannot copy %zu bytes from %s at %p to %s "
                        "at %p", count, rt_mem_side_name(s.kind), src, rt_mem_side_name(d.kind),
                        dst);
+    err = rt_peer_check_copy(__func__, dst, &d, src, &s);
+    if (err != ACL_SUCCESS)
+        return err;
     memmove(d.host, s.host, count);
     return ACL_SUCCESS;
 }

@@ -628,6 +628,9 @@ static int copy_matrix(size_t n)
     CACL(aclrtSetDevice(1));
     CACL(aclrtMalloc(&d1, n, ACL_MEM_MALLOC_HUGE_FIRST));
     CACL(aclrtSetDevice(0));
+    /* Device 0 makes every copy below, both ways between devices 0 and 1: it
+     * needs peer access to device 1 (device 1 needs none). */
+    CACL(aclrtDeviceEnablePeerAccess(1, 0));
     CACL(aclrtMalloc(&d0a, n, ACL_MEM_MALLOC_HUGE_FIRST));
     CACL(aclrtMalloc(&d0b, n, ACL_MEM_MALLOC_HUGE_FIRST));
 
