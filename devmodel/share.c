@@ -143,7 +143,9 @@ int share_allow(ShareRegistry *r, ShareKind kind, const uint8_t *token, size_t l
     ShareExport *e = find(r, kind, token, len);
     int err = e && e->owner == owner ? ACL_SUCCESS : ACL_ERROR_RT_PARAM_INVALID;
     for (size_t i = 0; err == ACL_SUCCESS && i < n; i++) {
-        int64_t v = ((int64_t)(servers ? servers[i] : e->server) << 32) | (uint32_t)pids[i];
+        /* Shifted unsigned: SHARE_ANY_SERVER is negative. */
+        uint32_t server = (uint32_t)(servers ? servers[i] : e->server);
+        int64_t v = (int64_t)(((uint64_t)server << 32) | (uint32_t)pids[i]);
         g_array_append_val(e->allowed, v);
     }
     g_mutex_unlock(&r->lock);
