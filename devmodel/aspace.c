@@ -526,6 +526,11 @@ int aspace_set_access(AddrSpace *as, uint64_t va, uint64_t size, int dev, uint32
         return ACL_ERROR_RT_PARAM_INVALID;
     if (!dev_of(as, dev))
         return ACL_ERROR_RT_INVALID_DEVICEID;
+    /* Imported memory of another device of this server stays behind peer
+     * access in every table but its own device's, whatever the rights. */
+    int own = m->h->imported ? local_index(as, m->h->mem->dev) : -1;
+    if (own >= 0 && own != dev)
+        prot |= PT_PEER;
     if (m->tables & (1u << dev))
         return pt_protect(as->pt[dev], va, size, prot) ? ACL_SUCCESS
                                                        : ACL_ERROR_RT_PARAM_INVALID;
