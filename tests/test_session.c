@@ -301,6 +301,100 @@ static uint64_t fd_size(int fd)
     return fstat(fd, &st) == 0 ? (uint64_t)st.st_size : 0;
 }
 
+/* Sharing: the requests of devmodel/share.h's exports and imports. */
+static EmuReqShareToken share_name(uint32_t kind, const uint8_t *token)
+{
+    EmuReqShareToken n = { .kind = kind, .len = kind == EMU_SHARE_DEFAULT ? 8 : EMU_TOKEN_LEN };
+    memcpy(n.token, token, EMU_TOKEN_LEN);
+    return n;
+}
+
+static int req_ipc_export(Client *c, uint64_t va, uint64_t size, uint32_t pid_check,
+                          EmuRespToken *out)
+{
+    EmuReqIpcExport q = { .va = va, .size = size, .pid_check = pid_check };
+    memset(out, 0, sizeof(*out));
+    return call(c, EMU_CMD_IPC_EXPORT, &q, sizeof(q), out, sizeof(*out), NULL);
+}
+
+static int req_share_export(Client *c, uint64_t handle, uint32_t kind, uint32_t pid_check,
+                            EmuRespToken *out)
+{
+    EmuReqShareExport q = { .handle = handle, .kind = kind, .pid_check = pid_check };
+    memset(out, 0, sizeof(*out));
+    return call(c, EMU_CMD_SHARE_EXPORT, &q, sizeof(q), out, sizeof(*out), NULL);
+}
+
+/* Whitelists one (server, pid) pair. */
+static int req_share_allow(Client *c, uint32_t kind, const uint8_t *token, int32_t server,
+                           int32_t pid)
+{
+    EmuReqShareAllow q;
+    memset(&q, 0, sizeof(q));
+    q.name = share_name(kind, token);
+    q.n = 1;
+    q.servers[0] = server;
+    q.pids[0] = pid;
+    return call(c, EMU_CMD_SHARE_ALLOW, &q, sizeof(q), NULL, 0, NULL);
+}
+
+static int req_share_withdraw(Client *c, uint32_t kind, const uint8_t *token)
+{
+    EmuReqShareToken q = share_name(kind, token);
+    return call(c, EMU_CMD_SHARE_WITHDRAW, &q, sizeof(q), NULL, 0, NULL);
+}
+
+static int req_ipc_import(Client *c, const uint8_t *token, int32_t dev, uint32_t peer,
+                          EmuRespIpcImport *out, int *fd_out)
+{
+    EmuReqIpcImport q = { .device = dev, .peer = peer };
+    memcpy(q.token, token, EMU_TOKEN_LEN);
+    memset(out, 0, sizeof(*out));
+    return call(c, EMU_CMD_IPC_IMPORT, &q, sizeof(q), out, sizeof(*out), fd_out);
+}
+
+static int req_share_import(Client *c, uint32_t kind, const uint8_t *token, int32_t dev,
+                            EmuRespPhys *out)
+{
+    EmuReqShareImport q = { .name = share_name(kind, token), .device = dev };
+    memset(out, 0, sizeof(*out));
+    return call(c, EMU_CMD_SHARE_IMPORT, &q, sizeof(q), out, sizeof(*out), NULL);
+}
+
+static int req_phys_alloc(Client *c, int32_t dev, uint64_t size, uint64_t page, EmuRespPhys *out)
+{
+    EmuReqPhysAlloc q = { .device = dev, .size = size, .page_size = page };
+    memset(out, 0, sizeof(*out));
+    return call(c, EMU_CMD_PHYS_ALLOC, &q, sizeof(q), out, sizeof(*out), NULL);
+}
+
+static int req_peer_access(Client *c, int32_t dev, int32_t peer, uint32_t enable)
+{
+    EmuReqPeer q = { .device = dev, .peer = peer, .enable = enable };
+    return call(c, EMU_CMD_PEER_ACCESS, &q, sizeof(q), NULL, 0, NULL);
+}
+
+/* Reserves size bytes and maps handle there; *map_out: the client's view (fd mapped). */
+static uint64_t reserve_map(Client *c, uint64_t handle, uint64_t size, uint8_t **map_out)
+{
+    EmuReqReserve qr = { .size = size, .align = 2 * MiB };
+    EmuRespReserve rr = { 0 };
+    CU_ASSERT_EQUAL(call(c, EMU_CMD_VMM_RESERVE, &qr, sizeof(qr), &rr, sizeof(rr), NULL),
+                    ACL_SUCCESS);
+    EmuReqMap qm = { .va = rr.va, .size = size, .handle = handle, .prot = PT_RW };
+    EmuRespMap rm = { 0 };
+    int fd = -1;
+    CU_ASSERT_EQUAL(call(c, EMU_CMD_VMM_MAP, &qm, sizeof(qm), &rm, sizeof(rm), &fd),
+                    ACL_SUCCESS);
+    *map_out = NULL;
+    if (fd >= 0) {
+        void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        close(fd);
+        *map_out = p == MAP_FAILED ? NULL : p;
+    }
+    return rr.va;
+}
+
 /* ---- suite ---- */
 
 static int suite_init(void)
@@ -952,6 +1046,15 @@ static const CmdLen cmd_lens[] = {
     { EMU_CMD_VMM_ACCESS, sizeof(EmuReqAccess) },
     { EMU_CMD_VMM_RETAIN, sizeof(EmuReqVa) },
     { EMU_CMD_MEM_USAGE, sizeof(EmuReqDevice) },
+    { EMU_CMD_PEER_ACCESS, sizeof(EmuReqPeer) },
+    { EMU_CMD_IPC_EXPORT, sizeof(EmuReqIpcExport) },
+    { EMU_CMD_SHARE_EXPORT, sizeof(EmuReqShareExport) },
+    { EMU_CMD_SHARE_ALLOW, sizeof(EmuReqShareAllow) },
+    { EMU_CMD_SHARE_ATTR, sizeof(EmuReqShareToken) },
+    { EMU_CMD_SHARE_WITHDRAW, sizeof(EmuReqShareToken) },
+    { EMU_CMD_IPC_IMPORT, sizeof(EmuReqIpcImport) },
+    { EMU_CMD_IPC_CLOSE, sizeof(EmuReqVa) },
+    { EMU_CMD_SHARE_IMPORT, sizeof(EmuReqShareImport) },
 };
 #define NCMDLEN (sizeof(cmd_lens) / sizeof(cmd_lens[0]))
 
@@ -1237,6 +1340,229 @@ static void test_peer_gone(void)
     CU_ASSERT_TRUE(all_hbm_free(srv));
 }
 
+/*
+ * Sharing between two sessions of a server: A exports an IPC key of an
+ * aclrtMalloc segment (device 0) and a DEFAULT handle of a physical handle
+ * (device 1), both with pid validation; B's imports are refused until A
+ * whitelists B's pid; B's stream on device 0 copies through the IPC import at
+ * once and through the handle (device 1's memory: PT_PEER) once B has peer
+ * access to device 1; A withdraws both and frees the memory, B still reads
+ * and writes it; reclaiming both sessions gives all the HBM back.
+ */
+static void test_share_end_to_end(void)
+{
+    Client a, b;
+    const pid_t apid = 1030, bpid = 1031;
+    CU_ASSERT_TRUE_FATAL(client_open(&a, apid));
+    CU_ASSERT_TRUE_FATAL(client_open(&b, bpid));
+    uint64_t f0, t0, f1, t1;
+
+    /* A: a 4 MiB segment on device 0 and a 2 MiB handle on device 1, both
+     * filled through A's own views */
+    EmuRespMemAlloc seg;
+    int fd = -1;
+    CU_ASSERT_EQUAL_FATAL(mem_alloc(&a, 0, 4 * MiB, ACL_MEM_MALLOC_HUGE_ONLY, 0, &seg, &fd),
+                          ACL_SUCCESS);
+    CU_ASSERT_TRUE_FATAL(fd >= 0);
+    CU_ASSERT_EQUAL(seg.va, seg.seg_va);
+    uint8_t *amem = mmap(NULL, seg.seg_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    close(fd);
+    CU_ASSERT_NOT_EQUAL_FATAL(amem, MAP_FAILED);
+    for (unsigned i = 0; i < 64 * KiB; i++)
+        amem[MiB + i] = (uint8_t)(i * 13 + 1);
+    EmuRespPhys ph;
+    CU_ASSERT_EQUAL_FATAL(req_phys_alloc(&a, 1, 2 * MiB, 2 * MiB, &ph), ACL_SUCCESS);
+    uint8_t *ahandle = NULL;
+    uint64_t ava = reserve_map(&a, ph.handle, 2 * MiB, &ahandle);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(ahandle);
+    for (unsigned i = 0; i < 64 * KiB; i++)
+        ahandle[i] = (uint8_t)(i * 7 + 5);
+
+    EmuRespToken key, hdl;
+    CU_ASSERT_EQUAL_FATAL(req_ipc_export(&a, seg.va, 4 * MiB, 1, &key), ACL_SUCCESS);
+    CU_ASSERT_EQUAL(key.server, 0);
+    CU_ASSERT_EQUAL_FATAL(req_share_export(&a, ph.handle, EMU_SHARE_DEFAULT, 1, &hdl),
+                          ACL_SUCCESS);
+    uint64_t hdl8 = 0;
+    memcpy(&hdl8, hdl.token, 8);
+    CU_ASSERT_NOT_EQUAL(hdl8, 0);
+    /* one DEFAULT export per handle; FABRIC is an A3 feature */
+    EmuRespToken again;
+    CU_ASSERT_EQUAL(req_share_export(&a, ph.handle, EMU_SHARE_DEFAULT, 0, &again),
+                    ACL_ERROR_RT_PARAM_INVALID);
+    CU_ASSERT_EQUAL(req_share_export(&a, ph.handle, EMU_SHARE_FABRIC, 0, &again),
+                    ACL_ERROR_RT_FEATURE_NOT_SUPPORT);
+    /* a sub-page slice is not exported */
+    EmuRespMemAlloc small;
+    CU_ASSERT_EQUAL_FATAL(mem_alloc(&a, 0, 100, 0, 0, &small, NULL), ACL_SUCCESS);
+    CU_ASSERT_EQUAL(req_ipc_export(&a, small.va, 100, 0, &again), ACL_ERROR_RT_PARAM_INVALID);
+    CU_ASSERT_TRUE(socket_empty(&a));
+
+    /* B: refused until whitelisted; only A whitelists; A never imports its own */
+    EmuRespIpcImport ri;
+    EmuRespPhys rh;
+    CU_ASSERT_EQUAL(req_ipc_import(&b, key.token, 0, 0, &ri, NULL), ACL_ERROR_RT_NO_PERMISSION);
+    CU_ASSERT_EQUAL(req_share_import(&b, EMU_SHARE_DEFAULT, hdl.token, 0, &rh),
+                    ACL_ERROR_RT_NO_PERMISSION);
+    CU_ASSERT_EQUAL(req_share_allow(&b, EMU_SHARE_IPC, key.token, 0, bpid),
+                    ACL_ERROR_RT_PARAM_INVALID);
+    CU_ASSERT_EQUAL(req_share_allow(&a, EMU_SHARE_IPC, key.token, 0, bpid + 1), ACL_SUCCESS);
+    CU_ASSERT_EQUAL(req_ipc_import(&b, key.token, 0, 0, &ri, NULL), ACL_ERROR_RT_NO_PERMISSION);
+    CU_ASSERT_EQUAL(req_share_allow(&a, EMU_SHARE_IPC, key.token, 0, bpid), ACL_SUCCESS);
+    CU_ASSERT_EQUAL(req_share_allow(&a, EMU_SHARE_DEFAULT, hdl.token, EMU_ANY_SERVER, bpid),
+                    ACL_SUCCESS);
+    CU_ASSERT_EQUAL(req_ipc_import(&a, key.token, 0, 0, &ri, NULL), ACL_ERROR_RT_PARAM_INVALID);
+    CU_ASSERT_EQUAL(req_share_import(&a, EMU_SHARE_DEFAULT, hdl.token, 0, &rh),
+                    ACL_ERROR_RT_PARAM_INVALID);
+    CU_ASSERT_TRUE(socket_empty(&b));
+
+    /* B imports the key: at a new VA of device 0's heap, with the segment's fd */
+    fd = -1;
+    CU_ASSERT_EQUAL_FATAL(req_ipc_import(&b, key.token, 0, 0, &ri, &fd), ACL_SUCCESS);
+    CU_ASSERT_TRUE_FATAL(fd >= 0);
+    CU_ASSERT_EQUAL(fd_size(fd), seg.seg_size);
+    close(fd);
+    CU_ASSERT_EQUAL(ri.size, 4 * MiB);
+    CU_ASSERT_EQUAL(ri.obj_off, 0);
+    CU_ASSERT_EQUAL(ri.device, 0);
+    CU_ASSERT_EQUAL(ri.page_size, 2 * MiB);
+    CU_ASSERT_EQUAL(emu_va_device(ri.va), 0);
+    CU_ASSERT_TRUE(ri.va + ri.size <= seg.va || ri.va >= seg.va + seg.seg_size);
+    /* and the handle, for device 0: one import of it at a time */
+    CU_ASSERT_EQUAL_FATAL(req_share_import(&b, EMU_SHARE_DEFAULT, hdl.token, 0, &rh),
+                          ACL_SUCCESS);
+    CU_ASSERT_NOT_EQUAL(rh.handle, 0);
+    CU_ASSERT_EQUAL(rh.size, 2 * MiB);
+    CU_ASSERT_EQUAL(rh.device, 0);
+    CU_ASSERT_EQUAL(rh.page_size, 2 * MiB);
+    EmuRespPhys rh2;
+    CU_ASSERT_EQUAL(req_share_import(&b, EMU_SHARE_DEFAULT, hdl.token, 0, &rh2),
+                    ACL_ERROR_RT_PARAM_INVALID);
+    /* an imported handle is not exported again */
+    CU_ASSERT_EQUAL(req_share_export(&b, rh.handle, EMU_SHARE_DEFAULT, 0, &again),
+                    ACL_ERROR_RT_PARAM_INVALID);
+    uint8_t *bhandle = NULL;
+    uint64_t bva = reserve_map(&b, rh.handle, 2 * MiB, &bhandle);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(bhandle);
+    CU_ASSERT_EQUAL(bhandle[1], ahandle[1]);
+
+    int hfd = -1;
+    CU_ASSERT_EQUAL_FATAL(host_alloc(&b, HOST_BASE, 256 * KiB, &hfd), ACL_SUCCESS);
+    uint8_t *host = mmap(NULL, 256 * KiB, PROT_READ | PROT_WRITE, MAP_SHARED, hfd, 0);
+    close(hfd);
+    CU_ASSERT_NOT_EQUAL_FATAL(host, MAP_FAILED);
+
+    /* B's stream on device 0 reads A's segment through the import, and writes it */
+    uint32_t sid = 0, seq = 0;
+    CU_ASSERT_EQUAL_FATAL(stream_create(&b, 0, &sid), ACL_SUCCESS);
+    EmuStreamState *st = stream_state(&b, sid);
+    CU_ASSERT_EQUAL(submit(&b, sid, (EmuTask){ .type = EMU_TASK_MEMCPY, .dst = HOST_BASE,
+                                               .src = ri.va + MiB, .size = 64 * KiB }, NULL),
+                    ACL_SUCCESS);
+    CU_ASSERT_EQUAL(submit(&b, sid, (EmuTask){ .type = EMU_TASK_MEMSET, .dst = ri.va + 3 * MiB,
+                                               .size = 4096, .value = 0x4d }, &seq),
+                    ACL_SUCCESS);
+    CU_ASSERT_TRUE_FATAL(wait_done(st, seq));
+    CU_ASSERT_EQUAL(st->error, ACL_SUCCESS);
+    CU_ASSERT_EQUAL(memcmp(host, amem + MiB, 64 * KiB), 0);
+    CU_ASSERT_EQUAL(amem[3 * MiB], 0x4d);
+    CU_ASSERT_EQUAL(amem[3 * MiB + 4095], 0x4d);
+
+    /* the handle is device 1's memory: device 0 reaches it with peer access only */
+    uint32_t sid_np = 0;
+    CU_ASSERT_EQUAL_FATAL(stream_create(&b, 0, &sid_np), ACL_SUCCESS);
+    EmuStreamState *st_np = stream_state(&b, sid_np);
+    CU_ASSERT_EQUAL(submit(&b, sid_np, (EmuTask){ .type = EMU_TASK_MEMCPY,
+                                                  .dst = HOST_BASE + 64 * KiB, .src = bva,
+                                                  .size = 64 * KiB }, &seq),
+                    ACL_SUCCESS);
+    CU_ASSERT_TRUE_FATAL(wait_done(st_np, seq));
+    CU_ASSERT_EQUAL(st_np->error, ACL_ERROR_RT_SYS_DMA);
+    CU_ASSERT_EQUAL(host[64 * KiB], 0);
+    CU_ASSERT_EQUAL(req_peer_access(&b, 0, 0, 1), ACL_ERROR_RT_PARAM_INVALID);
+    CU_ASSERT_EQUAL(req_peer_access(&b, 0, ndev, 1), ACL_ERROR_RT_INVALID_DEVICEID);
+    CU_ASSERT_EQUAL(req_peer_access(&b, 0, 1, 1), ACL_SUCCESS);
+    CU_ASSERT_EQUAL(submit(&b, sid, (EmuTask){ .type = EMU_TASK_MEMCPY,
+                                               .dst = HOST_BASE + 64 * KiB, .src = bva,
+                                               .size = 64 * KiB }, &seq),
+                    ACL_SUCCESS);
+    CU_ASSERT_TRUE_FATAL(wait_done(st, seq));
+    CU_ASSERT_EQUAL(st->error, ACL_SUCCESS);
+    CU_ASSERT_EQUAL(memcmp(host + 64 * KiB, ahandle, 64 * KiB), 0);
+
+    /* A withdraws both exports and frees the memory: no new imports, but B's
+     * imports keep the memory, and B still reads and writes it */
+    CU_ASSERT_EQUAL(req_share_withdraw(&b, EMU_SHARE_IPC, key.token), ACL_ERROR_RT_PARAM_INVALID);
+    CU_ASSERT_EQUAL(req_share_withdraw(&a, EMU_SHARE_IPC, key.token), ACL_SUCCESS);
+    CU_ASSERT_EQUAL(req_share_withdraw(&a, EMU_SHARE_DEFAULT, hdl.token), ACL_SUCCESS);
+    CU_ASSERT_EQUAL(req_share_withdraw(&a, EMU_SHARE_DEFAULT, hdl.token),
+                    ACL_ERROR_RT_PARAM_INVALID);
+    EmuRespIpcImport ri2;
+    CU_ASSERT_EQUAL(req_ipc_import(&b, key.token, 0, 0, &ri2, NULL), ACL_ERROR_RT_PARAM_INVALID);
+    CU_ASSERT_EQUAL(req_share_import(&b, EMU_SHARE_DEFAULT, hdl.token, 1, &rh2),
+                    ACL_ERROR_RT_PARAM_INVALID);
+    CU_ASSERT_EQUAL(mem_free(&a, seg.va, NULL), ACL_SUCCESS);
+    EmuReqVa qv = { .va = ava };
+    EmuRespPhys rp;
+    CU_ASSERT_EQUAL(call(&a, EMU_CMD_VMM_UNMAP, &qv, sizeof(qv), &rp, sizeof(rp), NULL),
+                    ACL_SUCCESS);
+    EmuReqPhys qf = { .handle = ph.handle };
+    CU_ASSERT_EQUAL(call(&a, EMU_CMD_PHYS_FREE, &qf, sizeof(qf), NULL, 0, NULL), ACL_SUCCESS);
+    CU_ASSERT_EQUAL(mem_free(&a, small.va, NULL), ACL_SUCCESS);
+    hbm_info(srv, 0, 0, &f0, &t0);
+    hbm_info(srv, 0, 1, &f1, &t1);
+    CU_ASSERT_EQUAL(t0 - f0, seg.seg_size);
+    CU_ASSERT_EQUAL(t1 - f1, 2 * MiB);
+    memset(host, 0, 256 * KiB);
+    CU_ASSERT_EQUAL(submit(&b, sid, (EmuTask){ .type = EMU_TASK_MEMSET, .dst = bva + 8,
+                                               .size = 8, .value = 0x99 }, NULL),
+                    ACL_SUCCESS);
+    CU_ASSERT_EQUAL(submit(&b, sid, (EmuTask){ .type = EMU_TASK_MEMCPY, .dst = HOST_BASE,
+                                               .src = ri.va + MiB, .size = 64 * KiB }, NULL),
+                    ACL_SUCCESS);
+    CU_ASSERT_EQUAL(submit(&b, sid, (EmuTask){ .type = EMU_TASK_MEMCPY,
+                                               .dst = HOST_BASE + 64 * KiB, .src = bva,
+                                               .size = 64 * KiB }, &seq),
+                    ACL_SUCCESS);
+    CU_ASSERT_TRUE_FATAL(wait_done(st, seq));
+    CU_ASSERT_EQUAL(st->error, ACL_SUCCESS);
+    CU_ASSERT_EQUAL(memcmp(host, amem + MiB, 64 * KiB), 0);     /* A's view: the same pages */
+    CU_ASSERT_EQUAL(memcmp(host + 64 * KiB, ahandle, 64 * KiB), 0);
+    CU_ASSERT_EQUAL(host[64 * KiB + 8], 0x99);
+    CU_ASSERT_EQUAL(ahandle[8], 0x99);
+    CU_ASSERT_EQUAL(bhandle[15], 0x99);
+
+    /* reclaim A: nothing changes for B; reclaim B: all the HBM is back */
+    client_close(&a);
+    hbm_info(srv, 0, 0, &f0, &t0);
+    hbm_info(srv, 0, 1, &f1, &t1);
+    CU_ASSERT_EQUAL(t0 - f0, seg.seg_size);
+    CU_ASSERT_EQUAL(t1 - f1, 2 * MiB);
+    CU_ASSERT_EQUAL(submit(&b, sid, (EmuTask){ .type = EMU_TASK_MEMCPY, .dst = HOST_BASE,
+                                               .src = ri.va + 3 * MiB, .size = 16 }, &seq),
+                    ACL_SUCCESS);
+    CU_ASSERT_TRUE_FATAL(wait_done(st, seq));
+    CU_ASSERT_EQUAL(st->error, ACL_SUCCESS);
+    CU_ASSERT_EQUAL(host[0], 0x4d);
+    CU_ASSERT_EQUAL(host[15], 0x4d);
+    /* closing the IPC import gives back its VA; B's reclaim does the rest */
+    EmuReqVa qc = { .va = ri.va };
+    CU_ASSERT_EQUAL(call(&b, EMU_CMD_IPC_CLOSE, &qc, sizeof(qc), NULL, 0, NULL), ACL_SUCCESS);
+    CU_ASSERT_EQUAL(call(&b, EMU_CMD_IPC_CLOSE, &qc, sizeof(qc), NULL, 0, NULL),
+                    ACL_ERROR_RT_PARAM_INVALID);
+    hbm_info(srv, 0, 0, &f0, &t0);
+    CU_ASSERT_EQUAL(f0, t0);
+    CU_ASSERT_TRUE(socket_empty(&b));
+    client_close(&b);
+    munmap(amem, seg.seg_size);
+    munmap(ahandle, 2 * MiB);
+    munmap(bhandle, 2 * MiB);
+    munmap(host, 256 * KiB);
+    CU_ASSERT_TRUE(all_hbm_free(srv));
+    for (int d = 0; d < ndev; d++)
+        CU_ASSERT_TRUE(va_range_is_empty(srv->devices[0][d]->heap));
+}
+
 /* ---- fuzz ---- */
 
 static uint64_t rng;
@@ -1260,6 +1586,10 @@ static uint64_t rnd_below(uint64_t n)
 #define FZ_MAX_PHYS    24
 #define FZ_MAX_RES     16
 #define FZ_MAX_MAPS    24
+#define FZ_MAX_EXPORTS 32
+#define FZ_MAX_IPCS    16
+#define FZ_PEER_PID    4343    /* the second session, whose exports the fuzz imports */
+#define FZ_PEER_IMPORTS 64
 
 typedef struct FzAlloc {
     uint64_t va, size;
@@ -1292,8 +1622,29 @@ typedef struct FzMap {
     int dev;
 } FzMap;
 
+/* An export: the fuzz session's own or the peer session's. */
+typedef struct FzExport {
+    uint32_t kind;
+    uint8_t token[EMU_TOKEN_LEN];
+    uint64_t id;            /* IPC: the exported address; DEFAULT: the handle */
+} FzExport;
+
+/* Memory the fuzz session imported by IPC key. */
+typedef struct FzIpc {
+    uint64_t va, size;
+    int dev;
+} FzIpc;
+
 typedef struct Fuzz {
     Client c;
+    Client peer;            /* exports for c to import; imports c's exports */
+    FzExport exports[FZ_MAX_EXPORTS];
+    unsigned nexports;
+    FzExport theirs[8];
+    unsigned ntheirs;
+    FzIpc ipcs[FZ_MAX_IPCS];
+    unsigned nipcs;
+    unsigned peer_tries, peer_ok;
     FzAlloc allocs[FZ_MAX_ALLOCS];
     unsigned nallocs;
     FzHost hosts[FZ_MAX_HOSTS];
@@ -1353,6 +1704,11 @@ static uint64_t fz_addr(Fuzz *f, uint64_t len)
     }
     if (r == 8)
         return EMU_VA_WINDOW_LO + rnd_below(EMU_VA_WINDOW_HI - EMU_VA_WINDOW_LO);
+    if (f->nipcs && rnd_below(2)) {
+        FzIpc *m = &f->ipcs[rnd_below(f->nipcs)];
+        uint64_t room = m->size > len ? m->size - len : 0;
+        return m->va + rnd_below(room + 1);
+    }
     return rnd();
 }
 
@@ -1390,6 +1746,57 @@ static uint32_t fz_stream(Fuzz *f)
     return rnd_below(2) ? (uint32_t)rnd_below(64) : (uint32_t)rnd();
 }
 
+/* An export of `kind` (0: any), the peer's when `theirs`, else the fuzz
+ * session's own; NULL if none. */
+static const FzExport *fz_export(Fuzz *f, uint32_t kind, bool theirs)
+{
+    const FzExport *list = theirs ? f->theirs : f->exports;
+    unsigned n = theirs ? f->ntheirs : f->nexports;
+    if (!n)
+        return NULL;
+    unsigned start = (unsigned)rnd_below(n);
+    for (unsigned i = 0; i < n; i++) {
+        const FzExport *e = &list[(start + i) % n];
+        if (!kind || e->kind == kind)
+            return e;
+    }
+    return NULL;
+}
+
+/* A token: usually an export of the kind wanted (the peer's with
+ * `theirs`), now and then the other side's, another kind or random bytes. */
+static void fz_token(Fuzz *f, uint32_t kind, bool theirs, uint32_t *kind_out, uint8_t *token,
+                     uint32_t *len_out)
+{
+    uint64_t r = rnd_below(16);
+    const FzExport *e = r < 11 ? fz_export(f, kind, theirs)
+                        : r < 13 ? fz_export(f, 0, !theirs)
+                        : r < 14 ? fz_export(f, 0, theirs) : NULL;
+    if (e) {
+        *kind_out = e->kind;
+        memcpy(token, e->token, EMU_TOKEN_LEN);
+    } else {
+        *kind_out = rnd_below(4) ? 1 + (uint32_t)rnd_below(3) : (uint32_t)rnd();
+        for (unsigned i = 0; i < EMU_TOKEN_LEN; i += 8) {
+            uint64_t v = rnd_below(4) ? rnd() : 0;
+            memcpy(token + i, &v, 8);
+        }
+        const FzExport *near = rnd_below(2) ? fz_export(f, 0, rnd_below(2)) : NULL;
+        if (near) {
+            /* a near miss: one bit off a live token, of its kind */
+            *kind_out = near->kind;
+            memcpy(token, near->token, EMU_TOKEN_LEN);
+            token[rnd_below(near->kind == EMU_SHARE_DEFAULT ? 8 : EMU_TOKEN_LEN)] ^=
+                (uint8_t)(1u << rnd_below(8));
+        }
+    }
+    if (len_out) {
+        *len_out = *kind_out == EMU_SHARE_DEFAULT ? 8 : EMU_TOKEN_LEN;
+        if (rnd_below(16) == 0)
+            *len_out = rnd_below(2) ? (uint32_t)rnd_below(EMU_TOKEN_LEN + 1) : (uint32_t)rnd();
+    }
+}
+
 /* A well-formed request of a random command with random field values. */
 static uint32_t fz_valid(Fuzz *f, uint8_t *req, uint32_t *len)
 {
@@ -1408,6 +1815,8 @@ static uint32_t fz_valid(Fuzz *f, uint8_t *req, uint32_t *len)
         cmd = EMU_CMD_VMM_RELEASE;
     if (cmd == EMU_CMD_VMM_MAP && f->nmaps >= FZ_MAX_MAPS)
         cmd = EMU_CMD_VMM_UNMAP;
+    if (cmd == EMU_CMD_IPC_IMPORT && f->nipcs >= FZ_MAX_IPCS)
+        cmd = EMU_CMD_IPC_CLOSE;
     switch (cmd) {
     case EMU_CMD_NOP:
         *len = (uint32_t)rnd_below(EMU_SLOT_PAYLOAD + 1);
@@ -1606,6 +2015,101 @@ static uint32_t fz_valid(Fuzz *f, uint8_t *req, uint32_t *len)
         *len = sizeof(q);
         break;
     }
+    case EMU_CMD_PEER_ACCESS: {
+        EmuReqPeer q = { .device = fz_device(), .peer = fz_device(),
+                         .enable = rnd_below(8) ? (uint32_t)rnd_below(2) : (uint32_t)rnd(),
+                         .pad = (uint32_t)rnd() };
+        memcpy(req, &q, sizeof(q));
+        *len = sizeof(q);
+        break;
+    }
+    case EMU_CMD_IPC_EXPORT: {
+        /* usually the start of an allocation (page-aligned when it has a
+         * segment of its own), a small size inside it */
+        EmuReqIpcExport q = { .pid_check = rnd_below(8) ? (uint32_t)rnd_below(2)
+                                                        : (uint32_t)rnd(),
+                              .pad = (uint32_t)rnd() };
+        if (f->nallocs && rnd_below(8)) {
+            FzAlloc *a = &f->allocs[rnd_below(f->nallocs)];
+            q.va = rnd_below(4) ? a->va : a->va + rnd_below(a->size) / (4 * KiB) * (4 * KiB);
+            q.size = rnd_below(8) ? 1 + rnd_below(a->size < 4 * MiB ? a->size : 4 * MiB)
+                                  : fz_size();
+        } else {
+            q.va = fz_addr(f, 1);
+            q.size = fz_size();
+        }
+        memcpy(req, &q, sizeof(q));
+        *len = sizeof(q);
+        break;
+    }
+    case EMU_CMD_SHARE_EXPORT: {
+        EmuReqShareExport q = { .handle = fz_handle(f), .kind = EMU_SHARE_DEFAULT,
+                                .pid_check = rnd_below(8) ? (uint32_t)rnd_below(2)
+                                                          : (uint32_t)rnd() };
+        switch (rnd_below(8)) {
+        case 0: q.kind = EMU_SHARE_FABRIC; break;     /* A3 only */
+        case 1: q.kind = rnd_below(2) ? EMU_SHARE_IPC : (uint32_t)rnd(); break;
+        default: break;
+        }
+        memcpy(req, &q, sizeof(q));
+        *len = sizeof(q);
+        break;
+    }
+    case EMU_CMD_SHARE_ALLOW: {
+        EmuReqShareAllow q;
+        memset(&q, 0, sizeof(q));
+        fz_token(f, 0, false, &q.name.kind, q.name.token, &q.name.len);
+        q.name.value = rnd();
+        q.n = rnd_below(8) ? (uint32_t)rnd_below(5)
+                           : rnd_below(2) ? EMU_ALLOW_MAX + (uint32_t)rnd_below(2) : (uint32_t)rnd();
+        for (unsigned i = 0; i < EMU_ALLOW_MAX; i++) {
+            switch (rnd_below(8)) {
+            case 0: q.servers[i] = (int32_t)rnd(); break;
+            case 1: q.servers[i] = 1; break;
+            case 2:
+            case 3: q.servers[i] = EMU_ANY_SERVER; break;
+            default: q.servers[i] = 0; break;
+            }
+            q.pids[i] = rnd_below(4) ? FZ_PEER_PID : rnd_below(2) ? 4242 : (int32_t)rnd();
+        }
+        memcpy(req, &q, sizeof(q));
+        *len = sizeof(q);
+        break;
+    }
+    case EMU_CMD_SHARE_ATTR:
+    case EMU_CMD_SHARE_WITHDRAW: {
+        EmuReqShareToken q = { .value = rnd_below(8) ? rnd_below(2) : rnd() };
+        fz_token(f, cmd == EMU_CMD_SHARE_ATTR ? EMU_SHARE_IPC : 0, false, &q.kind, q.token,
+                 &q.len);
+        memcpy(req, &q, sizeof(q));
+        *len = sizeof(q);
+        break;
+    }
+    case EMU_CMD_IPC_IMPORT: {
+        EmuReqIpcImport q = { .device = fz_device(),
+                              .peer = rnd_below(8) ? (uint32_t)rnd_below(2) : (uint32_t)rnd() };
+        uint32_t kind = 0;
+        fz_token(f, EMU_SHARE_IPC, true, &kind, q.token, NULL);
+        memcpy(req, &q, sizeof(q));
+        *len = sizeof(q);
+        break;
+    }
+    case EMU_CMD_IPC_CLOSE: {
+        EmuReqVa q = { .va = f->nipcs && rnd_below(4) ? f->ipcs[rnd_below(f->nipcs)].va
+                                                      : fz_addr(f, 1) };
+        memcpy(req, &q, sizeof(q));
+        *len = sizeof(q);
+        break;
+    }
+    case EMU_CMD_SHARE_IMPORT: {
+        EmuReqShareImport q = { .device = fz_device(), .pad = (uint32_t)rnd() };
+        fz_token(f, EMU_SHARE_DEFAULT, true, &q.name.kind, q.name.token, &q.name.len);
+        if (rnd_below(16) == 0)
+            q.name.kind = EMU_SHARE_FABRIC;         /* A3 only */
+        memcpy(req, &q, sizeof(q));
+        *len = sizeof(q);
+        break;
+    }
     default: {
         /* Every other command: 8-byte words that are often addresses the
          * session knows, small numbers or sizes, at a size that is often right. */
@@ -1642,6 +2146,10 @@ static uint32_t expected_resp_len(uint32_t cmd)
     case EMU_CMD_VMM_UNMAP: return sizeof(EmuRespPhys);
     case EMU_CMD_VMM_RETAIN: return sizeof(EmuRespPhys);
     case EMU_CMD_MEM_USAGE: return sizeof(EmuRespMemUsage);
+    case EMU_CMD_IPC_EXPORT: return sizeof(EmuRespToken);
+    case EMU_CMD_SHARE_EXPORT: return sizeof(EmuRespToken);
+    case EMU_CMD_IPC_IMPORT: return sizeof(EmuRespIpcImport);
+    case EMU_CMD_SHARE_IMPORT: return sizeof(EmuRespPhys);
     default: return 0;
     }
 }
@@ -1655,6 +2163,8 @@ static int status_index(int st)
     case ACL_ERROR_RT_MEMORY_ALLOCATION: return 3;
     case ACL_ERROR_RT_NO_STREAM_RESOURCE: return 4;
     case ACL_ERROR_RT_RESOURCE_ALLOC_FAIL: return 5;
+    case ACL_ERROR_RT_NO_PERMISSION: return 6;
+    case ACL_ERROR_RT_FEATURE_NOT_SUPPORT: return 7;
     default: return -1;
     }
 }
@@ -1686,6 +2196,93 @@ static void fz_undo(Fuzz *f, uint32_t cmd, uint64_t arg)
     }
 }
 
+/* Forgets the fuzz session's exports that match (they were withdrawn). */
+static void fz_exports_drop(Fuzz *f, uint32_t kind, uint64_t lo, uint64_t hi)
+{
+    for (unsigned i = 0; i < f->nexports;)
+        if (f->exports[i].kind == kind && f->exports[i].id >= lo && f->exports[i].id < hi)
+            f->exports[i] = f->exports[--f->nexports];
+        else
+            i++;
+}
+
+static void fz_export_add(Fuzz *f, uint32_t kind, uint64_t id, const EmuSlot *slot)
+{
+    EmuRespToken r;
+    memcpy(&r, slot->resp, sizeof(r));
+    CU_ASSERT_EQUAL(r.server, 0);
+    uint64_t first8 = 0;
+    memcpy(&first8, r.token, 8);
+    if (kind == EMU_SHARE_DEFAULT)
+        CU_ASSERT_NOT_EQUAL(first8, 0);
+    /* no room: forget one (the session withdraws it when reclaimed) */
+    unsigned i = f->nexports < FZ_MAX_EXPORTS ? f->nexports++ : (unsigned)rnd_below(FZ_MAX_EXPORTS);
+    f->exports[i].kind = kind;
+    f->exports[i].id = id;
+    memcpy(f->exports[i].token, r.token, EMU_TOKEN_LEN);
+}
+
+/* The peer session imports one of the fuzz session's exports (and keeps it
+ * until it is reclaimed, after the fuzz session). */
+static void fz_peer_import(Fuzz *f)
+{
+    const FzExport *e = fz_export(f, 0, false);
+    if (!e || f->peer_tries >= FZ_PEER_IMPORTS)
+        return;
+    f->peer_tries++;
+    int st;
+    if (e->kind == EMU_SHARE_IPC) {
+        EmuRespIpcImport r;
+        int fd = -1;
+        st = req_ipc_import(&f->peer, e->token, (int32_t)rnd_below((uint64_t)ndev),
+                            (uint32_t)rnd_below(2), &r, &fd);
+        if (fd >= 0)
+            close(fd);
+    } else {
+        EmuRespPhys r;
+        st = req_share_import(&f->peer, e->kind, e->token, (int32_t)rnd_below((uint64_t)ndev),
+                              &r);
+    }
+    CU_ASSERT_TRUE(st == ACL_SUCCESS || st == ACL_ERROR_RT_PARAM_INVALID ||
+                   st == ACL_ERROR_RT_NO_PERMISSION);
+    f->peer_ok += st == ACL_SUCCESS;
+}
+
+/* The peer session's exports: IPC keys of 2 MiB segments and DEFAULT handles
+ * of 2 MiB physical handles, open to everyone, whitelisted for the fuzz
+ * session's pid, or whitelisted for somebody else. */
+static void fz_peer_setup(Fuzz *f, pid_t fuzz_pid)
+{
+    for (int i = 0; i < 3; i++) {
+        int32_t dev = i % ndev;
+        EmuRespMemAlloc a;
+        EmuRespToken t;
+        CU_ASSERT_EQUAL_FATAL(mem_alloc(&f->peer, dev, 2 * MiB, ACL_MEM_MALLOC_HUGE_ONLY, 0, &a,
+                                        NULL),
+                              ACL_SUCCESS);
+        CU_ASSERT_EQUAL_FATAL(req_ipc_export(&f->peer, a.va, 2 * MiB, i > 0, &t), ACL_SUCCESS);
+        if (i > 0)
+            CU_ASSERT_EQUAL(req_share_allow(&f->peer, EMU_SHARE_IPC, t.token, 0,
+                                            i == 1 ? fuzz_pid : fuzz_pid + 1),
+                            ACL_SUCCESS);
+        f->theirs[f->ntheirs].kind = EMU_SHARE_IPC;
+        f->theirs[f->ntheirs].id = a.va;
+        memcpy(f->theirs[f->ntheirs++].token, t.token, EMU_TOKEN_LEN);
+
+        EmuRespPhys ph;
+        CU_ASSERT_EQUAL_FATAL(req_phys_alloc(&f->peer, dev, 2 * MiB, 2 * MiB, &ph), ACL_SUCCESS);
+        CU_ASSERT_EQUAL_FATAL(req_share_export(&f->peer, ph.handle, EMU_SHARE_DEFAULT, i > 0, &t),
+                              ACL_SUCCESS);
+        if (i > 0)
+            CU_ASSERT_EQUAL(req_share_allow(&f->peer, EMU_SHARE_DEFAULT, t.token,
+                                            EMU_ANY_SERVER, i == 1 ? fuzz_pid : fuzz_pid + 1),
+                            ACL_SUCCESS);
+        f->theirs[f->ntheirs].kind = EMU_SHARE_DEFAULT;
+        f->theirs[f->ntheirs].id = ph.handle;
+        memcpy(f->theirs[f->ntheirs++].token, t.token, EMU_TOKEN_LEN);
+    }
+}
+
 /* Keeps the model of what the session owns in step with a successful reply. */
 static void fz_track(Fuzz *f, uint32_t cmd, const uint8_t *req, const EmuSlot *slot)
 {
@@ -1709,8 +2306,10 @@ static void fz_track(Fuzz *f, uint32_t cmd, const uint8_t *req, const EmuSlot *s
         memcpy(&q, req, sizeof(q));
         FzPhys *p = fz_phys_of(f, q.handle);
         CU_ASSERT_PTR_NOT_NULL(p);  /* the session knows no other handles */
-        if (p && --p->refs == 0)
+        if (p && --p->refs == 0) {
             *p = f->phys[--f->nphys];
+            fz_exports_drop(f, EMU_SHARE_DEFAULT, q.handle, q.handle + 1);
+        }
         break;
     }
     case EMU_CMD_VMM_RETAIN: {
@@ -1785,12 +2384,78 @@ static void fz_track(Fuzz *f, uint32_t cmd, const uint8_t *req, const EmuSlot *s
     }
     case EMU_CMD_MEM_FREE: {
         EmuReqMemFree q;
+        EmuRespMemFree r;
         memcpy(&q, req, sizeof(q));
+        memcpy(&r, slot->resp, sizeof(r));
         for (unsigned i = 0; i < f->nallocs; i++)
             if (f->allocs[i].va == q.va) {
                 f->allocs[i] = f->allocs[--f->nallocs];
                 break;
             }
+        if (r.seg_released)
+            fz_exports_drop(f, EMU_SHARE_IPC, r.seg_va, r.seg_va + r.seg_size);
+        break;
+    }
+    case EMU_CMD_IPC_EXPORT: {
+        EmuReqIpcExport q;
+        memcpy(&q, req, sizeof(q));
+        fz_export_add(f, EMU_SHARE_IPC, q.va, slot);
+        break;
+    }
+    case EMU_CMD_SHARE_EXPORT: {
+        EmuReqShareExport q;
+        memcpy(&q, req, sizeof(q));
+        CU_ASSERT_EQUAL(q.kind, EMU_SHARE_DEFAULT);     /* no FABRIC on A2 */
+        fz_export_add(f, q.kind, q.handle, slot);
+        break;
+    }
+    case EMU_CMD_SHARE_WITHDRAW: {
+        EmuReqShareToken q;
+        memcpy(&q, req, sizeof(q));
+        for (unsigned i = 0; i < f->nexports; i++)
+            if (f->exports[i].kind == q.kind && memcmp(f->exports[i].token, q.token, q.len) == 0) {
+                f->exports[i] = f->exports[--f->nexports];
+                break;
+            }
+        break;
+    }
+    case EMU_CMD_IPC_IMPORT: {
+        EmuReqIpcImport q;
+        EmuRespIpcImport r;
+        memcpy(&q, req, sizeof(q));
+        memcpy(&r, slot->resp, sizeof(r));
+        CU_ASSERT_EQUAL(r.size, 2 * MiB);   /* only the peer's exports are importable */
+        CU_ASSERT_EQUAL(emu_va_device(r.va), r.device);
+        if (f->nipcs < FZ_MAX_IPCS)
+            f->ipcs[f->nipcs++] = (FzIpc){ r.va, r.size, r.device };
+        else
+            fz_undo(f, EMU_CMD_IPC_CLOSE, r.va);
+        break;
+    }
+    case EMU_CMD_IPC_CLOSE: {
+        EmuReqVa q;
+        memcpy(&q, req, sizeof(q));
+        bool known = false;
+        for (unsigned i = 0; i < f->nipcs && !known; i++)
+            if (f->ipcs[i].va == q.va) {
+                f->ipcs[i] = f->ipcs[--f->nipcs];
+                known = true;
+            }
+        CU_ASSERT_TRUE(known);
+        break;
+    }
+    case EMU_CMD_SHARE_IMPORT: {
+        EmuReqShareImport q;
+        EmuRespPhys r;
+        memcpy(&q, req, sizeof(q));
+        memcpy(&r, slot->resp, sizeof(r));
+        CU_ASSERT_NOT_EQUAL(r.handle, 0);
+        CU_ASSERT_EQUAL(r.size, 2 * MiB);
+        CU_ASSERT_EQUAL(r.device, q.device);
+        if (f->nphys < FZ_MAX_PHYS && !fz_phys_of(f, r.handle))
+            f->phys[f->nphys++] = (FzPhys){ r.handle, r.size, r.device, 1 };
+        else
+            fz_undo(f, EMU_CMD_PHYS_FREE, r.handle);
         break;
     }
     case EMU_CMD_HOST_ALLOC: {
@@ -1848,6 +2513,8 @@ static void fz_track(Fuzz *f, uint32_t cmd, const uint8_t *req, const EmuSlot *s
     case EMU_CMD_DEVICE_CLOSE: {
         EmuReqDevice q;
         memcpy(&q, req, sizeof(q));
+        fz_exports_drop(f, EMU_SHARE_IPC, EMU_VA_WINDOW_LO + (uint64_t)q.device * EMU_VA_DEVICE_SPAN,
+                        EMU_VA_WINDOW_LO + (uint64_t)(q.device + 1) * EMU_VA_DEVICE_SPAN);
         for (unsigned i = 0; i < f->nallocs;)
             if (f->allocs[i].dev == q.device)
                 f->allocs[i] = f->allocs[--f->nallocs];
@@ -1871,6 +2538,8 @@ static void test_fuzz(void)
     Fuzz *f = calloc(1, sizeof(*f));
     int fds_before = open_fd_count();
     CU_ASSERT_TRUE_FATAL(client_open(&f->c, 4242));
+    CU_ASSERT_TRUE_FATAL(client_open(&f->peer, FZ_PEER_PID));
+    fz_peer_setup(f, 4242);
     rng = 0x5eed5eed12345678ull;
     uint8_t req[EMU_SLOT_PAYLOAD];
     gint64 t0 = g_get_monotonic_time();
@@ -1929,7 +2598,8 @@ static void test_fuzz(void)
             EmuRespMemAlloc r;
             memcpy(&r, slot->resp, sizeof(r));
             want_fd = r.new_seg != 0;
-        } else if (ok && (cmd == EMU_CMD_HOST_ALLOC || cmd == EMU_CMD_VMM_MAP)) {
+        } else if (ok && (cmd == EMU_CMD_HOST_ALLOC || cmd == EMU_CMD_VMM_MAP ||
+                          cmd == EMU_CMD_IPC_IMPORT)) {
             want_fd = true;
         }
         if (want_fd != (slot->fd_tag != 0)) {
@@ -1950,6 +2620,8 @@ static void test_fuzz(void)
                 f->ok_by_cmd[cmd]++;
             fz_track(f, cmd, req, slot);
         }
+        if (rnd_below(1024) == 0)
+            fz_peer_import(f);
     }
     gint64 t1 = g_get_monotonic_time();
 
@@ -1964,12 +2636,14 @@ static void test_fuzz(void)
             fprintf(stderr, "fuzz: command %u never succeeded\n", cmd);
     }
     fprintf(stderr, "\n    fuzz: %u requests in %.1f s: ok %u, PARAM_INVALID %u, "
-            "INVALID_DEVICEID %u, MEMORY_ALLOCATION %u, NO_STREAM %u, RESOURCE_ALLOC %u; "
+            "INVALID_DEVICEID %u, MEMORY_ALLOCATION %u, NO_STREAM %u, RESOURCE_ALLOC %u, "
+            "NO_PERMISSION %u, FEATURE_NOT_SUPPORT %u; "
             "%u fds; live %u allocs, %u host bufs, %u streams, %u handles, %u reservations, "
-            "%u mappings\n    ok by cmd:",
+            "%u mappings, %u exports, %u IPC imports; peer imports %u of %u\n    ok by cmd:",
             N, (double)(t1 - t0) / 1e6, f->by_status[0], f->by_status[1], f->by_status[2],
-            f->by_status[3], f->by_status[4], f->by_status[5], f->c.fds_received, f->nallocs,
-            f->nhosts, f->nstreams, f->nphys, f->nres, f->nmaps);
+            f->by_status[3], f->by_status[4], f->by_status[5], f->by_status[6], f->by_status[7],
+            f->c.fds_received, f->nallocs, f->nhosts, f->nstreams, f->nphys, f->nres, f->nmaps,
+            f->nexports, f->nipcs, f->peer_ok, f->peer_tries);
     for (uint32_t cmd = 1; cmd < EMU_CMD_COUNT; cmd++)
         fprintf(stderr, " %u", f->ok_by_cmd[cmd]);
     fprintf(stderr, "\n");
@@ -1983,10 +2657,19 @@ static void test_fuzz(void)
         CU_ASSERT_TRUE(e == ACL_SUCCESS || e == ACL_ERROR_RT_SYS_DMA);
     }
 
+    /* the sharing statuses were seen, and the peer imported some exports */
+    CU_ASSERT_TRUE(f->by_status[6] > 0);
+    CU_ASSERT_TRUE(f->by_status[7] > 0);
+    CU_ASSERT_TRUE(f->peer_ok > 0);
+
     client_close(&f->c);
+    /* the peer's imports of the fuzz session's exports outlive it */
+    CU_ASSERT_TRUE(socket_empty(&f->peer));
+    client_close(&f->peer);
     CU_ASSERT_TRUE(all_hbm_free(srv));
     for (int d = 0; d < ndev; d++)
         CU_ASSERT_TRUE(va_range_is_empty(srv->devices[0][d]->heap));
+    CU_ASSERT_EQUAL(share_count(srv->shares), 0);
     /* every memory object fd the session held is closed */
     CU_ASSERT_EQUAL(open_fd_count(), fds_before);
     free(f);
@@ -2089,6 +2772,7 @@ int main(void)
         !CU_add_test(s, "DEVICE_CLOSE releases the device", test_device_close_releases) ||
         !CU_add_test(s, "1984 streams per device", test_stream_limit) ||
         !CU_add_test(s, "client gone before its fd", test_peer_gone) ||
+        !CU_add_test(s, "sharing between two sessions", test_share_end_to_end) ||
         !CU_add_test(s, "fuzz", test_fuzz) ||
         !CU_add_test(s, "slots rewritten while served", test_scribbled_slots)) {
         CU_cleanup_registry();
