@@ -1,0 +1,1778 @@
+/*
+ * test_ipc.c - integration tests of sharing device memory between processes:
+ * IPC memory keys (11-07: aclrtIpcMemGetExportKey, aclrtIpcMemSetImportPid,
+ * aclrtIpcMemImportPidInterServer, aclrtIpcMemSetAttr, aclrtIpcMemImportByKey,
+ * aclrtIpcMemClose) and shareable handles (11-04: aclrtMemExportToShareableHandle
+ * [V2], aclrtMemSetPidToShareableHandle[V2], aclrtMemImportFromShareableHandle
+ * [V2]), with real processes against a real npu-emu.
+ *
+ * Concepts:
+ *  - Two emulators: profile a2 (8 devices; this process is a client of it and
+ *    reads aclrtGetMemInfo of devices 0 and 1 to see HBM come back to its
+ *    baseline after every scenario) and profile a3 with two servers (--servers
+ *    2; a client picks its server with NPU_EMU_SERVER before aclInit).
+ *  - Every other process is an "agent": a forked child that calls aclInit
+ *    itself and then executes commands (Msg) the parent sends it over a pipe,
+ *    answering each with the return code and what it read.  A scenario is a
+ *    script in the parent (DO(proc, expected code, command...)), so the order
+ *    of the steps across processes is exactly the one written.  The agent also
+ *    checks every direct API result against the expected code the parent gives
+ *    it (acl_check.h: code, last error, message); its failure count is its
+ *    exit status.
+ *  - Every wait is bounded: agents run under alarm() and give up when no
+ *    command comes; the parent reads replies with poll() deadlines and kills an
+ *    agent that does not exit.
+ *  - Data is checked with checksums of reproducible patterns (fill_pattern).
+ *  - IPC_ONLY=word runs only the tests whose name contains it.
+ */
+#define _GNU_SOURCE
+#include <CUnit/Basic.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <glib.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "acl/acl.h"
+#include "acl_check.h"
+#include "cu_run.h"
+#include "harness.h"
+
+#if defined(__SANITIZE_ADDRESS__)
+#define TEST_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define TEST_ASAN 1
+#endif
+#endif
+#ifndef TEST_ASAN
+#define TEST_ASAN 0
+#endif
+
+#define KiB (1ull << 10)
+#define MiB (1ull << 20)
+#define A3_DEVS 16          /* devices per a3 server: sdid = server * 16 + device */
+
+static const unsigned slow = TEST_ASAN ? 4 : 1;
+
+static TestEmu g_emu;       /* a2: this process and most agents */
+static TestEmu g_emu3;      /* a3, two servers */
+static bool g_emu3_ok;
+
+/* ------------------------------------------------------------------------- */
+/* the command channel                                                       */
+/* ------------------------------------------------------------------------- */
+
+enum Op {
+    OP_INIT = 1,        /* aclInit, aclrtSetDevice(dev); pid = aclrtDeviceGetBareTgid */
+    OP_MALLOC,          /* slot = aclrtMalloc(size, policy arg), filled with pattern seed */
+    OP_FREE,            /* aclrtFree(slot) */
+    OP_KEY,             /* key = GetExportKey(slot + arg offset, size, len how or 65, flags) */
+    OP_SETPID,          /* SetImportPid(key, {pid[, pid2]}) */
+    OP_INTERSERVER,     /* ImportPidInterServer(key, {sdid arg, pid}) */
+    OP_SETATTR,         /* SetAttr(key, ACCESS_LINK, arg) */
+    OP_IMPORT,          /* slot = ImportByKey(key, flags) */
+    OP_CLOSE,           /* IpcMemClose(key) */
+    OP_READ,            /* sum of [slot, +size): how 0 sync D2H, 1 async D2D via own memory */
+    OP_WRITE,           /* pattern seed into [slot, +size): how as OP_READ */
+    OP_COPYRULES,       /* how 0: the copies refused on memory of another device (rc: how
+                         * many were not); 1: the same copies all work (rc: how many not) */
+    OP_PEER,            /* aclrtDeviceEnablePeerAccess(dev, 0) */
+    OP_PHYS,            /* slot = MallocPhysical(size) on the current device, mapped, pattern seed */
+    OP_EXPORT_H,        /* how 0 V1, 1 V2 DEFAULT, 2 V2 FABRIC: val / fabric */
+    OP_SETPID_H,        /* SetPidToShareableHandle[V2](val / fabric, {pid[, pid2]}) */
+    OP_IMPORT_H,        /* slot handle = Import (V1 onto dev, V2 onto the current device) */
+    OP_MAP,             /* reserve + map slot's handle + set access for the current device */
+    OP_UNMAP,           /* unmap + release slot's reservation */
+    OP_FREEPHYS,        /* aclrtFreePhysical(slot's handle) */
+    OP_MEMINFO,         /* val = free HBM of the current device */
+    OP_FORK_IMPORT,     /* a child of this agent (after its aclInit) imports key: code arg */
+    OP_HANG,            /* answer, then wait to be killed */
+    OP_QUIT,            /* answer, then _exit without any cleanup */
+    OP_EXIT,            /* aclFinalize, exit with the failure count */
+};
+
+typedef struct Msg {
+    int32_t op, want, rc, slot, dev, pid, pid2, how;
+    uint32_t seed, pad;
+    uint64_t size, flags, arg, val, sum;
+    char key[96];
+    aclrtMemFabricHandle fabric;
+} Msg;
+
+typedef struct Proc {
+    pid_t pid;
+    int rd, wr;             /* the parent's ends */
+    char name[8];
+    bool done;
+    bool broken;            /* it stopped answering: no more waiting for it */
+} Proc;
+
+/* The parent's pipe ends, closed in every new agent. */
+static int g_parent_fds[64];
+static int g_nparent_fds;
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static bool write_full(int fd, const void *buf, size_t n)
+{
+    const uint8_t *p = buf;
+    while (n > 0) {
+        ssize_t k = write(fd, p, n);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0)
+            return false;
+        p += k;
+        n -= (size_t)k;
+    }
+    return true;
+}
+
+static bool read_full(int fd, void *buf, size_t n, int timeout_ms)
+{
+    uint8_t *p = buf;
+    int64_t end = now_ms() + timeout_ms;
+    while (n > 0) {
+        int64_t left = end - now_ms();
+        if (left <= 0)
+            return false;
+        struct pollfd pf = { .fd = fd, .events = POLLIN };
+        int r = poll(&pf, 1, (int)left);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return false;
+        ssize_t k = read(fd, p, n);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0)
+            return false;
+        p += k;
+        n -= (size_t)k;
+    }
+    return true;
+}
+
+/* ------------------------------------------------------------------------- */
+/* the agent (child side)                                                    */
+/* ------------------------------------------------------------------------- */
+
+#define NSLOT 4
+
+static int g_rd = -1, g_wr = -1;            /* the agent's ends */
+static const TestEmu *g_agent_emu;
+static int g_agent_server;
+
+static struct {
+    int32_t dev;
+    void *ptr[NSLOT];                       /* device address of the slot's memory */
+    size_t size[NSLOT];
+    aclrtDrvMemHandle h[NSLOT];             /* VMM handle, if any */
+    bool reserved[NSLOT];                   /* ptr is a reservation of ours */
+} A;
+
+static uint64_t pattern_sum(size_t n, uint32_t seed)
+{
+    uint8_t *b = g_malloc(n);
+    fill_pattern(b, n, seed);
+    uint64_t s = checksum(b, n);
+    g_free(b);
+    return s;
+}
+
+/* A direct API result: checked against want in full (acl_check.h). */
+static aclError expect_rc(aclError rc, aclError want, const char *what)
+{
+    if (want == ACL_SUCCESS)
+        expect_ok_impl(rc, what, __FILE__, __LINE__, "agent");
+    else
+        expect_err_impl(rc, want, what, __FILE__, __LINE__, "agent");
+    return rc;
+}
+
+#define XRC(call, want) expect_rc((call), (want), #call)
+
+/* Where the last async copy of agent_read / agent_write failed: 1 at the
+ * submission, 2 at aclrtSynchronizeStream (replied in Msg.pad). */
+static uint32_t g_async_stage;
+
+static aclError own_scratch(void **p, size_t n)
+{
+    return aclrtMalloc(p, n, ACL_MEM_MALLOC_HUGE_FIRST);
+}
+
+/* Sum of n device bytes at p; how 0: sync D2H, 1: async D2D into memory of the
+ * current device (one new stream), then sync D2H of that. */
+static aclError agent_read(void *p, size_t n, int how, uint64_t *sum)
+{
+    uint8_t *h = g_malloc(n);
+    aclError rc;
+    if (how == 0) {
+        rc = aclrtMemcpy(h, n, p, n, ACL_MEMCPY_DEVICE_TO_HOST);
+    } else {
+        void *s = NULL;
+        aclrtStream st = NULL;
+        rc = own_scratch(&s, n);
+        if (rc == ACL_SUCCESS)
+            rc = aclrtCreateStream(&st);
+        if (rc == ACL_SUCCESS)
+            rc = aclrtMemcpyAsync(s, n, p, n, ACL_MEMCPY_DEVICE_TO_DEVICE, st);
+        g_async_stage = rc != ACL_SUCCESS ? 1 : 0;
+        if (rc == ACL_SUCCESS) {
+            rc = aclrtSynchronizeStream(st);
+            g_async_stage = rc != ACL_SUCCESS ? 2 : 0;
+        }
+        if (rc == ACL_SUCCESS)
+            rc = aclrtMemcpy(h, n, s, n, ACL_MEMCPY_DEVICE_TO_HOST);
+        if (st)
+            aclrtDestroyStream(st);
+        if (s)
+            aclrtFree(s);
+    }
+    *sum = rc == ACL_SUCCESS ? checksum(h, n) : 0;
+    g_free(h);
+    return rc;
+}
+
+static aclError agent_write(void *p, size_t n, int how, uint32_t seed)
+{
+    uint8_t *h = g_malloc(n);
+    fill_pattern(h, n, seed);
+    aclError rc;
+    if (how == 0) {
+        rc = aclrtMemcpy(p, n, h, n, ACL_MEMCPY_HOST_TO_DEVICE);
+    } else {
+        void *s = NULL;
+        aclrtStream st = NULL;
+        rc = own_scratch(&s, n);
+        if (rc == ACL_SUCCESS)
+            rc = aclrtMemcpy(s, n, h, n, ACL_MEMCPY_HOST_TO_DEVICE);
+        if (rc == ACL_SUCCESS)
+            rc = aclrtCreateStream(&st);
+        if (rc == ACL_SUCCESS)
+            rc = aclrtMemcpyAsync(p, n, s, n, ACL_MEMCPY_DEVICE_TO_DEVICE, st);
+        g_async_stage = rc != ACL_SUCCESS ? 1 : 0;
+        if (rc == ACL_SUCCESS) {
+            rc = aclrtSynchronizeStream(st);
+            g_async_stage = rc != ACL_SUCCESS ? 2 : 0;
+        }
+        if (st)
+            aclrtDestroyStream(st);
+        if (s)
+            aclrtFree(s);
+    }
+    g_free(h);
+    return rc;
+}
+
+/* The reference on memory imported from another device: no copy with the
+ * direction inferred, no H2D / D2H (sync or async), no synchronous D2D.
+ * With `refused`, returns how many of these were NOT refused; without (memory
+ * of the same device, where the reference has no such rules), how many
+ * failed.  Each is named on stderr. */
+static int agent_copy_rules(void *p, size_t n, bool refused)
+{
+    int allowed = 0;
+    void *host = NULL, *own = NULL;
+    aclrtStream st = NULL;
+    if (!EXPECT_OK(aclrtMallocHost(&host, n)) || !EXPECT_OK(own_scratch(&own, n)) ||
+        !EXPECT_OK(aclrtCreateStream(&st)))
+        return 100;
+#define REFUSED(name, call)                                                             \
+    do {                                                                                \
+        aclError e_ = (call);                                                           \
+        if ((e_ == ACL_SUCCESS) == refused) {                                           \
+            fprintf(stderr, "  [agent %d] %s: %s (%d)\n", (int)getpid(),                \
+                    refused ? "not refused on memory of another device"                 \
+                            : "refused on memory of this device",                       \
+                    name, e_);                                                          \
+            allowed++;                                                                  \
+        }                                                                               \
+        drain_errors();                                                                 \
+    } while (0)
+#define REFUSED_ASYNC(call)                                                             \
+    REFUSED(#call " + aclrtSynchronizeStream", ({                                       \
+                aclError a_ = (call);                                                   \
+                aclError s_ = aclrtSynchronizeStream(st);                               \
+                a_ != ACL_SUCCESS ? a_ : s_;                                            \
+            }))
+#define REFUSED_SYNC(call) REFUSED(#call, (call))
+    REFUSED_SYNC(aclrtMemcpy(p, n, host, n, ACL_MEMCPY_HOST_TO_DEVICE));
+    REFUSED_SYNC(aclrtMemcpy(host, n, p, n, ACL_MEMCPY_DEVICE_TO_HOST));
+    REFUSED_SYNC(aclrtMemcpy(p, n, own, n, ACL_MEMCPY_DEVICE_TO_DEVICE));
+    REFUSED_SYNC(aclrtMemcpy(own, n, p, n, ACL_MEMCPY_DEVICE_TO_DEVICE));
+    REFUSED_SYNC(aclrtMemcpy(own, n, p, n, ACL_MEMCPY_DEFAULT));
+    REFUSED_ASYNC(aclrtMemcpyAsync(p, n, host, n, ACL_MEMCPY_HOST_TO_DEVICE, st));
+    REFUSED_ASYNC(aclrtMemcpyAsync(host, n, p, n, ACL_MEMCPY_DEVICE_TO_HOST, st));
+    REFUSED_ASYNC(aclrtMemcpyAsync(own, n, p, n, ACL_MEMCPY_DEFAULT, st));
+    REFUSED_ASYNC(aclrtMemcpyAsync(p, n, own, n, ACL_MEMCPY_DEFAULT, st));
+#undef REFUSED_SYNC
+#undef REFUSED_ASYNC
+#undef REFUSED
+    aclrtDestroyStream(st);
+    aclrtFree(own);
+    aclrtFreeHost(host);
+    drain_errors();
+    return allowed;
+}
+
+static aclrtMemAccessDesc rw_desc(int32_t dev)
+{
+    aclrtMemAccessDesc d;
+    memset(&d, 0, sizeof(d));
+    d.flags = ACL_RT_MEM_ACCESS_FLAGS_READWRITE;
+    d.location.type = ACL_MEM_LOCATION_TYPE_DEVICE;
+    d.location.id = (uint32_t)dev;
+    return d;
+}
+
+/* Reserves, maps slot's handle and gives the current device read-write access. */
+static aclError agent_map(int slot, size_t size)
+{
+    void *va = NULL;
+    aclError rc = aclrtReserveMemAddress(&va, size, 0, NULL, 0);
+    if (rc != ACL_SUCCESS)
+        return rc;
+    rc = aclrtMapMem(va, size, 0, A.h[slot], 0);
+    if (rc == ACL_SUCCESS) {
+        aclrtMemAccessDesc d = rw_desc(A.dev);
+        rc = aclrtMemSetAccess(va, size, &d, 1);
+        if (rc != ACL_SUCCESS)
+            aclrtUnmapMem(va);
+    }
+    if (rc != ACL_SUCCESS) {
+        aclrtReleaseMemAddress(va);
+        return rc;
+    }
+    A.ptr[slot] = va;
+    A.size[slot] = size;
+    A.reserved[slot] = true;
+    return ACL_SUCCESS;
+}
+
+static aclrtMemSharedHandleType share_type(int how)
+{
+    return how == 2 ? ACL_MEM_SHARE_HANDLE_TYPE_FABRIC : ACL_MEM_SHARE_HANDLE_TYPE_DEFAULT;
+}
+
+static void *share_ptr(Msg *m)
+{
+    return m->how == 2 ? (void *)&m->fabric : (void *)&m->val;
+}
+
+static int agent_fork_import(const Msg *m);
+
+static void agent_do(Msg *m, Msg *r)
+{
+    int s = m->slot >= 0 && m->slot < NSLOT ? m->slot : 0;
+    aclError want = m->want;
+    int32_t pids[2] = { m->pid, m->pid2 };
+    size_t npids = m->pid2 ? 2 : 1;
+    switch (m->op) {
+    case OP_INIT:
+        r->rc = XRC(aclInit(NULL), ACL_SUCCESS);
+        if (r->rc == ACL_SUCCESS)
+            r->rc = XRC(aclrtSetDevice(m->dev), want);
+        if (r->rc == ACL_SUCCESS) {
+            A.dev = m->dev;
+            r->rc = XRC(aclrtDeviceGetBareTgid(&r->pid), ACL_SUCCESS);
+            CHECKF(r->pid == getpid(), "aclrtDeviceGetBareTgid gave %d, the pid is %d", r->pid,
+                   (int)getpid());
+        }
+        break;
+    case OP_MALLOC:
+        r->rc = XRC(aclrtMalloc(&A.ptr[s], m->size, (aclrtMemMallocPolicy)m->arg), want);
+        if (r->rc == ACL_SUCCESS) {
+            A.size[s] = m->size;
+            A.reserved[s] = false;
+            if (m->seed) {
+                r->rc = XRC(agent_write(A.ptr[s], m->size, 0, m->seed), ACL_SUCCESS);
+                r->sum = pattern_sum(m->size, m->seed);
+            }
+        }
+        break;
+    case OP_FREE:
+        r->rc = XRC(aclrtFree(A.ptr[s]), want);
+        break;
+    case OP_KEY: {
+        size_t len = m->how ? (size_t)m->how : 65;
+        char key[96];
+        memset(key, 0x7f, sizeof(key));
+        r->rc = XRC(aclrtIpcMemGetExportKey((uint8_t *)A.ptr[s] + m->arg, m->size, key, len,
+                                            m->flags),
+                    want);
+        if (r->rc == ACL_SUCCESS) {
+            CHECKF(strlen(key) == 64 && key[65] == 0x7f,
+                   "the key has %zu characters (64 and a NUL expected, in 65 bytes)",
+                   strnlen(key, sizeof(key)));
+            memcpy(r->key, key, 65);
+        }
+        break;
+    }
+    case OP_SETPID:
+        r->rc = XRC(aclrtIpcMemSetImportPid(m->key, pids, npids), want);
+        break;
+    case OP_INTERSERVER: {
+        aclrtServerPid sp;
+        memset(&sp, 0, sizeof(sp));
+        sp.sdid = (uint32_t)m->arg;
+        sp.pid = pids;
+        sp.num = npids;
+        r->rc = XRC(aclrtIpcMemImportPidInterServer(m->key, &sp, 1), want);
+        break;
+    }
+    case OP_SETATTR:
+        r->rc = XRC(aclrtIpcMemSetAttr(m->key, ACL_RT_IPC_MEM_ATTR_ACCESS_LINK, m->arg), want);
+        break;
+    case OP_IMPORT: {
+        void *p = NULL;
+        r->rc = XRC(aclrtIpcMemImportByKey(&p, m->key, m->flags), want);
+        if (r->rc == ACL_SUCCESS) {
+            A.ptr[s] = p;
+            A.size[s] = 0;
+            A.reserved[s] = false;
+        }
+        break;
+    }
+    case OP_CLOSE:
+        r->rc = XRC(aclrtIpcMemClose(m->key), want);
+        break;
+    case OP_READ:
+        g_async_stage = 0;
+        r->rc = agent_read(A.ptr[s], m->size, m->how, &r->sum);
+        r->pad = g_async_stage;
+        break;
+    case OP_WRITE:
+        g_async_stage = 0;
+        r->rc = agent_write(A.ptr[s], m->size, m->how, m->seed);
+        r->pad = g_async_stage;
+        break;
+    case OP_COPYRULES:
+        r->rc = agent_copy_rules(A.ptr[s], m->size, m->how == 0);
+        break;
+    case OP_PEER:
+        r->rc = XRC(aclrtDeviceEnablePeerAccess(m->dev, 0), want);
+        break;
+    case OP_PHYS: {
+        aclrtPhysicalMemProp prop;
+        memset(&prop, 0, sizeof(prop));
+        prop.handleType = ACL_MEM_HANDLE_TYPE_NONE;
+        prop.allocationType = ACL_MEM_ALLOCATION_TYPE_PINNED;
+        prop.memAttr = ACL_MEM_HUGE;
+        prop.location.type = ACL_MEM_LOCATION_TYPE_DEVICE;
+        prop.location.id = (uint32_t)A.dev;
+        r->rc = XRC(aclrtMallocPhysical(&A.h[s], m->size, &prop, 0), want);
+        if (r->rc == ACL_SUCCESS)
+            r->rc = XRC(agent_map(s, m->size), ACL_SUCCESS);
+        if (r->rc == ACL_SUCCESS && m->seed) {
+            r->rc = XRC(agent_write(A.ptr[s], m->size, 0, m->seed), ACL_SUCCESS);
+            r->sum = pattern_sum(m->size, m->seed);
+        }
+        break;
+    }
+    case OP_EXPORT_H:
+        if (m->how == 0)
+            r->rc = XRC(aclrtMemExportToShareableHandle(A.h[s], ACL_MEM_HANDLE_TYPE_NONE, m->flags,
+                                                        &r->val),
+                        want);
+        else
+            r->rc = XRC(aclrtMemExportToShareableHandleV2(A.h[s], m->flags, share_type(m->how),
+                                                          share_ptr(r)),
+                        want);
+        break;
+    case OP_SETPID_H:
+        if (m->how == 0)
+            r->rc = XRC(aclrtMemSetPidToShareableHandle(m->val, pids, npids), want);
+        else
+            r->rc = XRC(aclrtMemSetPidToShareableHandleV2(share_ptr(m), share_type(m->how), pids,
+                                                          npids),
+                        want);
+        break;
+    case OP_IMPORT_H: {
+        aclrtDrvMemHandle h = NULL;
+        if (m->how == 0)
+            r->rc = XRC(aclrtMemImportFromShareableHandle(m->val, m->dev, &h), want);
+        else
+            r->rc = XRC(aclrtMemImportFromShareableHandleV2(share_ptr(m), share_type(m->how), 0,
+                                                            &h),
+                        want);
+        if (r->rc == ACL_SUCCESS)
+            A.h[s] = h;
+        break;
+    }
+    case OP_MAP:
+        r->rc = XRC(agent_map(s, m->size), want);
+        break;
+    case OP_UNMAP:
+        r->rc = XRC(aclrtUnmapMem(A.ptr[s]), want);
+        if (r->rc == ACL_SUCCESS)
+            r->rc = XRC(aclrtReleaseMemAddress(A.ptr[s]), ACL_SUCCESS);
+        A.reserved[s] = false;
+        break;
+    case OP_FREEPHYS:
+        r->rc = XRC(aclrtFreePhysical(A.h[s]), want);
+        break;
+    case OP_MEMINFO: {
+        size_t f = 0, t = 0;
+        r->rc = XRC(aclrtGetMemInfo(ACL_HBM_MEM, &f, &t), want);
+        r->val = f;
+        break;
+    }
+    case OP_FORK_IMPORT:
+        r->rc = agent_fork_import(m);
+        break;
+    case OP_HANG:
+    case OP_QUIT:
+        break;
+    default:
+        r->rc = -1;
+        break;
+    }
+}
+
+/* A child of this (initialised, possibly whitelisted) agent: it inherits all
+ * of its state, calls aclInit itself and tries the import.  Its exit status is
+ * 0 when it got the code m->arg. */
+static int agent_fork_import(const Msg *m)
+{
+    fflush(NULL);
+    pid_t c = fork();
+    if (c == 0) {
+        alarm(30 * slow);
+        g_child_fails = 0;
+        void *p = NULL;
+        if (EXPECT_OK(aclInit(NULL)) && EXPECT_OK(aclrtSetDevice(A.dev))) {
+            int32_t pid = 0;
+            EXPECT_OK(aclrtDeviceGetBareTgid(&pid));
+            CHECKF(pid == getpid(), "the grandchild's bare tgid %d is not its pid %d", pid,
+                   (int)getpid());
+            XRC(aclrtIpcMemImportByKey(&p, m->key, m->flags), (aclError)m->arg);
+            aclFinalize();
+        }
+        fflush(NULL);
+        _exit(g_child_fails > 100 ? 100 : g_child_fails);
+    }
+    int st = 0;
+    for (int64_t end = now_ms() + 20000 * slow; c > 0;) {
+        pid_t w = waitpid(c, &st, WNOHANG);
+        if (w == c)
+            return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+        if (now_ms() > end) {
+            kill(c, SIGKILL);
+            waitpid(c, &st, 0);
+            return 200;
+        }
+        g_usleep(5000);
+    }
+    return -1;
+}
+
+static int agent_main(void)
+{
+    g_in_child = true;
+    g_child_fails = 0;
+    alarm(120 * slow);
+    setenv("NPU_EMU_SOCKET", g_agent_emu->sock, 1);
+    if (g_agent_server >= 0) {
+        char s[16];
+        snprintf(s, sizeof(s), "%d", g_agent_server);
+        setenv("NPU_EMU_SERVER", s, 1);
+    } else {
+        unsetenv("NPU_EMU_SERVER");
+    }
+    bool inited = false;
+    for (;;) {
+        Msg m;
+        if (!read_full(g_rd, &m, sizeof(m), 60000 * slow)) {
+            CHECKF(false, "agent %d: no command within %u s", (int)getpid(), 60 * slow);
+            break;
+        }
+        Msg r = m;
+        r.rc = 0;
+        if (m.op == OP_EXIT) {
+            if (inited)
+                r.rc = XRC(aclFinalize(), ACL_SUCCESS);
+            write_full(g_wr, &r, sizeof(r));
+            break;
+        }
+        agent_do(&m, &r);
+        if (m.op == OP_INIT)
+            inited = true;
+        drain_errors();
+        fflush(NULL);
+        if (!write_full(g_wr, &r, sizeof(r)))
+            break;
+        if (m.op == OP_QUIT)
+            _exit(g_child_fails > 100 ? 100 : g_child_fails);
+        if (m.op == OP_HANG)
+            for (;;)
+                pause();
+    }
+    fflush(NULL);
+    return g_child_fails > 100 ? 100 : g_child_fails;
+}
+
+/* ------------------------------------------------------------------------- */
+/* the parent's side                                                         */
+/* ------------------------------------------------------------------------- */
+
+static void parent_fd_add(int fd)
+{
+    if (g_nparent_fds < (int)G_N_ELEMENTS(g_parent_fds))
+        g_parent_fds[g_nparent_fds++] = fd;
+}
+
+static void parent_fd_del(int fd)
+{
+    for (int i = 0; i < g_nparent_fds; i++)
+        if (g_parent_fds[i] == fd)
+            g_parent_fds[i] = g_parent_fds[--g_nparent_fds];
+    close(fd);
+}
+
+/* Starts an agent for emulator e (server: NPU_EMU_SERVER, -1 for none). */
+static Proc spawn(const char *name, const TestEmu *e, int server)
+{
+    Proc p;
+    memset(&p, 0, sizeof(p));
+    g_strlcpy(p.name, name, sizeof(p.name));
+    int down[2], up[2];
+    if (pipe2(down, O_CLOEXEC) < 0 || pipe2(up, O_CLOEXEC) < 0) {
+        CU_FAIL("pipe2");
+        p.pid = -1;
+        return p;
+    }
+    g_agent_emu = e;
+    g_agent_server = server;
+    g_rd = down[0];
+    g_wr = up[1];
+    fflush(NULL);
+    p.pid = fork();
+    if (p.pid == 0) {
+        for (int i = 0; i < g_nparent_fds; i++)
+            close(g_parent_fds[i]);
+        close(down[1]);
+        close(up[0]);
+        _exit(agent_main());
+    }
+    close(down[0]);
+    close(up[1]);
+    p.rd = up[0];
+    p.wr = down[1];
+    parent_fd_add(p.rd);
+    parent_fd_add(p.wr);
+    CHECKF(p.pid > 0, "cannot fork agent %s", name);
+    return p;
+}
+
+/* Sends m and waits for the answer (rc -999 if none comes). */
+static Msg call(Proc *p, Msg m)
+{
+    Msg r;
+    memset(&r, 0, sizeof(r));
+    r.rc = -999;
+    if (p->pid <= 0 || p->done || p->broken)
+        return r;
+    if (!write_full(p->wr, &m, sizeof(m)) || !read_full(p->rd, &r, sizeof(r), 30000 * slow)) {
+        memset(&r, 0, sizeof(r));
+        r.rc = -999;
+        p->broken = true;
+    }
+    return r;
+}
+
+static Msg do_op(Proc *p, Msg m, const char *text, int line)
+{
+    Msg r = call(p, m);
+    if (r.rc == -999)
+        check_impl(false, __FILE__, line, "scenario", "%s: %s: no answer (agent dead?)", p->name,
+                   text);
+    else
+        check_impl(r.rc == m.want, __FILE__, line, "scenario", "%s: %s: returned %d, expected %d",
+                   p->name, text, r.rc, m.want);
+    return r;
+}
+
+/* One command to agent p that must return want. */
+#define DO(p, want_, ...) do_op(&(p), (Msg){ .want = (want_), __VA_ARGS__ }, #__VA_ARGS__, __LINE__)
+
+/* Waits (bounded) for p to exit; kills it when it does not. Returns its status. */
+static int reap(Proc *p)
+{
+    if (p->pid <= 0 || p->done)
+        return -1;
+    int st = 0, res = -1;
+    int64_t end = now_ms() + 15000 * slow;
+    for (;;) {
+        pid_t w = waitpid(p->pid, &st, WNOHANG);
+        if (w == p->pid) {
+            res = WIFSIGNALED(st) ? 128 + WTERMSIG(st) : WEXITSTATUS(st);
+            break;
+        }
+        if (w < 0 || now_ms() > end) {
+            kill(p->pid, SIGKILL);
+            waitpid(p->pid, &st, 0);
+            res = 255;
+            break;
+        }
+        g_usleep(5000);
+    }
+    parent_fd_del(p->rd);
+    parent_fd_del(p->wr);
+    p->done = true;
+    return res;
+}
+
+/* OP_EXIT, then the agent must exit with no failed checks. */
+static void finish_at(Proc *p, int line)
+{
+    if (p->pid <= 0 || p->done)
+        return;
+    Msg r = call(p, (Msg){ .op = OP_EXIT });
+    int st = reap(p);
+    check_impl(r.rc == 0 && st == 0, __FILE__, line, "scenario",
+               "agent %s (pid %d) ended with status %d (its failed checks; 128+ = signal, 255 = "
+               "did not exit)", p->name, (int)p->pid, st);
+}
+
+#define FINISH(p) finish_at(&(p), __LINE__)
+
+/* SIGKILL p (parked in OP_HANG); the emulator must log it gone, with `what`
+ * in the line when not NULL. */
+static void kill_agent(Proc *p, const TestEmu *e, const char *what)
+{
+    kill(p->pid, SIGKILL);
+    int st = reap(p);
+    CHECKF(st == 128 + SIGKILL, "agent %s: status %d after SIGKILL", p->name, st);
+    char *line = emu_gone_line(e, p->pid);
+    CHECKF(line != NULL, "the emulator did not log agent %s (pid %d) gone", p->name, (int)p->pid);
+    if (line && what)
+        CHECKF(strstr(line, what) != NULL, "reclaim of %s: \"%s\", expected \"%s\" in it",
+               p->name, line, what);
+    g_free(line);
+}
+
+/* An agent of the a2 emulator, initialised on device dev. */
+static Proc agent(const char *name, int dev)
+{
+    Proc p = spawn(name, &g_emu, -1);
+    Msg r = DO(p, ACL_SUCCESS, .op = OP_INIT, .dev = dev);
+    CHECKF(r.pid == p.pid, "%s: aclrtDeviceGetBareTgid %d, fork gave %d", name, r.pid,
+           (int)p.pid);
+    return p;
+}
+
+/* An agent of the a3 emulator on server `server`, device dev. */
+static Proc agent3(const char *name, int server, int dev)
+{
+    Proc p = spawn(name, &g_emu3, server);
+    Msg r = DO(p, ACL_SUCCESS, .op = OP_INIT, .dev = dev);
+    CHECKF(r.pid == p.pid, "%s: aclrtDeviceGetBareTgid %d, fork gave %d", name, r.pid,
+           (int)p.pid);
+    return p;
+}
+
+static void copy_key(char *dst, const char *src)
+{
+    memset(dst, 0, 96);
+    g_strlcpy(dst, src, 96);
+}
+
+/* Msg fields naming an IPC key: .key cannot be set from a string in an
+ * initialiser, so scenarios use DOK. */
+static Msg with_key(Msg m, const char *key)
+{
+    copy_key(m.key, key);
+    return m;
+}
+
+#define DOK(p, want_, key_, ...) \
+    do_op(&(p), with_key((Msg){ .want = (want_), __VA_ARGS__ }, (key_)), #__VA_ARGS__, __LINE__)
+
+static Msg with_fabric(Msg m, const aclrtMemFabricHandle *f)
+{
+    m.fabric = *f;
+    return m;
+}
+
+#define DOF(p, want_, fab_, ...) \
+    do_op(&(p), with_fabric((Msg){ .want = (want_), __VA_ARGS__ }, (fab_)), #__VA_ARGS__, __LINE__)
+
+/* ---- this process's view of HBM (a2, devices 0 and 1) ---- */
+
+static size_t hbm_free_dev(int32_t dev)
+{
+    size_t f = 0, t = 0;
+    aclrtSetDevice(dev);
+    aclError rc = aclrtGetMemInfo(ACL_HBM_MEM, &f, &t);
+    aclrtSetDevice(0);
+    CHECKF(rc == ACL_SUCCESS, "aclrtGetMemInfo on device %d: %d", dev, rc);
+    drain_errors();
+    return f;
+}
+
+typedef struct Hbm {
+    size_t free[2];
+} Hbm;
+
+static Hbm hbm_now(void)
+{
+    return (Hbm){ { hbm_free_dev(0), hbm_free_dev(1) } };
+}
+
+static bool hbm_equal(void *arg)
+{
+    const Hbm *b = arg;
+    Hbm n = hbm_now();
+    return n.free[0] == b->free[0] && n.free[1] == b->free[1];
+}
+
+static void hbm_back_at(const Hbm *b, int line)
+{
+    bool ok = wait_until(hbm_equal, (void *)b, 5000 * slow);
+    Hbm n = hbm_now();
+    check_impl(ok, __FILE__, line, "scenario",
+               "HBM free (device 0, 1) is %zu, %zu; baseline %zu, %zu (leak of %lld, %lld bytes)",
+               n.free[0], n.free[1], b->free[0], b->free[1],
+               (long long)b->free[0] - (long long)n.free[0],
+               (long long)b->free[1] - (long long)n.free[1]);
+}
+
+#define HBM_BACK(b) hbm_back_at(&(b), __LINE__)
+
+/* Bytes of device dev's HBM in use now, relative to baseline b. */
+static long long hbm_used(const Hbm *b, int dev)
+{
+    return (long long)b->free[dev] - (long long)hbm_free_dev(dev);
+}
+
+/* ---- a3: HBM through an observer agent on (server, device) ---- */
+
+static size_t obs_free(Proc *o)
+{
+    Msg r = DO(*o, ACL_SUCCESS, .op = OP_MEMINFO);
+    return (size_t)r.val;
+}
+
+static void obs_back_at(Proc *o, size_t base, int line)
+{
+    size_t f = 0;
+    for (int64_t end = now_ms() + 5000 * slow;;) {
+        f = obs_free(o);
+        if (f == base || now_ms() > end)
+            break;
+        g_usleep(10000);
+    }
+    check_impl(f == base, __FILE__, line, "scenario",
+               "a3 HBM free %zu, baseline %zu (leak of %lld bytes)", f, base,
+               (long long)base - (long long)f);
+}
+
+#define OBS_BACK(o, base) obs_back_at(&(o), (base), __LINE__)
+
+static bool emu_alive(void)
+{
+    return emu_running(&g_emu);
+}
+
+static bool emu3_alive(void)
+{
+    return g_emu3_ok && emu_running(&g_emu3) && emu_running(&g_emu);
+}
+
+#define TEST(name) EMU_TEST(name, emu_alive)
+#define TEST3(name) EMU_TEST(name, emu3_alive)
+
+#define SZ (2 * MiB)
+#define HALF (1 * MiB)
+#define HUGE_FIRST ACL_MEM_MALLOC_HUGE_FIRST
+#define NO_PID ACL_RT_IPC_MEM_EXPORT_FLAG_DISABLE_PID_VALIDATION
+#define PEER_FLAG ACL_RT_IPC_MEM_IMPORT_FLAG_ENABLE_PEER_ACCESS
+#define V1 0
+#define V2 1
+#define FABRIC 2
+
+/* ------------------------------------------------------------------------- */
+/* IPC memory keys                                                           */
+/* ------------------------------------------------------------------------- */
+
+/* The reference flow of 11-07, step by step, on one device. */
+static void ipc_reference_flow(uint32_t seed)
+{
+    Hbm base = hbm_now();
+    Proc a = agent("A", 0), b = agent("B", 0);
+    Msg m = DO(a, 0, .op = OP_MALLOC, .slot = 0, .size = SZ, .arg = HUGE_FIRST, .seed = seed);
+    uint64_t sum_a = m.sum;
+    Msg k = DO(a, 0, .op = OP_KEY, .slot = 0, .size = SZ, .flags = 0);
+    /* aclrtMalloc's padding rounds 2 MiB up to two huge pages. */
+    long long used = hbm_used(&base, 0);
+    CHECKF(used >= (long long)SZ && used <= (long long)(2 * SZ), "A's allocation took %lld bytes",
+           used);
+    /* B gets its pid with aclrtDeviceGetBareTgid (OP_INIT checked it). */
+    DOK(a, 0, k.key, .op = OP_SETPID, .pid = b.pid);
+    DOK(b, 0, k.key, .op = OP_IMPORT, .slot = 0);
+    Msg r = DO(b, 0, .op = OP_READ, .slot = 0, .size = SZ);
+    CHECKF(r.sum == sum_a, "B read %016llx, A wrote %016llx", (unsigned long long)r.sum,
+           (unsigned long long)sum_a);
+    CHECKF(hbm_used(&base, 0) == used, "with B's import %lld bytes are used, expected only A's "
+           "%lld", hbm_used(&base, 0), used);
+    DO(b, 0, .op = OP_WRITE, .slot = 0, .size = SZ, .seed = seed + 1);
+    r = DO(a, 0, .op = OP_READ, .slot = 0, .size = SZ);
+    CHECKF(r.sum == pattern_sum(SZ, seed + 1), "A does not see B's write");
+    /* The importer neither frees nor re-exports what it imported. */
+    DO(b, ACL_ERROR_RT_PARAM_INVALID, .op = OP_FREE, .slot = 0);
+    DO(b, ACL_ERROR_RT_PARAM_INVALID, .op = OP_KEY, .slot = 0, .size = SZ, .flags = NO_PID);
+    r = DO(a, 0, .op = OP_READ, .slot = 0, .size = SZ);
+    CHECKF(r.sum == pattern_sum(SZ, seed + 1), "A's data changed");
+    /* On one device the copies refused across devices all work. */
+    DO(b, 0, .op = OP_COPYRULES, .slot = 0, .size = 64 * KiB, .how = 1);
+    /* And async copies on the same device, both sides. */
+    DO(a, 0, .op = OP_WRITE, .slot = 0, .size = SZ, .seed = seed + 2, .how = 1);
+    r = DO(b, 0, .op = OP_READ, .slot = 0, .size = SZ, .how = 1);
+    CHECKF(r.sum == pattern_sum(SZ, seed + 2), "B does not see A's async write");
+    DOK(b, 0, k.key, .op = OP_CLOSE);
+    DOK(b, ACL_ERROR_RT_PARAM_INVALID, k.key, .op = OP_CLOSE);     /* closed already */
+    /* A closed import can be imported again while the key lives. */
+    DOK(b, 0, k.key, .op = OP_IMPORT, .slot = 1);
+    r = DO(b, 0, .op = OP_READ, .slot = 1, .size = SZ, .how = 1);
+    CHECK(r.sum == pattern_sum(SZ, seed + 2));
+    DOK(b, 0, k.key, .op = OP_CLOSE);
+    DOK(a, 0, k.key, .op = OP_CLOSE);
+    DO(a, 0, .op = OP_FREE, .slot = 0);
+    FINISH(b);
+    FINISH(a);
+    HBM_BACK(base);
+}
+
+TEST(test_ipc_reference_flow)
+{
+    ipc_reference_flow(100);
+}
+
+TEST(test_ipc_disable_pid_validation)
+{
+    Hbm base = hbm_now();
+    Proc a = agent("A", 0), b = agent("B", 0), c = agent("C", 0);
+    Msg m = DO(a, 0, .op = OP_MALLOC, .slot = 0, .size = SZ, .arg = HUGE_FIRST, .seed = 110);
+    Msg k = DO(a, 0, .op = OP_KEY, .slot = 0, .size = SZ, .flags = NO_PID);
+    /* Nobody whitelisted: any process of the server may import. */
+    DOK(b, 0, k.key, .op = OP_IMPORT, .slot = 0);
+    DOK(c, 0, k.key, .op = OP_IMPORT, .slot = 0);
+    Msg r = DO(b, 0, .op = OP_READ, .slot = 0, .size = SZ);
+    CHECK(r.sum == m.sum);
+    r = DO(c, 0, .op = OP_READ, .slot = 0, .size = SZ);
+    CHECK(r.sum == m.sum);
+    DOK(c, 0, k.key, .op = OP_CLOSE);
+    DOK(b, 0, k.key, .op = OP_CLOSE);
+    DOK(a, 0, k.key, .op = OP_CLOSE);
+    DO(a, 0, .op = OP_FREE, .slot = 0);
+    FINISH(a);
+    FINISH(b);
+    FINISH(c);
+    HBM_BACK(base);
+}
+
+TEST(test_ipc_not_whitelisted)
+{
+    Hbm base = hbm_now();
+    Proc a = agent("A", 0), b = agent("B", 0), c = agent("C", 0);
+    DO(a, 0, .op = OP_MALLOC, .slot = 0, .size = SZ, .arg = HUGE_FIRST, .seed = 120);
+    Msg k = DO(a, 0, .op = OP_KEY, .slot = 0, .size = SZ, .flags = 0);
+    /* Pid validation on, empty whitelist. */
+    DOK(b, ACL_ERROR_RT_NO_PERMISSION, k.key, .op = OP_IMPORT, .slot = 0);
+    /* C whitelisted: B still refused, C admitted. */
+    DOK(a, 0, k.key, .op = OP_SETPID, .pid = c.pid);
+    DOK(b, ACL_ERROR_RT_NO_PERMISSION, k.key, .op = OP_IMPORT, .slot = 0);
+    DOK(c, 0, k.key, .op = OP_IMPORT, .slot = 0);
+    /* Only the exporter whitelists. */
+    DOK(c, ACL_ERROR_RT_PARAM_INVALID, k.key, .op = OP_SETPID, .pid = b.pid);
+    DOK(b, ACL_ERROR_RT_NO_PERMISSION, k.key, .op = OP_IMPORT, .slot = 0);
+    DOK(c, 0, k.key, .op = OP_CLOSE);
+    DOK(a, 0, k.key, .op = OP_CLOSE);
+    DO(a, 0, .op = OP_FREE, .slot = 0);
+    FINISH(a);
+    FINISH(b);
+    FINISH(c);
+    HBM_BACK(base);
+}
+
+/* The whitelist holds the pid the kernel reported for the importer's
+ * connection: neither another process nor a child forked from the
+ * whitelisted process (after its aclInit, with all its state) gets in. */
+TEST(test_ipc_whitelist_kernel_pid)
+{
+    Hbm base = hbm_now();
+    Proc a = agent("A", 0), b = agent("B", 0), c = agent("C", 0);
+    Msg m = DO(a, 0, .op = OP_MALLOC, .slot = 0, .size = SZ, .arg = HUGE_FIRST, .seed = 130);
+    Msg k = DO(a, 0, .op = OP_KEY, .slot = 0, .size = SZ, .flags = 0);
+    DOK(a, 0, k.key, .op = OP_SETPID, .pid = b.pid);
+    DOK(c, ACL_ERROR_RT_NO_PERMISSION, k.key, .op = OP_IMPORT, .slot = 0);
+    /* B's child, forked after B's aclInit (status 0: it got 207006). */
+    DOK(b, 0, k.key, .op = OP_FORK_IMPORT, .arg = ACL_ERROR_RT_NO_PERMISSION);
+    DOK(b, 0, k.key, .op = OP_IMPORT, .slot = 0);
+    Msg r = DO(b, 0, .op = OP_READ, .slot = 0, .size = SZ);
+    CHECK(r.sum == m.sum);
+    DOK(c, ACL_ERROR_RT_NO_PERMISSION, k.key, .op = OP_IMPORT, .slot = 0);
+    DOK(b, 0, k.key, .op = OP_CLOSE);
+    DOK(a, 0, k.key, .op = OP_CLOSE);
+    DO(a, 0, .op = OP_FREE, .slot = 0);
+    FINISH(a);
+    FINISH(b);
+    FINISH(c);
+    char *log = emu_log_text(&g_emu);
+    char *needle = g_strdup_printf("pid %d refused an IPC key", (int)c.pid);
+    CHECKF(strstr(log, needle) != NULL, "the emulator did not log the refusal of C (%d)",
+           (int)c.pid);
+    g_free(needle);
+    g_free(log);
+    HBM_BACK(base);
+}
+
+TEST(test_ipc_bad_keys)
+{
+    Hbm base = hbm_now();
+    Proc a = agent("A", 0), b = agent("B", 0);
+    DO(a, 0, .op = OP_MALLOC, .slot = 0, .size = SZ, .arg = HUGE_FIRST, .seed = 140);
+    /* len must hold 65 bytes. */
+    DO(a, ACL_ERROR_RT_PARAM_INVALID, .op = OP_KEY, .slot = 0, .size = SZ, .how = 64);
+    DO(a, ACL_ERROR_RT_PARAM_INVALID, .op = OP_KEY, .slot = 0, .size = SZ, .how = 1);
+    Msg k = DO(a, 0, .op = OP_KEY, .slot = 0, .size = SZ, .flags = NO_PID);
+    /* The exporting process cannot import its own key. */
+    DOK(a, ACL_ERROR_RT_PARAM_INVALID, k.key, .op = OP_IMPORT, .slot = 1);
+    /* A forged key: 64 random hex digits. */
+    char forged[96];
+    for (int i = 0; i < 64; i++)
+        forged[i] = "0123456789abcdef"[g_random_int_range(0, 16)];
+    forged[64] = '\0';
+    DOK(b, ACL_ERROR_RT_PARAM_INVALID, forged, .op = OP_IMPORT, .slot = 0);
+    /* The real key with one digit changed. */
+    char near[96];
+    copy_key(near, k.key);
+    near[10] = near[10] == '0' ? '1' : '0';
+    DOK(b, ACL_ERROR_RT_PARAM_INVALID, near, .op = OP_IMPORT, .slot = 0);
+    /* Malformed: short, long, upper case, not hex, empty. */
+    char shortk[96], longk[96], upper[96];
+    copy_key(shortk, k.key);
+    shortk[63] = '\0';
+    copy_key(longk, k.key);
+    longk[64] = 'a';
+    longk[65] = '\0';
+    copy_key(upper, k.key);
+    for (int i = 0; i < 64; i++)
+        upper[i] = (char)g_ascii_toupper(upper[i]);
+    bool has_letter = strpbrk(k.key, "abcdef") != NULL;
+    DOK(b, ACL_ERROR_RT_PARAM_INVALID, shortk, .op = OP_IMPORT, .slot = 0);
+    DOK(b, ACL_ERROR_RT_PARAM_INVALID, longk, .op = OP_IMPORT, .slot = 0);
+    if (has_letter)
+        DOK(b, ACL_ERROR_RT_PARAM_INVALID, upper, .op = OP_IMPORT, .slot = 0);
+    DOK(b, ACL_ERROR_RT_PARAM_INVALID, "not a key at all", .op = OP_IMPORT, .slot = 0);
+    DOK(b, ACL_ERROR_RT_PARAM_INVALID, "", .op = OP_IMPORT, .slot = 0);
+    DOK(b, ACL_ERROR_RT_PARAM_INVALID, forged, .op = OP_CLOSE);
+    DOK(a, ACL_ERROR_RT_PARAM_INVALID, forged, .op = OP_SETPID, .pid = b.pid);
+    /* The genuine key still works; then a key after its close is dead. */
+    DOK(b, 0, k.key, .op = OP_IMPORT, .slot = 0);
+    DOK(b, 0, k.key, .op = OP_CLOSE);
+    DOK(a, 0, k.key, .op = OP_CLOSE);
+    DOK(b, ACL_ERROR_RT_PARAM_INVALID, k.key, .op = OP_IMPORT, .slot = 0);
+    DOK(a, ACL_ERROR_RT_PARAM_INVALID, k.key, .op = OP_SETPID, .pid = b.pid);
+    /* A key of freed memory (never closed) is dead too. */
+    Msg k2 = DO(a, 0, .op = OP_KEY, .slot = 0, .size = SZ, .flags = NO_PID);
+    CHECKF(strcmp(k2.key, k.key) != 0, "a second export reused the key");
+    DO(a, 0, .op = OP_FREE, .slot = 0);
+    DOK(b, ACL_ERROR_RT_PARAM_INVALID, k2.key, .op = OP_IMPORT, .slot = 0);
+    DOK(a, 0, k2.key, .op = OP_CLOSE);
+    FINISH(a);
+    FINISH(b);
+    HBM_BACK(base);
+}
+
+/* FAQ ipc_page_alignment: a sub-page slice of a shared block is refused, a
+ * 4 KiB HUGE_FIRST allocation and 2 MiB HUGE_ONLY are fine. */
+TEST(test_ipc_page_alignment)
+{
+    Hbm base = hbm_now();
+    Proc a = agent("A", 0), b = agent("B", 0);
+    DO(a, 0, .op = OP_MALLOC, .slot = 0, .size = 1 * KiB, .arg = HUGE_FIRST, .seed = 150);
+    DO(a, ACL_ERROR_RT_PARAM_INVALID, .op = OP_KEY, .slot = 0, .size = 1 * KiB, .flags = NO_PID);
+    Msg m = DO(a, 0, .op = OP_MALLOC, .slot = 1, .size = 4 * KiB, .arg = HUGE_FIRST, .seed = 151);
+    Msg k = DO(a, 0, .op = OP_KEY, .slot = 1, .size = 4 * KiB, .flags = NO_PID);
+    DOK(b, 0, k.key, .op = OP_IMPORT, .slot = 1);
+    Msg r = DO(b, 0, .op = OP_READ, .slot = 1, .size = 4 * KiB);
+    CHECK(r.sum == m.sum);
+    Msg m2 = DO(a, 0, .op = OP_MALLOC, .slot = 2, .size = SZ, .arg = ACL_MEM_MALLOC_HUGE_ONLY,
+                .seed = 152);
+    Msg k2 = DO(a, 0, .op = OP_KEY, .slot = 2, .size = SZ, .flags = NO_PID);
+    /* Not on a page boundary of its allocation, or past its end. */
+    DO(a, ACL_ERROR_RT_PARAM_INVALID, .op = OP_KEY, .slot = 2, .size = 4 * KiB, .arg = 1 * KiB);
+    DO(a, ACL_ERROR_RT_PARAM_INVALID, .op = OP_KEY, .slot = 2, .size = 2 * SZ + 4 * KiB);
+    DOK(b, 0, k2.key, .op = OP_IMPORT, .slot = 2);
+    r = DO(b, 0, .op = OP_READ, .slot = 2, .size = SZ);
+    CHECK(r.sum == m2.sum);
+    DOK(b, 0, k.key, .op = OP_CLOSE);
+    DOK(b, 0, k2.key, .op = OP_CLOSE);
+    DOK(a, 0, k.key, .op = OP_CLOSE);
+    DOK(a, 0, k2.key, .op = OP_CLOSE);
+    DO(a, 0, .op = OP_FREE, .slot = 0);
+    DO(a, 0, .op = OP_FREE, .slot = 1);
+    DO(a, 0, .op = OP_FREE, .slot = 2);
+    FINISH(a);
+    FINISH(b);
+    HBM_BACK(base);
+}
+
+/* A on device 0, B and C on device 1: the import works, sync copies and
+ * H2D / D2H are refused, async D2D needs peer access (enabled, or the import
+ * flag). */
+TEST(test_ipc_other_device)
+{
+    Hbm base = hbm_now();
+    Proc a = agent("A", 0), b = agent("B", 1), c = agent("C", 1);
+    Msg m = DO(a, 0, .op = OP_MALLOC, .slot = 0, .size = SZ, .arg = HUGE_FIRST, .seed = 160);
+    Msg k = DO(a, 0, .op = OP_KEY, .slot = 0, .size = SZ, .flags = 0);
+    DOK(a, 0, k.key, .op = OP_SETPID, .pid = b.pid, .pid2 = c.pid);
+    /* B: default flag, no peer access yet. */
+    DOK(b, 0, k.key, .op = OP_IMPORT, .slot = 0, .flags = 0);
+    Msg r = DO(b, ACL_ERROR_RT_SYS_DMA, .op = OP_READ, .slot = 0, .size = SZ, .how = 1);
+    CHECKF(r.pad == 2, "the async read failed at %s, expected at aclrtSynchronizeStream",
+           r.pad == 1 ? "aclrtMemcpyAsync" : "no async call");
+    r = DO(b, ACL_ERROR_RT_SYS_DMA, .op = OP_WRITE, .slot = 0, .size = SZ, .seed = 161, .how = 1);
+    CHECKF(r.pad == 2, "the async write failed at %s, expected at aclrtSynchronizeStream",
+           r.pad == 1 ? "aclrtMemcpyAsync" : "no async call");
+    r = DO(a, 0, .op = OP_READ, .slot = 0, .size = SZ);
+    CHECKF(r.sum == m.sum, "a refused async write changed A's memory");
+    /* Peer access from device 1 to device 0: async D2D both ways. */
+    DO(b, 0, .op = OP_PEER, .dev = 0);
+    r = DO(b, 0, .op = OP_READ, .slot = 0, .size = SZ, .how = 1);
+    CHECKF(r.sum == m.sum, "B (device 1, peer access) did not read A's data");
+    DO(b, 0, .op = OP_WRITE, .slot = 0, .size = HALF, .seed = 162, .how = 1);
+    r = DO(a, 0, .op = OP_READ, .slot = 0, .size = HALF);
+    CHECKF(r.sum == pattern_sum(HALF, 162), "A does not see B's async write");
+    /* C: the import flag instead of aclrtDeviceEnablePeerAccess. */
+    DOK(c, 0, k.key, .op = OP_IMPORT, .slot = 0, .flags = PEER_FLAG);
+    r = DO(c, 0, .op = OP_READ, .slot = 0, .size = HALF, .how = 1);
+    CHECKF(r.sum == pattern_sum(HALF, 162), "C (ENABLE_PEER_ACCESS) does not see B's write");
+    DO(c, 0, .op = OP_WRITE, .slot = 0, .size = SZ, .seed = 163, .how = 1);
+    r = DO(b, 0, .op = OP_READ, .slot = 0, .size = SZ, .how = 1);
+    CHECKF(r.sum == pattern_sum(SZ, 163), "B does not see C's write");
+    r = DO(a, 0, .op = OP_READ, .slot = 0, .size = SZ);
+    CHECKF(r.sum == pattern_sum(SZ, 163), "A does not see C's write");
+    /* The copies the reference refuses on memory of another device, even
+     * with peer access (rc: how many were not refused). */
+    DO(b, 0, .op = OP_COPYRULES, .slot = 0, .size = 64 * KiB);
+    DO(c, 0, .op = OP_COPYRULES, .slot = 0, .size = 64 * KiB);
+    DOK(c, 0, k.key, .op = OP_CLOSE);
+    DOK(b, 0, k.key, .op = OP_CLOSE);
+    DOK(a, 0, k.key, .op = OP_CLOSE);
+    DO(a, 0, .op = OP_FREE, .slot = 0);
+    FINISH(a);
+    FINISH(b);
+    FINISH(c);
+    HBM_BACK(base);
+}
+
+/* Three processes: two importers work on one export together. */
+TEST(test_ipc_two_importers)
+{
+    Hbm base = hbm_now();
+    Proc a = agent("A", 0), b = agent("B", 0), c = agent("C", 0);
+    Msg m = DO(a, 0, .op = OP_MALLOC, .slot = 0, .size = 2 * SZ, .arg = HUGE_FIRST, .seed = 170);
+    Msg k = DO(a, 0, .op = OP_KEY, .slot = 0, .size = 2 * SZ, .flags = 0);
+    long long used = hbm_used(&base, 0);
+    DOK(a, 0, k.key, .op = OP_SETPID, .pid = b.pid);
+    DOK(a, 0, k.key, .op = OP_SETPID, .pid = c.pid);
+    DOK(b, 0, k.key, .op = OP_IMPORT, .slot = 0);
+    DOK(c, 0, k.key, .op = OP_IMPORT, .slot = 0);
+    Msg r = DO(c, 0, .op = OP_READ, .slot = 0, .size = 2 * SZ);
+    CHECK(r.sum == m.sum);
+    DO(b, 0, .op = OP_WRITE, .slot = 0, .size = 2 * SZ, .seed = 171);
+    r = DO(c, 0, .op = OP_READ, .slot = 0, .size = 2 * SZ);
+    CHECKF(r.sum == pattern_sum(2 * SZ, 171), "C does not see B's write");
+    DO(c, 0, .op = OP_WRITE, .slot = 0, .size = SZ, .seed = 172, .how = 1);
+    r = DO(b, 0, .op = OP_READ, .slot = 0, .size = SZ);
+    CHECKF(r.sum == pattern_sum(SZ, 172), "B does not see C's write");
+    r = DO(a, 0, .op = OP_READ, .slot = 0, .size = SZ);
+    CHECKF(r.sum == pattern_sum(SZ, 172), "A does not see C's write");
+    CHECKF(hbm_used(&base, 0) == used, "%lld bytes used with two imports, %lld before",
+           hbm_used(&base, 0), used);
+    DOK(b, 0, k.key, .op = OP_CLOSE);
+    r = DO(c, 0, .op = OP_READ, .slot = 0, .size = SZ);
+    CHECK(r.sum == pattern_sum(SZ, 172));
+    DOK(c, 0, k.key, .op = OP_CLOSE);
+    DOK(a, 0, k.key, .op = OP_CLOSE);
+    DO(a, 0, .op = OP_FREE, .slot = 0);
+    FINISH(a);
+    FINISH(b);
+    FINISH(c);
+    HBM_BACK(base);
+}
+
+/* Atlas A2: the A3-only functions are unsupported. */
+TEST(test_ipc_a2_unsupported)
+{
+    Hbm base = hbm_now();
+    Proc a = agent("A", 0), b = agent("B", 0);
+    DO(a, 0, .op = OP_MALLOC, .slot = 0, .size = SZ, .arg = HUGE_FIRST, .seed = 180);
+    Msg k = DO(a, 0, .op = OP_KEY, .slot = 0, .size = SZ, .flags = 0);
+    DOK(a, ACL_ERROR_RT_FEATURE_NOT_SUPPORT, k.key, .op = OP_INTERSERVER, .arg = 0, .pid = b.pid);
+    DOK(a, ACL_ERROR_RT_FEATURE_NOT_SUPPORT, k.key, .op = OP_SETATTR,
+        .arg = ACL_RT_IPC_MEM_ATTR_ACCESS_LINK_HCCS);
+    DOK(a, ACL_ERROR_RT_FEATURE_NOT_SUPPORT, k.key, .op = OP_SETATTR,
+        .arg = ACL_RT_IPC_MEM_ATTR_ACCESS_LINK_SIO);
+    /* Nothing was whitelisted by the refused call. */
+    DOK(b, ACL_ERROR_RT_NO_PERMISSION, k.key, .op = OP_IMPORT, .slot = 0);
+    DOK(a, 0, k.key, .op = OP_CLOSE);
+    DO(a, 0, .op = OP_FREE, .slot = 0);
+    FINISH(a);
+    FINISH(b);
+    HBM_BACK(base);
+}
+
+/* Atlas A3, two servers: SetAttr by the exporter, InterServer whitelists by
+ * sdid = server * 16 + device, an IPC key does not cross servers. */
+TEST3(test_ipc_a3)
+{
+    Proc o = agent3("O", 0, 0);
+    size_t f0 = obs_free(&o);
+    Proc a = agent3("A", 0, 0), b = agent3("B", 1, 0), c = agent3("C", 0, 3);
+    Msg m = DO(a, 0, .op = OP_MALLOC, .slot = 0, .size = SZ, .arg = HUGE_FIRST, .seed = 190);
+    Msg k = DO(a, 0, .op = OP_KEY, .slot = 0, .size = SZ, .flags = 0);
+    DOK(a, 0, k.key, .op = OP_SETATTR, .arg = ACL_RT_IPC_MEM_ATTR_ACCESS_LINK_HCCS);
+    DOK(a, 0, k.key, .op = OP_SETATTR, .arg = ACL_RT_IPC_MEM_ATTR_ACCESS_LINK_SIO);
+    DOK(a, ACL_ERROR_RT_PARAM_INVALID, k.key, .op = OP_SETATTR, .arg = 2);
+    DOK(c, ACL_ERROR_RT_PARAM_INVALID, k.key, .op = OP_SETATTR,
+        .arg = ACL_RT_IPC_MEM_ATTR_ACCESS_LINK_HCCS);
+    /* C (server 0) whitelisted as a pid of server 1 only: refused. */
+    DOK(a, 0, k.key, .op = OP_INTERSERVER, .arg = 1 * A3_DEVS + 0, .pid = c.pid);
+    DOK(c, ACL_ERROR_RT_NO_PERMISSION, k.key, .op = OP_IMPORT, .slot = 0, .flags = PEER_FLAG);
+    /* As a pid of server 0 (sdid 3, its own device): admitted. */
+    DOK(a, 0, k.key, .op = OP_INTERSERVER, .arg = 0 * A3_DEVS + 3, .pid = c.pid);
+    DOK(c, 0, k.key, .op = OP_IMPORT, .slot = 0, .flags = PEER_FLAG);
+    Msg r = DO(c, 0, .op = OP_READ, .slot = 0, .size = SZ, .how = 1);
+    CHECKF(r.sum == m.sum, "C did not read A's data");
+    /* A pid of server 1 whitelisted; still no IPC key across servers. */
+    DOK(a, 0, k.key, .op = OP_INTERSERVER, .arg = 1 * A3_DEVS + 5, .pid = b.pid);
+    DOK(b, ACL_ERROR_RT_PARAM_INVALID, k.key, .op = OP_IMPORT, .slot = 0);
+    /* No server 2; only the exporter whitelists. */
+    DOK(a, ACL_ERROR_RT_PARAM_INVALID, k.key, .op = OP_INTERSERVER, .arg = 2 * A3_DEVS,
+        .pid = b.pid);
+    DOK(c, ACL_ERROR_RT_PARAM_INVALID, k.key, .op = OP_INTERSERVER, .arg = 0, .pid = b.pid);
+    /* Disabled validation does not open the key to another server either. */
+    Msg k2 = DO(a, 0, .op = OP_KEY, .slot = 0, .size = SZ, .flags = NO_PID);
+    DOK(b, ACL_ERROR_RT_PARAM_INVALID, k2.key, .op = OP_IMPORT, .slot = 0);
+    DOK(c, 0, k.key, .op = OP_CLOSE);
+    DOK(a, 0, k.key, .op = OP_CLOSE);
+    DOK(a, 0, k2.key, .op = OP_CLOSE);
+    DO(a, 0, .op = OP_FREE, .slot = 0);
+    FINISH(a);
+    FINISH(b);
+    FINISH(c);
+    OBS_BACK(o, f0);
+    FINISH(o);
+}
+
+/* ------------------------------------------------------------------------- */
+/* shareable handles                                                         */
+/* ------------------------------------------------------------------------- */
+
+/* Export of A's handle (how: V1 / V2 DEFAULT) with flags, B whitelisted when
+ * validation is on, B imports, maps, and data goes both ways. */
+static void handle_flow(int how, uint64_t flags, uint32_t seed)
+{
+    Hbm base = hbm_now();
+    Proc a = agent("A", 0), b = agent("B", 0), c = agent("C", 0);
+    Msg m = DO(a, 0, .op = OP_PHYS, .slot = 0, .size = SZ, .seed = seed);
+    CHECKF(hbm_used(&base, 0) == (long long)SZ, "the handle took %lld bytes", hbm_used(&base, 0));
+    Msg e = DO(a, 0, .op = OP_EXPORT_H, .slot = 0, .how = how, .flags = flags);
+    CHECKF(e.val != 0, "shareable handle 0");
+    /* One export per handle (any kind). */
+    DO(a, ACL_ERROR_RT_PARAM_INVALID, .op = OP_EXPORT_H, .slot = 0, .how = how, .flags = flags);
+    DO(a, ACL_ERROR_RT_PARAM_INVALID, .op = OP_EXPORT_H, .slot = 0, .how = 1 - how, .flags = 0);
+    if (flags == 0) {
+        DO(b, ACL_ERROR_RT_NO_PERMISSION, .op = OP_IMPORT_H, .slot = 0, .how = how, .dev = 0,
+           .val = e.val);
+        DO(a, 0, .op = OP_SETPID_H, .how = how, .val = e.val, .pid = b.pid);
+        /* Only the exporter whitelists. */
+        DO(b, ACL_ERROR_RT_PARAM_INVALID, .op = OP_SETPID_H, .how = how, .val = e.val,
+           .pid = c.pid);
+    }
+    /* No such device. */
+    if (how == V1)
+        DO(b, ACL_ERROR_RT_INVALID_DEVICEID, .op = OP_IMPORT_H, .slot = 0, .how = V1, .dev = 99,
+           .val = e.val);
+    /* Export and import in one process: refused. */
+    DO(a, ACL_ERROR_RT_PARAM_INVALID, .op = OP_IMPORT_H, .slot = 1, .how = how, .dev = 0,
+       .val = e.val);
+    DO(b, 0, .op = OP_IMPORT_H, .slot = 0, .how = how, .dev = 0, .val = e.val);
+    /* Twice in one process: refused. */
+    DO(b, ACL_ERROR_RT_PARAM_INVALID, .op = OP_IMPORT_H, .slot = 1, .how = how, .dev = 0,
+       .val = e.val);
+    /* Nor export what it imported. */
+    DO(b, ACL_ERROR_RT_PARAM_INVALID, .op = OP_EXPORT_H, .slot = 0, .how = how, .flags = NO_PID);
+    DO(b, 0, .op = OP_MAP, .slot = 0, .size = SZ);
+    Msg r = DO(b, 0, .op = OP_READ, .slot = 0, .size = SZ);
+    CHECKF(r.sum == m.sum, "B did not read A's data through the imported handle");
+    DO(b, 0, .op = OP_WRITE, .slot = 0, .size = SZ, .seed = seed + 1);
+    r = DO(a, 0, .op = OP_READ, .slot = 0, .size = SZ);
+    CHECKF(r.sum == pattern_sum(SZ, seed + 1), "A does not see B's write");
+    DO(a, 0, .op = OP_WRITE, .slot = 0, .size = SZ, .seed = seed + 2, .how = 1);
+    r = DO(b, 0, .op = OP_READ, .slot = 0, .size = SZ, .how = 1);
+    CHECKF(r.sum == pattern_sum(SZ, seed + 2), "B does not see A's async write");
+    CHECKF(hbm_used(&base, 0) == (long long)SZ, "with B's import %lld bytes are used",
+           hbm_used(&base, 0));
+    /* C: refused with validation on (not whitelisted), admitted without. */
+    DO(c, flags == 0 ? ACL_ERROR_RT_NO_PERMISSION : ACL_SUCCESS, .op = OP_IMPORT_H, .slot = 0,
+       .how = how, .dev = 0, .val = e.val);
+    if (flags != 0)
+        DO(c, 0, .op = OP_FREEPHYS, .slot = 0);
+    DO(b, 0, .op = OP_UNMAP, .slot = 0);
+    DO(b, 0, .op = OP_FREEPHYS, .slot = 0);
+    DO(a, 0, .op = OP_UNMAP, .slot = 0);
+    DO(a, 0, .op = OP_FREEPHYS, .slot = 0);
+    FINISH(a);
+    FINISH(b);
+    FINISH(c);
+    HBM_BACK(base);
+}
+
+TEST(test_handle_v1_pid)
+{
+    handle_flow(V1, 0, 200);
+}
+
+TEST(test_handle_v1_no_pid)
+{
+    handle_flow(V1, ACL_RT_VMM_EXPORT_FLAG_DISABLE_PID_VALIDATION, 210);
+}
+
+TEST(test_handle_v2_pid)
+{
+    handle_flow(V2, 0, 220);
+}
+
+TEST(test_handle_v2_no_pid)
+{
+    handle_flow(V2, ACL_RT_VMM_EXPORT_FLAG_DISABLE_PID_VALIDATION, 230);
+}
+
+/* V1 imports onto the device it names: device 1 here, memory of device 0
+ * (cross-device VMM sharing needs peer access, 11-04). */
+TEST(test_handle_v1_other_device)
+{
+    Hbm base = hbm_now();
+    Proc a = agent("A", 0), b = agent("B", 1);
+    Msg m = DO(a, 0, .op = OP_PHYS, .slot = 0, .size = SZ, .seed = 240);
+    Msg e = DO(a, 0, .op = OP_EXPORT_H, .slot = 0, .how = V1, .flags = 0);
+    DO(a, 0, .op = OP_SETPID_H, .how = V1, .val = e.val, .pid = b.pid);
+    DO(b, 0, .op = OP_IMPORT_H, .slot = 0, .how = V1, .dev = 1, .val = e.val);
+    DO(b, 0, .op = OP_MAP, .slot = 0, .size = SZ);
+    Msg r = DO(b, ACL_ERROR_RT_SYS_DMA, .op = OP_READ, .slot = 0, .size = SZ, .how = 1);
+    CHECKF(r.pad == 2, "the async read failed at stage %u, expected at aclrtSynchronizeStream",
+           r.pad);
+    DO(b, 0, .op = OP_PEER, .dev = 0);
+    r = DO(b, 0, .op = OP_READ, .slot = 0, .size = SZ, .how = 1);
+    CHECKF(r.sum == m.sum, "B (device 1) did not read A's data");
+    DO(b, 0, .op = OP_WRITE, .slot = 0, .size = SZ, .seed = 241, .how = 1);
+    r = DO(a, 0, .op = OP_READ, .slot = 0, .size = SZ);
+    CHECKF(r.sum == pattern_sum(SZ, 241), "A does not see B's write");
+    CHECKF(hbm_used(&base, 1) == 0, "the import took %lld bytes of device 1", hbm_used(&base, 1));
+    DO(b, 0, .op = OP_UNMAP, .slot = 0);
+    DO(b, 0, .op = OP_FREEPHYS, .slot = 0);
+    DO(a, 0, .op = OP_UNMAP, .slot = 0);
+    DO(a, 0, .op = OP_FREEPHYS, .slot = 0);
+    FINISH(a);
+    FINISH(b);
+    HBM_BACK(base);
+}
+
+/* FABRIC is an A3 type: 207000 on A2 (export, set pid, import). */
+TEST(test_handle_fabric_a2)
+{
+    Hbm base = hbm_now();
+    Proc a = agent("A", 0), b = agent("B", 0);
+    DO(a, 0, .op = OP_PHYS, .slot = 0, .size = SZ, .seed = 250);
+    DO(a, ACL_ERROR_RT_FEATURE_NOT_SUPPORT, .op = OP_EXPORT_H, .slot = 0, .how = FABRIC);
+    aclrtMemFabricHandle f;
+    memset(&f, 0x5a, sizeof(f));
+    DOF(a, ACL_ERROR_RT_FEATURE_NOT_SUPPORT, &f, .op = OP_SETPID_H, .how = FABRIC, .pid = b.pid);
+    DOF(b, ACL_ERROR_RT_FEATURE_NOT_SUPPORT, &f, .op = OP_IMPORT_H, .slot = 0, .how = FABRIC);
+    /* The handle is still exportable as DEFAULT. */
+    Msg e = DO(a, 0, .op = OP_EXPORT_H, .slot = 0, .how = V2, .flags = NO_PID);
+    DO(b, 0, .op = OP_IMPORT_H, .slot = 0, .how = V2, .val = e.val);
+    DO(b, 0, .op = OP_FREEPHYS, .slot = 0);
+    DO(a, 0, .op = OP_UNMAP, .slot = 0);
+    DO(a, 0, .op = OP_FREEPHYS, .slot = 0);
+    FINISH(a);
+    FINISH(b);
+    HBM_BACK(base);
+}
+
+/* A3 with two servers: DEFAULT stays within a server, FABRIC crosses. */
+TEST3(test_handle_a3_servers)
+{
+    Proc o = agent3("O", 0, 0);
+    size_t f0 = obs_free(&o);
+    Proc a = agent3("A", 0, 0), b = agent3("B", 1, 0), c = agent3("C", 1, 2),
+         d = agent3("D", 0, 0);
+    Msg m0 = DO(a, 0, .op = OP_PHYS, .slot = 0, .size = SZ, .seed = 260);
+    Msg m1 = DO(a, 0, .op = OP_PHYS, .slot = 1, .size = SZ, .seed = 261);
+    CHECKF(f0 - obs_free(&o) == 2 * SZ, "A's handles took %zu bytes", f0 - obs_free(&o));
+    /* DEFAULT: server 0 only. */
+    Msg e0 = DO(a, 0, .op = OP_EXPORT_H, .slot = 0, .how = V2, .flags = NO_PID);
+    DO(b, ACL_ERROR_RT_PARAM_INVALID, .op = OP_IMPORT_H, .slot = 0, .how = V2, .val = e0.val);
+    DO(b, ACL_ERROR_RT_PARAM_INVALID, .op = OP_IMPORT_H, .slot = 0, .how = V1, .dev = 0,
+       .val = e0.val);
+    DO(d, 0, .op = OP_IMPORT_H, .slot = 0, .how = V2, .val = e0.val);
+    DO(d, 0, .op = OP_MAP, .slot = 0, .size = SZ);
+    Msg r = DO(d, 0, .op = OP_READ, .slot = 0, .size = SZ);
+    CHECK(r.sum == m0.sum);
+    /* FABRIC with pid validation: B of server 1 whitelisted, C not. */
+    Msg e1 = DO(a, 0, .op = OP_EXPORT_H, .slot = 1, .how = FABRIC, .flags = 0);
+    DO(a, ACL_ERROR_RT_PARAM_INVALID, .op = OP_EXPORT_H, .slot = 1, .how = FABRIC, .flags = 0);
+    DOF(b, ACL_ERROR_RT_NO_PERMISSION, &e1.fabric, .op = OP_IMPORT_H, .slot = 1, .how = FABRIC);
+    DOF(a, 0, &e1.fabric, .op = OP_SETPID_H, .how = FABRIC, .pid = b.pid);
+    DOF(b, 0, &e1.fabric, .op = OP_IMPORT_H, .slot = 1, .how = FABRIC);
+    DOF(b, ACL_ERROR_RT_PARAM_INVALID, &e1.fabric, .op = OP_IMPORT_H, .slot = 2, .how = FABRIC);
+    DOF(c, ACL_ERROR_RT_NO_PERMISSION, &e1.fabric, .op = OP_IMPORT_H, .slot = 1, .how = FABRIC);
+    DOF(a, ACL_ERROR_RT_PARAM_INVALID, &e1.fabric, .op = OP_IMPORT_H, .slot = 2, .how = FABRIC);
+    DO(b, 0, .op = OP_MAP, .slot = 1, .size = SZ);
+    r = DO(b, 0, .op = OP_READ, .slot = 1, .size = SZ);
+    CHECKF(r.sum == m1.sum, "B (server 1) did not read A's data through FABRIC");
+    DO(b, 0, .op = OP_WRITE, .slot = 1, .size = SZ, .seed = 262, .how = 1);
+    r = DO(a, 0, .op = OP_READ, .slot = 1, .size = SZ);
+    CHECKF(r.sum == pattern_sum(SZ, 262), "A does not see B's write from server 1");
+    /* A forged FABRIC handle. */
+    aclrtMemFabricHandle forged = e1.fabric;
+    forged.data[20] ^= 0xff;
+    DOF(c, ACL_ERROR_RT_PARAM_INVALID, &forged, .op = OP_IMPORT_H, .slot = 1, .how = FABRIC);
+    /* An IPC key of server 0 from server 1: refused. */
+    DO(a, 0, .op = OP_MALLOC, .slot = 2, .size = SZ, .arg = HUGE_FIRST, .seed = 263);
+    Msg k = DO(a, 0, .op = OP_KEY, .slot = 2, .size = SZ, .flags = NO_PID);
+    DOK(b, ACL_ERROR_RT_PARAM_INVALID, k.key, .op = OP_IMPORT, .slot = 2);
+    DOK(a, 0, k.key, .op = OP_CLOSE);
+    DO(a, 0, .op = OP_FREE, .slot = 2);
+    /* The exporter frees first; B's view lives on until it frees. */
+    DO(a, 0, .op = OP_UNMAP, .slot = 1);
+    DO(a, 0, .op = OP_FREEPHYS, .slot = 1);
+    r = DO(b, 0, .op = OP_READ, .slot = 1, .size = SZ);
+    CHECKF(r.sum == pattern_sum(SZ, 262), "B's data changed after A freed its handle");
+    DO(b, 0, .op = OP_UNMAP, .slot = 1);
+    DO(b, 0, .op = OP_FREEPHYS, .slot = 1);
+    DO(d, 0, .op = OP_UNMAP, .slot = 0);
+    DO(d, 0, .op = OP_FREEPHYS, .slot = 0);
+    DO(a, 0, .op = OP_UNMAP, .slot = 0);
+    DO(a, 0, .op = OP_FREEPHYS, .slot = 0);
+    FINISH(a);
+    FINISH(b);
+    FINISH(c);
+    FINISH(d);
+    OBS_BACK(o, f0);
+    FINISH(o);
+}
+
+/* ------------------------------------------------------------------------- */
+/* lifetimes and death                                                       */
+/* ------------------------------------------------------------------------- */
+
+/* The exporter leaves after exporting (how 0: _exit without cleanup, 1:
+ * SIGKILL) and before the import: the imports fail, nothing leaks. */
+static void exporter_leaves(bool killed)
+{
+    Hbm base = hbm_now();
+    Proc a = agent("A", 0), b = agent("B", 0);
+    DO(a, 0, .op = OP_MALLOC, .slot = 0, .size = SZ, .arg = HUGE_FIRST, .seed = 300);
+    Msg k = DO(a, 0, .op = OP_KEY, .slot = 0, .size = SZ, .flags = 0);
+    DOK(a, 0, k.key, .op = OP_SETPID, .pid = b.pid);
+    long long used = hbm_used(&base, 0);
+    DO(a, 0, .op = OP_PHYS, .slot = 1, .size = SZ, .seed = 301);
+    Msg e = DO(a, 0, .op = OP_EXPORT_H, .slot = 1, .how = V1, .flags = 0);
+    DO(a, 0, .op = OP_SETPID_H, .how = V1, .val = e.val, .pid = b.pid);
+    CHECKF(hbm_used(&base, 0) == used + (long long)SZ, "A took %lld bytes", hbm_used(&base, 0));
+    if (killed) {
+        DO(a, 0, .op = OP_HANG);
+        kill_agent(&a, &g_emu, "2 exports");
+    } else {
+        DO(a, 0, .op = OP_QUIT);
+        int st = reap(&a);
+        CHECKF(st == 0, "A's status %d", st);
+        char *line = emu_gone_line(&g_emu, a.pid);
+        CHECKF(line != NULL, "the emulator did not log A (%d) gone", (int)a.pid);
+        if (line)
+            CHECKF(strstr(line, "2 exports") != NULL, "reclaim of A: %s", line);
+        g_free(line);
+    }
+    DOK(b, ACL_ERROR_RT_PARAM_INVALID, k.key, .op = OP_IMPORT, .slot = 0);
+    DO(b, ACL_ERROR_RT_PARAM_INVALID, .op = OP_IMPORT_H, .slot = 1, .how = V1, .dev = 0,
+       .val = e.val);
+    FINISH(b);
+    HBM_BACK(base);
+}
+
+TEST(test_exporter_exits_before_import)
+{
+    exporter_leaves(false);
+}
+
+TEST(test_exporter_killed_before_import)
+{
+    exporter_leaves(true);
+}
+
+/* The importer is killed with both kinds of import mapped: the emulator
+ * reclaims them; the exporter goes on as if nothing happened. */
+TEST(test_importer_killed)
+{
+    Hbm base = hbm_now();
+    Proc a = agent("A", 0), b = agent("B", 0);
+    Msg m = DO(a, 0, .op = OP_MALLOC, .slot = 0, .size = SZ, .arg = HUGE_FIRST, .seed = 310);
+    Msg k = DO(a, 0, .op = OP_KEY, .slot = 0, .size = SZ, .flags = NO_PID);
+    Msg p = DO(a, 0, .op = OP_PHYS, .slot = 1, .size = SZ, .seed = 311);
+    long long used = hbm_used(&base, 0);
+    Msg e = DO(a, 0, .op = OP_EXPORT_H, .slot = 1, .how = V2, .flags = NO_PID);
+    DOK(b, 0, k.key, .op = OP_IMPORT, .slot = 0);
+    DO(b, 0, .op = OP_IMPORT_H, .slot = 1, .how = V2, .val = e.val);
+    DO(b, 0, .op = OP_MAP, .slot = 1, .size = SZ);
+    Msg r = DO(b, 0, .op = OP_READ, .slot = 0, .size = SZ);
+    CHECK(r.sum == m.sum);
+    r = DO(b, 0, .op = OP_READ, .slot = 1, .size = SZ, .how = 1);
+    CHECK(r.sum == p.sum);
+    DO(b, 0, .op = OP_HANG);
+    /* Its imported handle (2 MiB, mapped), no allocations, no exports. */
+    kill_agent(&b, &g_emu, "0 allocations (0 bytes of HBM), 1 physical handles (2097152 bytes)");
+    /* A's memory and data are untouched and usable. */
+    r = DO(a, 0, .op = OP_READ, .slot = 0, .size = SZ);
+    CHECKF(r.sum == m.sum, "A's IPC memory changed when B died");
+    r = DO(a, 0, .op = OP_READ, .slot = 1, .size = SZ, .how = 1);
+    CHECKF(r.sum == p.sum, "A's handle memory changed when B died");
+    DO(a, 0, .op = OP_WRITE, .slot = 0, .size = SZ, .seed = 312, .how = 1);
+    r = DO(a, 0, .op = OP_READ, .slot = 0, .size = SZ);
+    CHECK(r.sum == pattern_sum(SZ, 312));
+    CHECKF(hbm_used(&base, 0) == used, "%lld bytes used after B died, %lld before",
+           hbm_used(&base, 0), used);
+    /* The exports are still there for a new importer. */
+    Proc c = agent("C", 0);
+    DOK(c, 0, k.key, .op = OP_IMPORT, .slot = 0);
+    r = DO(c, 0, .op = OP_READ, .slot = 0, .size = SZ);
+    CHECK(r.sum == pattern_sum(SZ, 312));
+    DOK(c, 0, k.key, .op = OP_CLOSE);
+    DOK(a, 0, k.key, .op = OP_CLOSE);
+    DO(a, 0, .op = OP_FREE, .slot = 0);
+    DO(a, 0, .op = OP_UNMAP, .slot = 1);
+    DO(a, 0, .op = OP_FREEPHYS, .slot = 1);
+    FINISH(a);
+    FINISH(c);
+    HBM_BACK(base);
+    /* The emulator keeps serving. */
+    CHECK(emu_alive());
+    ipc_reference_flow(313);
+}
+
+/* The exporter frees its aclrtMalloc memory (without closing the key first)
+ * while the importer uses it: the importer's data stays valid and usable until
+ * it closes; then HBM comes back. */
+TEST(test_ipc_exporter_frees_first)
+{
+    Hbm base = hbm_now();
+    Proc a = agent("A", 0), b = agent("B", 0), c = agent("C", 0);
+    Msg m = DO(a, 0, .op = OP_MALLOC, .slot = 0, .size = SZ, .arg = HUGE_FIRST, .seed = 320);
+    Msg k = DO(a, 0, .op = OP_KEY, .slot = 0, .size = SZ, .flags = NO_PID);
+    long long used = hbm_used(&base, 0);
+    DOK(b, 0, k.key, .op = OP_IMPORT, .slot = 0);
+    DO(a, 0, .op = OP_FREE, .slot = 0);
+    CHECKF(hbm_used(&base, 0) == used, "%lld bytes in use after A's free, expected the imported "
+           "%lld", hbm_used(&base, 0), used);
+    /* No new import after the free. */
+    DOK(c, ACL_ERROR_RT_PARAM_INVALID, k.key, .op = OP_IMPORT, .slot = 0);
+    Msg r = DO(b, 0, .op = OP_READ, .slot = 0, .size = SZ);
+    CHECKF(r.sum == m.sum, "B's data changed when A freed the memory");
+    DO(b, 0, .op = OP_WRITE, .slot = 0, .size = SZ, .seed = 321, .how = 1);
+    r = DO(b, 0, .op = OP_READ, .slot = 0, .size = SZ);
+    CHECK(r.sum == pattern_sum(SZ, 321));
+    /* A's own allocations do not reuse B's memory. */
+    DO(a, 0, .op = OP_MALLOC, .slot = 1, .size = SZ, .arg = HUGE_FIRST, .seed = 322);
+    r = DO(b, 0, .op = OP_READ, .slot = 0, .size = SZ);
+    CHECKF(r.sum == pattern_sum(SZ, 321), "A's new allocation overwrote B's import");
+    DO(a, 0, .op = OP_FREE, .slot = 1);
+    DOK(a, 0, k.key, .op = OP_CLOSE);     /* closing after the free is fine */
+    DOK(b, 0, k.key, .op = OP_CLOSE);
+    FINISH(a);
+    FINISH(b);
+    FINISH(c);
+    HBM_BACK(base);
+}
+
+/* The physical memory lives until every importer freed its handle, however
+ * early the exporter freed its own. */
+TEST(test_handle_exporter_frees_first)
+{
+    Hbm base = hbm_now();
+    Proc a = agent("A", 0), b = agent("B", 0), c = agent("C", 0), d = agent("D", 0);
+    Msg m = DO(a, 0, .op = OP_PHYS, .slot = 0, .size = SZ, .seed = 330);
+    Msg e = DO(a, 0, .op = OP_EXPORT_H, .slot = 0, .how = V2, .flags = 0);
+    DO(a, 0, .op = OP_SETPID_H, .how = V2, .val = e.val, .pid = b.pid, .pid2 = c.pid);
+    DO(a, 0, .op = OP_SETPID_H, .how = V2, .val = e.val, .pid = d.pid);
+    DO(b, 0, .op = OP_IMPORT_H, .slot = 0, .how = V2, .val = e.val);
+    DO(c, 0, .op = OP_IMPORT_H, .slot = 0, .how = V2, .val = e.val);
+    DO(b, 0, .op = OP_MAP, .slot = 0, .size = SZ);
+    DO(c, 0, .op = OP_MAP, .slot = 0, .size = SZ);
+    DO(a, 0, .op = OP_UNMAP, .slot = 0);
+    DO(a, 0, .op = OP_FREEPHYS, .slot = 0);
+    CHECKF(hbm_used(&base, 0) == (long long)SZ, "%lld bytes in use after A's free",
+           hbm_used(&base, 0));
+    /* The export ended with A's handle: D (whitelisted) comes too late. */
+    DO(d, ACL_ERROR_RT_PARAM_INVALID, .op = OP_IMPORT_H, .slot = 0, .how = V2, .val = e.val);
+    Msg r = DO(b, 0, .op = OP_READ, .slot = 0, .size = SZ);
+    CHECKF(r.sum == m.sum, "B's data changed when A freed its handle");
+    DO(b, 0, .op = OP_WRITE, .slot = 0, .size = SZ, .seed = 331, .how = 1);
+    r = DO(c, 0, .op = OP_READ, .slot = 0, .size = SZ);
+    CHECKF(r.sum == pattern_sum(SZ, 331), "C does not see B's write");
+    DO(b, 0, .op = OP_UNMAP, .slot = 0);
+    DO(b, 0, .op = OP_FREEPHYS, .slot = 0);
+    CHECKF(hbm_used(&base, 0) == (long long)SZ, "%lld bytes in use while C holds the memory",
+           hbm_used(&base, 0));
+    r = DO(c, 0, .op = OP_READ, .slot = 0, .size = SZ, .how = 1);
+    CHECKF(r.sum == pattern_sum(SZ, 331), "C's data changed when B freed its handle");
+    DO(c, 0, .op = OP_WRITE, .slot = 0, .size = SZ, .seed = 332);
+    r = DO(c, 0, .op = OP_READ, .slot = 0, .size = SZ);
+    CHECK(r.sum == pattern_sum(SZ, 332));
+    /* A handle freed before unmapping stays until the unmap. */
+    DO(c, 0, .op = OP_FREEPHYS, .slot = 0);
+    r = DO(c, 0, .op = OP_READ, .slot = 0, .size = SZ);
+    CHECK(r.sum == pattern_sum(SZ, 332));
+    DO(c, 0, .op = OP_UNMAP, .slot = 0);
+    FINISH(a);
+    FINISH(b);
+    FINISH(c);
+    FINISH(d);
+    HBM_BACK(base);
+}
+
+/* aclrtFreePhysical destroys the exporter's handle even while it is still
+ * mapped (the memory waits for the unmap): its shareable handle ends with it,
+ * as "若A进程提前销毁，B进程会导入失败" says. */
+TEST(test_handle_freed_while_mapped)
+{
+    Hbm base = hbm_now();
+    Proc a = agent("A", 0), b = agent("B", 0);
+    Msg m = DO(a, 0, .op = OP_PHYS, .slot = 0, .size = SZ, .seed = 350);
+    Msg e = DO(a, 0, .op = OP_EXPORT_H, .slot = 0, .how = V2, .flags = NO_PID);
+    DO(a, 0, .op = OP_FREEPHYS, .slot = 0);
+    Msg r = DO(a, 0, .op = OP_READ, .slot = 0, .size = SZ);
+    CHECKF(r.sum == m.sum, "A's mapping lost its data when the handle was freed");
+    DO(b, ACL_ERROR_RT_PARAM_INVALID, .op = OP_IMPORT_H, .slot = 0, .how = V2, .val = e.val);
+    DO(a, 0, .op = OP_UNMAP, .slot = 0);
+    DO(b, ACL_ERROR_RT_PARAM_INVALID, .op = OP_IMPORT_H, .slot = 0, .how = V2, .val = e.val);
+    FINISH(a);
+    FINISH(b);
+    HBM_BACK(base);
+}
+
+/* The exporter dies while importers use the memory: they keep it. */
+TEST(test_exporter_killed_while_imported)
+{
+    Hbm base = hbm_now();
+    Proc a = agent("A", 0), b = agent("B", 0);
+    Msg m = DO(a, 0, .op = OP_MALLOC, .slot = 0, .size = SZ, .arg = HUGE_FIRST, .seed = 340);
+    Msg k = DO(a, 0, .op = OP_KEY, .slot = 0, .size = SZ, .flags = NO_PID);
+    Msg p = DO(a, 0, .op = OP_PHYS, .slot = 1, .size = SZ, .seed = 341);
+    long long used = hbm_used(&base, 0);
+    Msg e = DO(a, 0, .op = OP_EXPORT_H, .slot = 1, .how = V1, .flags = NO_PID);
+    DOK(b, 0, k.key, .op = OP_IMPORT, .slot = 0);
+    DO(b, 0, .op = OP_IMPORT_H, .slot = 1, .how = V1, .dev = 0, .val = e.val);
+    DO(b, 0, .op = OP_MAP, .slot = 1, .size = SZ);
+    DO(a, 0, .op = OP_HANG);
+    kill_agent(&a, &g_emu, "2 exports");
+    CHECKF(hbm_used(&base, 0) == used, "%lld bytes in use after A died, %lld before",
+           hbm_used(&base, 0), used);
+    Msg r = DO(b, 0, .op = OP_READ, .slot = 0, .size = SZ);
+    CHECK(r.sum == m.sum);
+    r = DO(b, 0, .op = OP_READ, .slot = 1, .size = SZ);
+    CHECK(r.sum == p.sum);
+    DO(b, 0, .op = OP_WRITE, .slot = 0, .size = SZ, .seed = 342, .how = 1);
+    r = DO(b, 0, .op = OP_READ, .slot = 0, .size = SZ);
+    CHECK(r.sum == pattern_sum(SZ, 342));
+    DOK(b, 0, k.key, .op = OP_CLOSE);
+    DO(b, 0, .op = OP_UNMAP, .slot = 1);
+    DO(b, 0, .op = OP_FREEPHYS, .slot = 1);
+    FINISH(b);
+    HBM_BACK(base);
+}
+
+/* ---- main ---- */
+
+static int suite_init(void)
+{
+    if (aclInit(NULL) != ACL_SUCCESS || aclrtSetDevice(1) != ACL_SUCCESS ||
+        aclrtSetDevice(0) != ACL_SUCCESS)
+        return 1;
+    drain_errors();
+    return 0;
+}
+
+static int suite_clean(void)
+{
+    aclrtResetDevice(1);
+    aclrtResetDevice(0);
+    return aclFinalize() == ACL_SUCCESS ? 0 : 1;
+}
+
+typedef struct TestDef {
+    const char *name;
+    CU_TestFunc fn;
+} TestDef;
+
+#define T(f) { #f, f }
+
+int main(void)
+{
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    signal(SIGPIPE, SIG_IGN);
+    static const char *const servers[] = { "--servers", "2", NULL };
+    g_emu3_ok = emu_start(&g_emu3, "a3", servers);
+    /* a2 last: emu_start points NPU_EMU_SOCKET at it, for this process. */
+    if (!emu_start(&g_emu, "a2", NULL)) {
+        fprintf(stderr, "test_ipc: cannot start npu-emu\n");
+        emu_stop(&g_emu);
+        emu_stop(&g_emu3);
+        return 1;
+    }
+    if (!g_emu3_ok)
+        fprintf(stderr, "test_ipc: cannot start the a3 npu-emu (--servers 2)\n");
+    if (CU_initialize_registry() != CUE_SUCCESS)
+        return 1;
+    static const TestDef tests[] = {
+        T(test_ipc_reference_flow), T(test_ipc_disable_pid_validation),
+        T(test_ipc_not_whitelisted), T(test_ipc_whitelist_kernel_pid), T(test_ipc_bad_keys),
+        T(test_ipc_page_alignment), T(test_ipc_other_device), T(test_ipc_two_importers),
+        T(test_ipc_a2_unsupported), T(test_ipc_a3),
+        T(test_handle_v1_pid), T(test_handle_v1_no_pid), T(test_handle_v2_pid),
+        T(test_handle_v2_no_pid), T(test_handle_v1_other_device), T(test_handle_fabric_a2),
+        T(test_handle_a3_servers),
+        T(test_exporter_exits_before_import), T(test_exporter_killed_before_import),
+        T(test_importer_killed), T(test_ipc_exporter_frees_first),
+        T(test_handle_exporter_frees_first), T(test_handle_freed_while_mapped),
+        T(test_exporter_killed_while_imported),
+    };
+    const char *only = getenv("IPC_ONLY");
+    CU_pSuite s = CU_add_suite("sharing between processes", suite_init, suite_clean);
+    bool ok = s != NULL;
+    for (size_t i = 0; ok && i < G_N_ELEMENTS(tests); i++)
+        if (!only || strstr(tests[i].name, only))
+            ok = CU_add_test(s, tests[i].name, tests[i].fn) != NULL;
+    int rc = ok ? cu_run_all() : 1;
+    emu_stop(&g_emu);
+    emu_stop(&g_emu3);
+    return rc;
+}
