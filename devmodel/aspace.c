@@ -28,12 +28,14 @@ typedef struct VmmHandle {
     uint64_t serial;    /* imported: the export it came from */
 } VmmHandle;
 
-/* Memory imported by IPC key, at a VA of its device's heap. */
+/* Memory imported by IPC key, at a VA of its device's heap (or, from another
+ * server, of this client's VMM space). */
 typedef struct IpcImport {
     uint64_t va;
     uint64_t size;
     PhysMem *mem;
     uint32_t tables;    /* bit d: mapped in device d's table */
+    bool remote;        /* another server's memory: the VA is from as->space */
 } IpcImport;
 
 typedef struct VmmReserve {
@@ -366,17 +368,22 @@ int aspace_ipc_import(AddrSpace *as, PhysMem *mem, uint64_t off, uint64_t size, 
                       bool peer, uint64_t *va, int *mem_dev, uint64_t *page)
 {
     int own = local_index(as, mem->dev);
+    bool remote = own < 0;
     uint64_t pg = mem->pages.page_size, at = 0;
     int err = ACL_SUCCESS;
-    if (own < 0 || !dev_of(as, dev))
+    /* Memory of another server has no place in this server's heaps: it goes to
+     * the client's VMM space and enters the importing device's table. */
+    if (!dev_of(as, dev) || mem->dev == as->host)
         err = ACL_ERROR_RT_PARAM_INVALID;
-    else if (!device_va_alloc(mem->dev, size, pg, &at))
+    else if (remote ? !va_range_alloc(as->space, (size + RESERVE_GRAIN - 1) & ~(RESERVE_GRAIN - 1),
+                                      RESERVE_GRAIN > pg ? RESERVE_GRAIN : pg, &at)
+                    : !device_va_alloc(mem->dev, size, pg, &at))
         err = ACL_ERROR_RT_MEMORY_ALLOCATION;
     if (err != ACL_SUCCESS) {
         device_phys_unref(mem);
         return err;
     }
-    uint32_t tables = 1u << own;
+    uint32_t tables = remote ? 1u << dev : 1u << own;
     if (peer)
         tables |= 1u << dev;
     for (int d = 0; d < as->ndev; d++) {
@@ -384,16 +391,19 @@ int aspace_ipc_import(AddrSpace *as, PhysMem *mem, uint64_t off, uint64_t size, 
             while (d-- > 0)
                 if (tables & (1u << d))
                     pt_unmap(as->pt[d], at, size);
-            device_va_release(mem->dev, at, size);
+            if (remote)
+                va_range_release(as->space, at, (size + RESERVE_GRAIN - 1) & ~(RESERVE_GRAIN - 1));
+            else
+                device_va_release(mem->dev, at, size);
             device_phys_unref(mem);
             return ACL_ERROR_RT_PARAM_INVALID;
         }
     }
     IpcImport *im = g_new0(IpcImport, 1);
-    *im = (IpcImport){ .va = at, .size = size, .mem = mem, .tables = tables };
+    *im = (IpcImport){ .va = at, .size = size, .mem = mem, .tables = tables, .remote = remote };
     g_tree_insert(as->imports, EMU_KEY(at), im);
     *va = at;
-    *mem_dev = own;
+    *mem_dev = remote ? -1 : own;
     *page = pg;
     return ACL_SUCCESS;
 }
@@ -407,7 +417,10 @@ int aspace_ipc_close(AddrSpace *as, uint64_t va)
         if (im->tables & (1u << d))
             pt_unmap(as->pt[d], im->va, im->size);
     g_tree_remove(as->imports, EMU_KEY(va));
-    device_va_release(im->mem->dev, im->va, im->size);
+    if (im->remote)
+        va_range_release(as->space, im->va, (im->size + RESERVE_GRAIN - 1) & ~(RESERVE_GRAIN - 1));
+    else
+        device_va_release(im->mem->dev, im->va, im->size);
     device_phys_unref(im->mem);
     g_free(im);
     return ACL_SUCCESS;

@@ -78,7 +78,9 @@ int aspace_import_handle(AddrSpace *as, PhysMem *mem, uint64_t serial, int dev,
                          uint64_t *handle);
 /* Maps [off, off + size) of mem (reference taken over), imported by IPC key,
  * at a new VA of its device's heap, into that device's table and, with
- * `peer`, into dev's; *mem_dev and *page say where it lives. */
+ * `peer`, into dev's; memory of another server goes to a VA of the client's
+ * VMM space and into dev's table.  *mem_dev (-1: another server's) and *page
+ * say where it lives. */
 int aspace_ipc_import(AddrSpace *as, PhysMem *mem, uint64_t off, uint64_t size, int dev,
                       bool peer, uint64_t *va, int *mem_dev, uint64_t *page);
 int aspace_ipc_close(AddrSpace *as, uint64_t va);

@@ -164,12 +164,14 @@ int share_set_attr(ShareRegistry *r, const uint8_t *token, size_t len, uint32_t 
     return err;
 }
 
-static bool allowed(const ShareExport *e, pid_t pid, int server)
+/* Whether (server, pid) is on the whitelist; `exact`: by an entry naming that
+ * server, not one for any server. */
+static bool allowed(const ShareExport *e, pid_t pid, int server, bool exact)
 {
     for (guint i = 0; i < e->allowed->len; i++) {
         int64_t v = g_array_index(e->allowed, int64_t, i);
         int32_t s = (int32_t)(v >> 32);
-        if ((int32_t)(uint32_t)v == pid && (s == server || s == SHARE_ANY_SERVER))
+        if ((int32_t)(uint32_t)v == pid && (s == server || (!exact && s == SHARE_ANY_SERVER)))
             return true;
     }
     return false;
@@ -181,9 +183,14 @@ int share_import(ShareRegistry *r, ShareKind kind, const uint8_t *token, size_t 
     g_mutex_lock(&r->lock);
     ShareExport *e = find(r, kind, token, len);
     int err = ACL_SUCCESS;
-    if (!e || e->owner == owner || (kind != SHARE_FABRIC && e->server != server))
+    /* Across servers: FABRIC handles, and IPC keys whose exporter whitelisted
+     * this very (server, pid) (aclrtIpcMemImportPidInterServer); never a
+     * DEFAULT handle, nor a key without pid validation. */
+    bool cross = e && e->server != server;
+    if (!e || e->owner == owner || (cross && kind == SHARE_DEFAULT) ||
+        (cross && kind == SHARE_IPC && !(e->pid_check && allowed(e, pid, server, true))))
         err = ACL_ERROR_RT_PARAM_INVALID;
-    else if (e->pid_check && !allowed(e, pid, server))
+    else if (e->pid_check && !allowed(e, pid, server, false))
         err = ACL_ERROR_RT_NO_PERMISSION;
     if (err == ACL_SUCCESS) {
         device_phys_ref(e->mem);

@@ -61,7 +61,9 @@ int share_allow(ShareRegistry *r, ShareKind kind, const uint8_t *token, size_t l
 int share_set_attr(ShareRegistry *r, const uint8_t *token, size_t len, uint32_t owner,
                    uint64_t attr);
 /* Checks an import by `owner` (pid, server) and grants it: exists, not the
- * exporter's own process, same server unless FABRIC, whitelisted. */
+ * exporter's own process, whitelisted (with pid validation), and on the
+ * exporter's server unless FABRIC or an IPC key that whitelists exactly this
+ * (server, pid). */
 int share_import(ShareRegistry *r, ShareKind kind, const uint8_t *token, size_t len,
                  uint32_t owner, pid_t pid, int server, ShareGrant *out);
 /* Withdraws one export of `owner` (no new imports); 107000 if none. */

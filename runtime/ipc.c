@@ -251,9 +251,10 @@ RT_EXPORT aclError aclrtIpcMemImportByKey(void **devPtr, const char *key, uint64
     }
     madvise(alias, r.size, MADV_DONTFORK);
     RtImport *im = g_new0(RtImport, 1);
+    /* Memory of another server (device -1) counts as another device's. */
     *im = (RtImport){ .va = r.va, .size = r.size, .alias = alias,
-                      .device = user_of_phys(r.device), .importer = ctx->device,
-                      .page_size = r.page_size };
+                      .device = r.device >= 0 ? user_of_phys(r.device) : -1,
+                      .importer = ctx->device, .page_size = r.page_size };
     memcpy(im->token, token, EMU_TOKEN_LEN);
     pthread_rwlock_wrlock(&ipc_lock);
     ipc_tables();
@@ -311,6 +312,26 @@ RT_EXPORT aclError aclrtIpcMemClose(const char *key)
     return ACL_SUCCESS;
 }
 
+aclError rt_ipc_check_copy(const char *api, const RtMemRef *d, const RtMemRef *s, int kind,
+                           bool async)
+{
+    if (!d->ipc_remote && !s->ipc_remote)
+        return ACL_SUCCESS;
+    if (!async)
+        return rt_fail(ACL_ERROR_RT_PARAM_INVALID, api,
+                       "memory imported by IPC key from another device takes no synchronous "
+                       "copies: use aclrtMemcpyAsync");
+    if (kind == ACL_MEMCPY_DEFAULT)
+        return rt_fail(ACL_ERROR_RT_PARAM_INVALID, api,
+                       "copies of memory imported by IPC key from another device need an "
+                       "explicit direction");
+    if (d->kind != RT_MEM_DEVICE || s->kind != RT_MEM_DEVICE)
+        return rt_fail(ACL_ERROR_RT_PARAM_INVALID, api,
+                       "memory imported by IPC key from another device copies to and from "
+                       "device memory only (no host-to-device or device-to-host)");
+    return ACL_SUCCESS;
+}
+
 bool rt_ipc_lookup(uint64_t a, uint64_t len, RtMemRef *ref)
 {
     bool found = false;
@@ -318,7 +339,8 @@ bool rt_ipc_lookup(uint64_t a, uint64_t len, RtMemRef *ref)
     GTreeNode *n = imports ? emu_tree_floor(imports, a) : NULL;
     RtImport *im = n ? g_tree_node_value(n) : NULL;
     if (im && a - im->va < im->size && len <= im->size - (a - im->va)) {
-        *ref = (RtMemRef){ .kind = RT_MEM_DEVICE, .device = im->device,
+        *ref = (RtMemRef){ .kind = RT_MEM_DEVICE,
+                           .device = im->device >= 0 ? im->device : im->importer,
                            .host = im->alias + (a - im->va), .page_size = im->page_size,
                            .ipc_remote = im->device != im->importer };
         found = true;

@@ -66,7 +66,9 @@ RT_EXPORT aclError aclrtMemcpy(void *dst, size_t destMax, const void *src, size_
         return RT_FAIL(ACL_ERROR_RT_PARAM_INVALID, "cannot copy %zu bytes from %s at %p to %s "
                        "at %p", count, rt_mem_side_name(s.kind), src, rt_mem_side_name(d.kind),
                        dst);
-    err = rt_peer_check_copy(__func__, dst, &d, src, &s);
+    err = rt_ipc_check_copy(__func__, &d, &s, kind, false);
+    if (err == ACL_SUCCESS)
+        err = rt_peer_check_copy(__func__, dst, &d, src, &s);
     if (err != ACL_SUCCESS)
         return err;
     memmove(d.host, s.host, count);
@@ -135,6 +137,8 @@ RT_EXPORT aclError aclrtMemcpyAsync(void *dst, size_t destMax, const void *src, 
     RtMemRef d, sr;
     rt_mem_lookup(dst, count, &d);
     rt_mem_lookup(src, count, &sr);
+    if ((err = rt_ipc_check_copy(__func__, &d, &sr, kind, true)) != ACL_SUCCESS)
+        return err;
     if (d.kind == RT_MEM_PAGEABLE || sr.kind == RT_MEM_PAGEABLE) {
         /* Pageable host memory: the copy happens in stream order, before we return. */
         if (d.kind == RT_MEM_DEVICE_BAD || sr.kind == RT_MEM_DEVICE_BAD)

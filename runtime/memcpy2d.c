@@ -88,6 +88,9 @@ static aclError check_2d(const char *api, Copy2d *c, bool async)
                        c->height, c->dpitch, c->spitch);
     rt_mem_lookup(c->dst, dspan, &c->d);
     rt_mem_lookup(c->src, sspan, &c->s);
+    aclError err = rt_ipc_check_copy(api, &c->d, &c->s, (int)c->kind, async);
+    if (err != ACL_SUCCESS)
+        return err;
     bool dst_dev = c->kind != ACL_MEMCPY_DEVICE_TO_HOST;
     bool src_dev = c->kind != ACL_MEMCPY_HOST_TO_DEVICE;
     if (on_device(c->d.kind) != dst_dev || on_device(c->s.kind) != src_dev)

@@ -208,6 +208,11 @@ bool rt_mem_block(uint64_t addr, uint64_t *base, uint64_t *size);
 bool rt_ipc_lookup(uint64_t a, uint64_t len, RtMemRef *ref);
 void rt_ipc_release(void);
 void rt_ipc_forget_after_fork(void);
+/* The copy rules of memory imported by key from another device: no
+ * synchronous copies, no copy to or from the host, no inferred direction
+ * (ACL_MEMCPY_DEFAULT); asynchronous device-to-device copies only. */
+aclError rt_ipc_check_copy(const char *api, const RtMemRef *d, const RtMemRef *s, int kind,
+                           bool async);
 /* Parses the 65-byte key of an IPC export or import. */
 bool rt_ipc_key_parse(const char *key, uint8_t token[EMU_TOKEN_LEN]);
 /* Whitelists num pids of `server` (EMU_ANY_SERVER: any) for an export of ours

@@ -1241,7 +1241,8 @@ TEST(test_ipc_a2_unsupported)
 }
 
 /* Atlas A3, two servers: SetAttr by the exporter, InterServer whitelists by
- * sdid = server * 16 + device, an IPC key does not cross servers. */
+ * sdid = server * 16 + device; an IPC key crosses servers only for a pid its
+ * exporter whitelisted on that server. */
 TEST3(test_ipc_a3)
 {
     Proc o = agent3("O", 0, 0);
@@ -1262,9 +1263,15 @@ TEST3(test_ipc_a3)
     DOK(c, 0, k.key, .op = OP_IMPORT, .slot = 0, .flags = PEER_FLAG);
     Msg r = DO(c, 0, .op = OP_READ, .slot = 0, .size = SZ, .how = 1);
     CHECKF(r.sum == m.sum, "C did not read A's data");
-    /* A pid of server 1 whitelisted; still no IPC key across servers. */
-    DOK(a, 0, k.key, .op = OP_INTERSERVER, .arg = 1 * A3_DEVS + 5, .pid = b.pid);
+    /* Across servers a key needs its exporter to whitelist exactly that
+     * (server, pid): B of server 1 is refused, then admitted as a pid of
+     * server 1 (sdid 16 + 5) and reads A's data. */
     DOK(b, ACL_ERROR_RT_PARAM_INVALID, k.key, .op = OP_IMPORT, .slot = 0);
+    DOK(a, 0, k.key, .op = OP_INTERSERVER, .arg = 1 * A3_DEVS + 5, .pid = b.pid);
+    DOK(b, 0, k.key, .op = OP_IMPORT, .slot = 0);
+    Msg rb = DO(b, 0, .op = OP_READ, .slot = 0, .size = SZ, .how = 1);
+    CHECKF(rb.sum == m.sum, "B (server 1) did not read A's data");
+    DOK(b, 0, k.key, .op = OP_CLOSE);
     /* No server 2; only the exporter whitelists. */
     DOK(a, ACL_ERROR_RT_PARAM_INVALID, k.key, .op = OP_INTERSERVER, .arg = 2 * A3_DEVS,
         .pid = b.pid);

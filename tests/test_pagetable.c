@@ -387,7 +387,7 @@ static void test_map_argument_checks(void)
     bad_map(t, va, K4, K4, PT_MAX_DEV + 1, 0, PT_RW, "dev > PT_MAX_DEV");
     bad_map(t, va, K4, K4, UINT32_MAX, 0, PT_RW, "dev all ones");
     bad_map(t, va, K4, K4, 0, 0, 4, "prot bit 2");
-    bad_map(t, va, K4, K4, 0, 0, PT_RW | 8, "prot RW plus bit 3");
+    bad_map(t, va, K4, K4, 0, 0, PT_RW | 16, "prot RW plus bit 4");
     bad_map(t, va, K4, K4, 0, 0, 0x80000000u, "prot bit 31");
     expect_miss(t, va);
     expect_hit(t, 64 * GiB + 5, 5, 2 * MiB, 1, PT_RW);

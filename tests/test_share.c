@@ -946,12 +946,21 @@ static void test_ipc_import(void)
     CU_ASSERT_EQUAL(aspace_ipc_import(as, m, 0, 2 * MiB, -1, false, &va, &mem_dev, &page),
                     ACL_ERROR_RT_PARAM_INVALID);
     CU_ASSERT_EQUAL(refs_of(m), 1);
+    /* Another server's memory (an IPC key whitelisted across servers): a VA
+     * of the importer's VMM space, in the importing device's table only. */
     AddrSpace *remote = new_as(9, 1);
     device_phys_ref(m);
-    CU_ASSERT_EQUAL(aspace_ipc_import(remote, m, 0, 2 * MiB, 0, false, &va, &mem_dev, &page),
-                    ACL_ERROR_RT_PARAM_INVALID);
-    CU_ASSERT_EQUAL(refs_of(m), 1);
+    uint64_t rva = 0;
+    CU_ASSERT_EQUAL(aspace_ipc_import(remote, m, 0, 2 * MiB, 2, false, &rva, &mem_dev, &page),
+                    ACL_SUCCESS);
+    CU_ASSERT_EQUAL(mem_dev, -1);
+    CU_ASSERT_EQUAL(refs_of(m), 2);
     CU_ASSERT_TRUE(va_range_is_empty(d1->heap));
+    CU_ASSERT_TRUE((rva - EMU_VA_WINDOW_LO) % EMU_VA_DEVICE_SPAN >= EMU_VA_VMM_OFFSET);
+    CU_ASSERT_EQUAL(pt_leaves(aspace_table(remote, 2)), 1);
+    CU_ASSERT_EQUAL(pt_leaves(aspace_table(remote, 1)), 0);
+    CU_ASSERT_EQUAL(aspace_ipc_close(remote, rva), ACL_SUCCESS);
+    CU_ASSERT_EQUAL(refs_of(m), 1);
     for (int d = 0; d < NDEV; d++)
         CU_ASSERT_EQUAL(pt_leaves(aspace_table(as, d)), 0);
     aspace_destroy(remote, NULL, NULL);
