@@ -16,6 +16,11 @@
  *    cycle of 2 MiB (ratio to the futex round trip), and an async D2D copy of
  *    256 MiB between two reservations each mapped as 128 separate 2 MiB handles,
  *    target >= 0.7 x memcpy;
+ *  - sharing, with a second process that exports: the time from
+ *    aclrtIpcMemImportByKey's call to a usable pointer, and a V1 / V2
+ *    shareable-handle import plus aclrtMapMem, each as a ratio to the futex
+ *    round trip (target <= 10x), and an async D2D copy of 64 MiB from memory
+ *    imported by key (target >= 0.7 x memcpy);
  *  - informational: aclrtMemcpyAsync D2D + aclrtSynchronizeStream bandwidth, the
  *    same empty request when the emulator had time to fall asleep, a tiny async
  *    copy round trip, and a lone 1 KiB malloc + free (no other slice keeps its
@@ -80,6 +85,7 @@ typedef struct Iters {
     int pt_rounds;          /* translation passes over 1 GiB of mappings */
     int vmm_warm, vmm_n;    /* physical + map + unmap + free cycles */
     int vmm_bw_runs;        /* 256 MiB copies through VMM */
+    int share_warm, share_n; /* imports of each kind */
 } Iters;
 
 static const Iters ITERS_FULL = {
@@ -94,6 +100,7 @@ static const Iters ITERS_FULL = {
     .pt_rounds = 9,
     .vmm_warm = 100, .vmm_n = 2000,
     .vmm_bw_runs = 7,
+    .share_warm = 50, .share_n = 1000,
 };
 
 static const Iters ITERS_QUICK = {
@@ -108,6 +115,7 @@ static const Iters ITERS_QUICK = {
     .pt_rounds = 3,
     .vmm_warm = 10, .vmm_n = 200,
     .vmm_bw_runs = 3,
+    .share_warm = 5, .share_n = 100,
 };
 
 #define SLEEPY_PAUSE_US 200 /* long enough for the session thread to go to sleep */
@@ -140,6 +148,10 @@ typedef enum ResultId {
     R_PT_2M,
     R_VMM_CYCLE,
     R_VMM_D2D,
+    R_IPC_IMPORT,
+    R_SHARE_V1,
+    R_SHARE_V2,
+    R_IPC_D2D,
     R_COUNT
 } ResultId;
 
@@ -674,6 +686,132 @@ static void bench_vmm_copy(const Iters *it, aclrtStream st)
     }
 }
 
+/* ---- sharing: a second process exports, this one imports ---- */
+
+typedef struct Exported {
+    char key[65];           /* IPC key of 64 MiB of aclrtMalloc memory */
+    uint64_t v1;            /* DEFAULT handle (V1) of 2 MiB */
+    uint64_t v2;            /* DEFAULT handle (V2) of 2 MiB */
+} Exported;
+
+/* The exporter: exports everything without pid validation, sends the names,
+ * keeps them alive until the pipe closes. */
+static G_NORETURN void exporter_child(int out, int done)
+{
+    Exported e;
+    memset(&e, 0, sizeof(e));
+    void *d = NULL;
+    aclrtDrvMemHandle h1 = NULL, h2 = NULL;
+    aclrtPhysicalMemProp p = bench_prop();
+    bool ok = aclInit(NULL) == ACL_SUCCESS && aclrtSetDevice(0) == ACL_SUCCESS &&
+              aclrtMalloc(&d, BUF_SIZE, ACL_MEM_MALLOC_HUGE_ONLY) == ACL_SUCCESS &&
+              aclrtMemset(d, BUF_SIZE, 0x77, BUF_SIZE) == ACL_SUCCESS &&
+              aclrtIpcMemGetExportKey(d, BUF_SIZE, e.key, sizeof(e.key),
+                                      ACL_RT_IPC_MEM_EXPORT_FLAG_DISABLE_PID_VALIDATION) ==
+                  ACL_SUCCESS &&
+              aclrtMallocPhysical(&h1, 2 * MiB, &p, 0) == ACL_SUCCESS &&
+              aclrtMallocPhysical(&h2, 2 * MiB, &p, 0) == ACL_SUCCESS &&
+              aclrtMemExportToShareableHandle(h1, ACL_MEM_HANDLE_TYPE_NONE,
+                                              ACL_RT_VMM_EXPORT_FLAG_DISABLE_PID_VALIDATION,
+                                              &e.v1) == ACL_SUCCESS &&
+              aclrtMemExportToShareableHandleV2(h2, ACL_RT_VMM_EXPORT_FLAG_DISABLE_PID_VALIDATION,
+                                                ACL_MEM_SHARE_HANDLE_TYPE_DEFAULT, &e.v2) ==
+                  ACL_SUCCESS;
+    if (!ok)
+        memset(&e, 0, sizeof(e));
+    if (write(out, &e, sizeof(e)) != (ssize_t)sizeof(e))
+        _exit(1);
+    char b;
+    while (read(done, &b, 1) < 0 && errno == EINTR)
+        ;
+    aclFinalize();
+    _exit(ok ? 0 : 1);
+}
+
+static void bench_sharing(const Iters *it, aclrtStream st, void *dst)
+{
+    int to_parent[2], to_child[2];
+    if (pipe(to_parent) || pipe(to_child))
+        die("pipe: %s", g_strerror(errno));
+    pid_t kid = fork();
+    if (kid < 0)
+        die("fork: %s", g_strerror(errno));
+    if (kid == 0) {
+        close(to_parent[0]);
+        close(to_child[1]);
+        exporter_child(to_parent[1], to_child[0]);
+    }
+    close(to_parent[1]);
+    close(to_child[0]);
+    Exported e;
+    if (read(to_parent[0], &e, sizeof(e)) != (ssize_t)sizeof(e) || !e.key[0])
+        die("the exporting process failed");
+
+    double *s = g_new(double, it->share_n);
+    for (int i = 0; i < it->share_warm + it->share_n; i++) {
+        void *p = NULL;
+        uint64_t t0 = now_ns();
+        CHECK(aclrtIpcMemImportByKey(&p, e.key, 0));
+        uint64_t t1 = now_ns();
+        CHECK(aclrtIpcMemClose(e.key));
+        if (i >= it->share_warm)
+            s[i - it->share_warm] = us_since(t0, t1);
+    }
+    add_result(R_IPC_IMPORT, "ipc_import", "aclrtIpcMemImportByKey, 64 MiB", KIND_LAT, "us", s,
+               it->share_n, 10.0);
+
+    void *va = NULL;
+    CHECK(aclrtReserveMemAddress(&va, 2 * MiB, 0, NULL, 0));
+    for (int v = 1; v <= 2; v++) {
+        for (int i = 0; i < it->share_warm + it->share_n; i++) {
+            aclrtDrvMemHandle h = NULL;
+            uint64_t t0 = now_ns();
+            if (v == 1)
+                CHECK(aclrtMemImportFromShareableHandle(e.v1, 0, &h));
+            else
+                CHECK(aclrtMemImportFromShareableHandleV2(&e.v2, ACL_MEM_SHARE_HANDLE_TYPE_DEFAULT,
+                                                          0, &h));
+            CHECK(aclrtMapMem(va, 2 * MiB, 0, h, 0));
+            uint64_t t1 = now_ns();
+            CHECK(aclrtUnmapMem(va));
+            CHECK(aclrtFreePhysical(h));
+            if (i >= it->share_warm)
+                s[i - it->share_warm] = us_since(t0, t1);
+        }
+        if (v == 1)
+            add_result(R_SHARE_V1, "share_v1_import_map",
+                       "aclrtMemImportFromShareableHandle + MapMem 2 MiB", KIND_LAT, "us", s,
+                       it->share_n, 10.0);
+        else
+            add_result(R_SHARE_V2, "share_v2_import_map",
+                       "  same, V2 (DEFAULT)", KIND_LAT, "us", s, it->share_n, 10.0);
+    }
+    CHECK(aclrtReleaseMemAddress(va));
+    g_free(s);
+
+    /* Bandwidth from imported memory, on the exporter's device. */
+    void *src = NULL;
+    CHECK(aclrtIpcMemImportByKey(&src, e.key, 0));
+    double *bw = g_new(double, it->bw_runs);
+    for (int r = -1; r < it->bw_runs; r++) {
+        uint64_t t0 = now_ns();
+        CHECK(aclrtMemcpyAsync(dst, BUF_SIZE, src, BUF_SIZE, ACL_MEMCPY_DEVICE_TO_DEVICE, st));
+        CHECK(aclrtSynchronizeStream(st));
+        if (r >= 0)
+            bw[r] = gbps(BUF_SIZE, now_ns() - t0);
+    }
+    add_result(R_IPC_D2D, "ipc_async_d2d_bw", "aclrtMemcpyAsync D2D 64 MiB from an IPC import",
+               KIND_BW, "GB/s", bw, it->bw_runs, 0.7);
+    g_free(bw);
+    CHECK(aclrtIpcMemClose(e.key));
+    close(to_child[1]);
+    close(to_parent[0]);
+    int status = 0;
+    waitpid(kid, &status, 0);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        die("the exporting process ended badly (status 0x%x)", status);
+}
+
 /* ---- output ---- */
 
 static void fill_ratios(void)
@@ -862,6 +1000,7 @@ int main(int argc, char **argv)
     bench_bandwidth(it, hdst, hsrc, d0, d1, st);
     bench_async_tiny(it, st, d1, d0);
     bench_vmm_copy(it, st);
+    bench_sharing(it, st, d1);
     CHECK(aclrtDestroyStream(st));
     CHECK(aclrtFree(d0));
     CHECK(aclrtFree(d1));
