@@ -187,6 +187,12 @@ int aspace_set_peer(AddrSpace *as, int dev, int peer, bool enable)
     return ACL_SUCCESS;
 }
 
+bool aspace_has_peer(AddrSpace *as, int dev, int peer)
+{
+    return dev_of(as, dev) && dev_of(as, peer) &&
+           (__atomic_load_n(&as->peers[dev], __ATOMIC_RELAXED) & (1u << peer));
+}
+
 PageTable *aspace_table(AddrSpace *as, int dev)
 {
     return dev >= 0 && dev < as->ndev ? as->pt[dev] : NULL;

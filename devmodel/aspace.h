@@ -62,6 +62,7 @@ PageTable *aspace_table(AddrSpace *as, int dev);
 /* Peer access of streams on `dev` to the aclrtMalloc memory of `peer`
  * (aclrtDeviceEnablePeerAccess / Disable): an aclError. */
 int aspace_set_peer(AddrSpace *as, int dev, int peer, bool enable);
+bool aspace_has_peer(AddrSpace *as, int dev, int peer);
 
 /* The virtual-memory calls; each returns an aclError. */
 int aspace_phys_alloc(AddrSpace *as, int dev, uint64_t size, uint64_t page_size, uint32_t attr,

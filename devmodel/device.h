@@ -31,6 +31,7 @@
 
 #define DEV_SMALL_BLOCK   (2ull << 20)  /* shared block for sub-page allocations */
 #define DEV_SMALL_ALIGN   64ull
+#define DEV_NOTIFY_MAX    8192          /* notifies per device on A2 / A3 */
 
 struct PhysMem;
 
@@ -77,6 +78,8 @@ typedef struct Device {
     GHashTable *tables; /* owner -> its PageTable for this device */
     uint64_t seg_bytes, seg_peak;   /* HBM in aclrtMalloc segments, now and at most */
     uint64_t phys_bytes, phys_peak; /* HBM in aclrtMallocPhysical handles */
+    uint64_t notify_used[DEV_NOTIFY_MAX / 64]; /* notify ids in use (notify.c) */
+    uint32_t notifies;
 } Device;
 
 /* Physical memory of aclrtMallocPhysical: pages of one size and the memory

@@ -10,11 +10,13 @@
 #endif
 
 #include "acl/acl_base.h"
+#include "notify.h"
 #include "npuemu/futex.h"
 
 typedef struct QueuedTask {
     EmuTask task;
     uint32_t seq;
+    void *obj;              /* referenced synchronisation object, or NULL */
 } QueuedTask;
 
 struct EngineStream {
@@ -28,6 +30,7 @@ struct EngineStream {
     uint32_t last_seq;
     bool stopping;
     bool drop;
+    int cancel;             /* set by a forced destroy: interrupts a wait */
     GThread *worker;
 };
 
@@ -283,6 +286,22 @@ static void publish(EngineStream *s, uint32_t seq, int err)
         emu_futex_wake(&s->state->done, INT32_MAX);
 }
 
+/* A queued task: synchronisation tasks here, data tasks by engine_run_task. */
+static int run_queued(EngineStream *s, QueuedTask *q)
+{
+    switch (q->task.type) {
+    case EMU_TASK_NOTIFY_RECORD:
+        notify_record(q->obj);
+        return ACL_SUCCESS;
+    case EMU_TASK_NOTIFY_WAIT: {
+        int err = notify_wait(q->obj, q->task.size * 1000000000ull, &s->cancel);
+        return err < 0 ? ACL_SUCCESS : err;    /* cancelled: the stream is going */
+    }
+    default:
+        return engine_run_task(&q->task, s->device, s->resolve, s->opaque);
+    }
+}
+
 static gpointer stream_worker(gpointer data)
 {
     EngineStream *s = data;
@@ -295,8 +314,10 @@ static gpointer stream_worker(gpointer data)
             break;      /* stopping and drained */
         bool drop = s->drop;
         g_mutex_unlock(&s->lock);
-        int err = drop ? ACL_SUCCESS : engine_run_task(&q->task, s->device, s->resolve, s->opaque);
+        int err = drop ? ACL_SUCCESS : run_queued(s, q);
         publish(s, q->seq, err);
+        if (q->obj)
+            notify_unref(q->obj);
         g_free(q);
         g_mutex_lock(&s->lock);
     }
@@ -328,7 +349,7 @@ EngineStream *engine_stream_new(int device, EmuStreamState *state, EngineResolve
     return s;
 }
 
-bool engine_stream_submit(EngineStream *s, const EmuTask *t, uint32_t *seq)
+bool engine_stream_submit(EngineStream *s, const EmuTask *t, void *obj, uint32_t *seq)
 {
     g_mutex_lock(&s->lock);
     if (g_queue_get_length(&s->queue) >= ENGINE_QUEUE_DEPTH) {
@@ -337,6 +358,7 @@ bool engine_stream_submit(EngineStream *s, const EmuTask *t, uint32_t *seq)
     }
     QueuedTask *q = g_new(QueuedTask, 1);
     q->task = *t;
+    q->obj = obj;
     /* Read the number under the lock: once it is released the worker may run
      * and free the task. */
     *seq = q->seq = ++s->last_seq;
@@ -361,6 +383,8 @@ void engine_stream_destroy(EngineStream *s, bool force)
     g_mutex_lock(&s->lock);
     s->stopping = true;
     s->drop = force;
+    if (force)
+        __atomic_store_n(&s->cancel, 1, __ATOMIC_RELEASE);
     g_cond_signal(&s->cond);
     g_mutex_unlock(&s->lock);
     g_thread_join(s->worker);

@@ -8,6 +8,7 @@
 #include <sys/random.h>
 
 #include "acl/acl_base.h"
+#include "notify.h"
 
 typedef struct ShareExport {
     ShareKind kind;
@@ -17,8 +18,9 @@ typedef struct ShareExport {
     pid_t pid;
     int server;
     PhysMem *mem;
+    Notify *notify;         /* SHARE_NOTIFY instead of mem */
     uint64_t off, size;
-    uint64_t id;            /* VMM handle or exported device address */
+    uint64_t id;            /* VMM handle, exported device address or notify handle */
     bool pid_check;
     GArray *allowed;        /* int64: server << 32 | (uint32_t)pid */
     uint64_t attr;
@@ -48,7 +50,10 @@ static char *token_name(ShareKind kind, const uint8_t *token, size_t len)
 
 static void export_free(ShareExport *e)
 {
-    device_phys_unref(e->mem);
+    if (e->mem)
+        device_phys_unref(e->mem);
+    if (e->notify)
+        notify_unref(e->notify);
     g_array_free(e->allowed, TRUE);
     g_free(e->name);
     g_free(e);
@@ -101,9 +106,9 @@ static ShareExport *find(ShareRegistry *r, ShareKind kind, const uint8_t *token,
     return e;
 }
 
-int share_export(ShareRegistry *r, ShareKind kind, uint32_t owner, pid_t pid, int server,
-                 PhysMem *mem, uint64_t off, uint64_t size, uint64_t id, bool pid_check,
-                 uint8_t token[SHARE_TOKEN_LEN])
+static int export_obj(ShareRegistry *r, ShareKind kind, uint32_t owner, pid_t pid, int server,
+                      PhysMem *mem, Notify *notify, uint64_t off, uint64_t size, uint64_t id,
+                      bool pid_check, uint8_t token[SHARE_TOKEN_LEN])
 {
     g_mutex_lock(&r->lock);
     if (kind != SHARE_IPC) {
@@ -112,16 +117,23 @@ int share_export(ShareRegistry *r, ShareKind kind, uint32_t owner, pid_t pid, in
         g_hash_table_iter_init(&it, r->by_name);
         while (g_hash_table_iter_next(&it, NULL, &value)) {
             ShareExport *o = value;
-            if (o->kind != SHARE_IPC && o->owner == owner && o->id == id) {
+            /* DEFAULT and FABRIC exports of one handle count as one. */
+            bool same_class = o->kind != SHARE_IPC &&
+                              (o->kind == SHARE_NOTIFY) == (kind == SHARE_NOTIFY);
+            if (same_class && o->owner == owner && o->id == id) {
                 g_mutex_unlock(&r->lock);
-                device_phys_unref(mem);
+                if (mem)
+                    device_phys_unref(mem);
+                if (notify)
+                    notify_unref(notify);
                 return ACL_ERROR_RT_PARAM_INVALID;
             }
         }
     }
     ShareExport *e = g_new0(ShareExport, 1);
     *e = (ShareExport){ .kind = kind, .owner = owner, .pid = pid, .server = server, .mem = mem,
-                        .off = off, .size = size, .id = id, .pid_check = pid_check,
+                        .notify = notify, .off = off, .size = size, .id = id,
+                        .pid_check = pid_check,
                         .allowed = g_array_new(FALSE, FALSE, sizeof(int64_t)),
                         .serial = ++r->serial };
     do {
@@ -134,6 +146,20 @@ int share_export(ShareRegistry *r, ShareKind kind, uint32_t owner, pid_t pid, in
     memcpy(token, e->token, SHARE_TOKEN_LEN);
     g_mutex_unlock(&r->lock);
     return ACL_SUCCESS;
+}
+
+int share_export(ShareRegistry *r, ShareKind kind, uint32_t owner, pid_t pid, int server,
+                 PhysMem *mem, uint64_t off, uint64_t size, uint64_t id, bool pid_check,
+                 uint8_t token[SHARE_TOKEN_LEN])
+{
+    return export_obj(r, kind, owner, pid, server, mem, NULL, off, size, id, pid_check, token);
+}
+
+int share_export_notify(ShareRegistry *r, uint32_t owner, pid_t pid, int server, Notify *n,
+                        uint64_t id, bool pid_check, uint8_t token[SHARE_TOKEN_LEN])
+{
+    return export_obj(r, SHARE_NOTIFY, owner, pid, server, NULL, n, 0, 0, id, pid_check,
+                      token);
 }
 
 int share_allow(ShareRegistry *r, ShareKind kind, const uint8_t *token, size_t len,
@@ -187,15 +213,18 @@ int share_import(ShareRegistry *r, ShareKind kind, const uint8_t *token, size_t 
      * this very (server, pid) (aclrtIpcMemImportPidInterServer); never a
      * DEFAULT handle, nor a key without pid validation. */
     bool cross = e && e->server != server;
+    bool keyed = kind == SHARE_IPC || kind == SHARE_NOTIFY;
     if (!e || e->owner == owner || (cross && kind == SHARE_DEFAULT) ||
-        (cross && kind == SHARE_IPC && !(e->pid_check && allowed(e, pid, server, true))))
+        (cross && keyed && !(e->pid_check && allowed(e, pid, server, true))))
         err = ACL_ERROR_RT_PARAM_INVALID;
     else if (e->pid_check && !allowed(e, pid, server, false))
         err = ACL_ERROR_RT_NO_PERMISSION;
     if (err == ACL_SUCCESS) {
-        device_phys_ref(e->mem);
-        *out = (ShareGrant){ .mem = e->mem, .off = e->off, .size = e->size,
-                             .server = e->server, .serial = e->serial };
+        if (e->mem)
+            device_phys_ref(e->mem);
+        *out = (ShareGrant){ .mem = e->mem, .notify = e->notify ? notify_ref(e->notify) : NULL,
+                             .off = e->off, .size = e->size, .server = e->server,
+                             .serial = e->serial };
     }
     g_mutex_unlock(&r->lock);
     return err;
@@ -218,7 +247,7 @@ int share_withdraw(ShareRegistry *r, ShareKind kind, const uint8_t *token, size_
 
 typedef struct Match {
     uint32_t owner;
-    int what;               /* 0 all, 1 handle, 2 address range */
+    int what;               /* 0 all, 1 handle, 2 address range, 3 notify */
     uint64_t id, lo, hi;
 } Match;
 
@@ -232,7 +261,10 @@ static unsigned withdraw_matching(ShareRegistry *r, const Match *m)
     while (g_hash_table_iter_next(&it, NULL, &value)) {
         ShareExport *e = value;
         bool hit = e->owner == m->owner &&
-                   (m->what == 0 || (m->what == 1 && e->kind != SHARE_IPC && e->id == m->id) ||
+                   (m->what == 0 ||
+                    (m->what == 1 && (e->kind == SHARE_DEFAULT || e->kind == SHARE_FABRIC) &&
+                     e->id == m->id) ||
+                    (m->what == 3 && e->kind == SHARE_NOTIFY && e->id == m->id) ||
                     (m->what == 2 && e->kind == SHARE_IPC && e->id >= m->lo && e->id < m->hi));
         if (hit) {
             g_hash_table_iter_remove(&it);
@@ -256,6 +288,12 @@ unsigned share_withdraw_handle(ShareRegistry *r, uint32_t owner, uint64_t handle
 unsigned share_withdraw_range(ShareRegistry *r, uint32_t owner, uint64_t va, uint64_t size)
 {
     Match m = { .owner = owner, .what = 2, .lo = va, .hi = va + size };
+    return withdraw_matching(r, &m);
+}
+
+unsigned share_withdraw_notify(ShareRegistry *r, uint32_t owner, uint64_t handle)
+{
+    Match m = { .owner = owner, .what = 3, .id = handle };
     return withdraw_matching(r, &m);
 }
 

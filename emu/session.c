@@ -16,6 +16,7 @@
 #include "acl/acl_rt.h"
 #include "devmodel/aspace.h"
 #include "devmodel/engine.h"
+#include "devmodel/notify.h"
 #include "npuemu/futex.h"
 #include "npuemu/u64tree.h"
 
@@ -45,7 +46,17 @@ struct Session {
     uint32_t next_tag;
     bool opened[EMU_MAX_DEVICES];
     AddrSpace *as;          /* page tables and virtual memory; NULL until registered */
+    GHashTable *notifies;   /* handle (uint64) -> SessNotify *: created and imported */
 };
+
+/* A notify this session created or imported; it holds one reference. */
+typedef struct SessNotify {
+    uint64_t handle;
+    Notify *n;
+    int device;             /* the device it belongs to (index in the server) */
+    bool imported;
+    bool peer;              /* imported with ACL_RT_NOTIFY_IMPORT_FLAG_ENABLE_PEER_ACCESS */
+} SessNotify;
 
 
 
@@ -147,6 +158,17 @@ static int handle_device_close(Session *s, const void *req, uint32_t len)
     share_withdraw_range(s->srv->shares, s->id,
                          EMU_VA_WINDOW_LO + (uint64_t)q->device * EMU_VA_DEVICE_SPAN,
                          EMU_VA_DEVICE_SPAN);
+    /* The device's notifies go with it (imported ones stay the exporter's). */
+    GHashTableIter it;
+    gpointer value;
+    g_hash_table_iter_init(&it, s->notifies);
+    while (g_hash_table_iter_next(&it, NULL, &value)) {
+        SessNotify *sn = value;
+        if (!sn->imported && sn->device == q->device) {
+            share_withdraw_notify(s->srv->shares, s->id, sn->handle);
+            g_hash_table_iter_remove(&it);
+        }
+    }
     unsigned n = device_release_owner(d, s->id, &bytes);
     if (s->opened[q->device] || n || streams)
         emu_log("pid %d reset device %d: released %u allocations (%" G_GUINT64_FORMAT
@@ -364,9 +386,135 @@ static int handle_stream_destroy(Session *s, const void *req, uint32_t len)
     return ACL_SUCCESS;
 }
 
+/* ---- notifies (devmodel/notify.h) ---- */
+
+static SessNotify *sess_notify(Session *s, uint64_t handle)
+{
+    return g_hash_table_lookup(s->notifies, &handle);
+}
+
+static uint64_t new_notify_handle(Session *s)
+{
+    uint64_t h;
+    do
+        h = ((uint64_t)g_random_int() << 32) | g_random_int();
+    while (h == 0 || sess_notify(s, h));
+    return h;
+}
+
+static SessNotify *sess_notify_add(Session *s, Notify *n, int device, bool imported, bool peer)
+{
+    SessNotify *sn = g_new0(SessNotify, 1);
+    *sn = (SessNotify){ .handle = new_notify_handle(s), .n = n, .device = device,
+                        .imported = imported, .peer = peer };
+    g_hash_table_insert(s->notifies, &sn->handle, sn);
+    return sn;
+}
+
+static void sess_notify_free(gpointer p)
+{
+    SessNotify *sn = p;
+    notify_unref(sn->n);
+    g_free(sn);
+}
+
+/* A record or wait task on a notify: a notify of this session; waiting only
+ * on one it created; a stream of another device needs peer access to the
+ * notify's device (or the import's flag).  *obj gets a reference. */
+static int notify_task_check(Session *s, int stream_dev, const EmuTask *t, Notify **obj)
+{
+    SessNotify *sn = sess_notify(s, t->value);
+    if (!sn || t->flags || (t->type == EMU_TASK_NOTIFY_WAIT && sn->imported))
+        return ACL_ERROR_RT_PARAM_INVALID;
+    if (t->type == EMU_TASK_NOTIFY_RECORD && t->size)
+        return ACL_ERROR_RT_PARAM_INVALID;
+    if (sn->device != stream_dev && !sn->peer &&
+        !aspace_has_peer(s->as, stream_dev, sn->device))
+        return ACL_ERROR_RT_PARAM_INVALID;
+    *obj = notify_ref(sn->n);
+    return ACL_SUCCESS;
+}
+
+static int handle_notify_create(Session *s, const void *req, uint32_t len, Reply *r)
+{
+    REQ(EmuReqDevice, q);
+    Device *d = session_device(s, q->device);
+    if (!d)
+        return ACL_ERROR_RT_INVALID_DEVICEID;
+    Notify *n = notify_new(d);
+    if (!n)
+        return ACL_ERROR_RT_NO_NOTIFY_RESOURCE;
+    SessNotify *sn = sess_notify_add(s, n, q->device, false, false);
+    RESP(EmuRespNotify, p);
+    *p = (EmuRespNotify){ .handle = sn->handle, .id = notify_id(n), .device = q->device };
+    return ACL_SUCCESS;
+}
+
+static int handle_notify_destroy(Session *s, const void *req, uint32_t len)
+{
+    REQ(EmuReqNotify, q);
+    SessNotify *sn = sess_notify(s, q->handle);
+    if (!sn)
+        return ACL_ERROR_RT_PARAM_INVALID;
+    if (!sn->imported)
+        share_withdraw_notify(s->srv->shares, s->id, q->handle);
+    g_hash_table_remove(s->notifies, &q->handle);
+    return ACL_SUCCESS;
+}
+
+static int handle_notify_reset(Session *s, const void *req, uint32_t len)
+{
+    REQ(EmuReqNotify, q);
+    SessNotify *sn = sess_notify(s, q->handle);
+    if (!sn)
+        return ACL_ERROR_RT_PARAM_INVALID;
+    notify_reset(sn->n);
+    return ACL_SUCCESS;
+}
+
+static int handle_notify_export(Session *s, const void *req, uint32_t len, Reply *r)
+{
+    REQ(EmuReqNotify, q);
+    SessNotify *sn = sess_notify(s, q->handle);
+    if (!sn || sn->imported || q->flags > 1)
+        return ACL_ERROR_RT_PARAM_INVALID;
+    RESP(EmuRespToken, p);
+    p->server = s->server;
+    return share_export_notify(s->srv->shares, s->id, s->pid, s->server, notify_ref(sn->n),
+                               q->handle, q->flags != 0, p->token);
+}
+
+static int handle_notify_import(Session *s, const void *req, uint32_t len, Reply *r)
+{
+    REQ(EmuReqShareImport, q);
+    if (q->name.kind != EMU_SHARE_NOTIFY || q->name.len != EMU_TOKEN_LEN || q->pad > 1)
+        return ACL_ERROR_RT_PARAM_INVALID;
+    if (!session_device(s, q->device))
+        return ACL_ERROR_RT_INVALID_DEVICEID;
+    ShareGrant g;
+    int err = share_import(s->srv->shares, SHARE_NOTIFY, q->name.token, EMU_TOKEN_LEN, s->id,
+                           s->pid, s->server, &g);
+    if (err != ACL_SUCCESS) {
+        if (err == ACL_ERROR_RT_NO_PERMISSION)
+            emu_log("pid %d refused a notify key it is not whitelisted for", (int)s->pid);
+        return err;
+    }
+    /* The notify's device, as this server numbers it (another server's: -1). */
+    Device *nd = notify_device(g.notify);
+    int dev = -1;
+    for (int d = 0; d < s->srv->profile->devices_per_server; d++)
+        if (s->srv->devices[s->server][d] == nd)
+            dev = d;
+    SessNotify *sn = sess_notify_add(s, g.notify, dev, true, q->pad != 0 || dev < 0);
+    RESP(EmuRespNotify, p);
+    *p = (EmuRespNotify){ .handle = sn->handle, .id = notify_id(g.notify), .device = dev };
+    return ACL_SUCCESS;
+}
+
 static int handle_stream_submit(Session *s, const void *req, uint32_t len, Reply *r)
 {
     REQ(EmuReqSubmit, q);
+    Notify *obj = NULL;
     EngineStream *st = session_stream(s, q->stream);
     if (!st)
         return ACL_ERROR_RT_PARAM_INVALID;
@@ -389,12 +537,21 @@ static int handle_stream_submit(Session *s, const void *req, uint32_t len, Reply
         if (q->task.flags & ~(EMU_TASK_DST_INDIRECT | EMU_TASK_SRC_INDIRECT))
             return ACL_ERROR_RT_PARAM_INVALID;
         break;
+    case EMU_TASK_NOTIFY_RECORD:
+    case EMU_TASK_NOTIFY_WAIT: {
+        int err = notify_task_check(s, engine_stream_device(st), &q->task, &obj);
+        if (err != ACL_SUCCESS)
+            return err;
+        break;
+    }
     default:
         return ACL_ERROR_RT_PARAM_INVALID;
     }
     RESP(EmuRespSubmit, p);
-    return engine_stream_submit(st, &q->task, &p->seq) ? ACL_SUCCESS
-                                                        : ACL_ERROR_RT_STREAM_TASK_FULL;
+    if (engine_stream_submit(st, &q->task, obj, &p->seq))
+        return ACL_SUCCESS;
+    notify_unref(obj);
+    return ACL_ERROR_RT_STREAM_TASK_FULL;
 }
 
 static int handle_mem_usage(Session *s, const void *req, uint32_t len, Reply *r)
@@ -692,6 +849,16 @@ static int dispatch(Session *s, uint32_t cmd, const void *req, uint32_t len, Rep
         return handle_ipc_close(s, req, len);
     case EMU_CMD_SHARE_IMPORT:
         return handle_share_import(s, req, len, r);
+    case EMU_CMD_NOTIFY_CREATE:
+        return handle_notify_create(s, req, len, r);
+    case EMU_CMD_NOTIFY_DESTROY:
+        return handle_notify_destroy(s, req, len);
+    case EMU_CMD_NOTIFY_RESET:
+        return handle_notify_reset(s, req, len);
+    case EMU_CMD_NOTIFY_EXPORT:
+        return handle_notify_export(s, req, len, r);
+    case EMU_CMD_NOTIFY_IMPORT:
+        return handle_notify_import(s, req, len, r);
     case EMU_CMD_HOST_FREE:
         return handle_host_free(s, req, len);
     case EMU_CMD_STREAM_CREATE:
@@ -803,6 +970,7 @@ static Session *session_alloc(EmuServer *srv, int sock)
     g_mutex_init(&s->lock);
     s->host = emu_u64_tree_new(NULL);
     s->streams = g_new0(EngineStream *, EMU_CHAN_STREAMS);
+    s->notifies = g_hash_table_new_full(g_int64_hash, g_int64_equal, NULL, sess_notify_free);
     return s;
 }
 
@@ -1052,6 +1220,8 @@ void emu_session_reclaim(Session *s)
         }
     }
     unsigned exports = s->id ? share_withdraw_owner(srv->shares, s->id) : 0;
+    unsigned notifies = g_hash_table_size(s->notifies);
+    g_hash_table_remove_all(s->notifies);
     unsigned handles = 0;
     uint64_t handle_bytes = 0;
     aspace_destroy(s->as, &handles, &handle_bytes);
@@ -1066,14 +1236,16 @@ void emu_session_reclaim(Session *s)
     if (s->id)
         emu_log("client pid %d gone: reclaimed %u allocations (%" G_GUINT64_FORMAT
                 " bytes of HBM), %u physical handles (%" G_GUINT64_FORMAT " bytes), %u streams,"
-                " %u pinned host buffers, %u exports",
-                (int)s->pid, allocs, bytes, handles, handle_bytes, streams, hosts, exports);
+                " %u pinned host buffers, %u exports, %u notifies",
+                (int)s->pid, allocs, bytes, handles, handle_bytes, streams, hosts, exports,
+                notifies);
     if (s->hdr)
         __atomic_store_n(&s->hdr->dead, 1, __ATOMIC_RELEASE);
     memobj_unref(s->chan);
     if (s->sock >= 0)
         close(s->sock);
     g_tree_destroy(s->host);
+    g_hash_table_destroy(s->notifies);
     g_free(s->streams);
     g_mutex_clear(&s->lock);
     g_free(s);

@@ -46,6 +46,7 @@ static void child_after_fork(void)
     g_rt.streams = NULL;
     memset(g_rt.dev, 0, sizeof(g_rt.dev));
     rt_memory_forget_after_fork();
+    rt_notify_forget_after_fork();
 }
 
 static void install_atfork(void)
@@ -121,6 +122,7 @@ static void finalize_locked(void)
 {
     rt_devices_release();
     rt_memory_release();
+    rt_notify_release();
     g_hash_table_destroy(g_rt.contexts);
     g_hash_table_destroy(g_rt.streams);
     g_rt.contexts = g_rt.streams = NULL;

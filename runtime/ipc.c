@@ -45,7 +45,7 @@ static void ipc_tables(void)
     }
 }
 
-static void key_format(const uint8_t token[EMU_TOKEN_LEN], char *key)
+void rt_ipc_key_format(const uint8_t token[EMU_TOKEN_LEN], char *key)
 {
     static const char hex[] = "0123456789abcdef";
     for (int i = 0; i < EMU_TOKEN_LEN; i++) {
@@ -111,7 +111,7 @@ RT_EXPORT aclError aclrtIpcMemGetExportKey(void *devPtr, size_t size, char *key,
                        "aclrtMalloc allocation (not a sub-page slice) and lie inside it",
                        devPtr);
     char k[KEY_LEN];
-    key_format(r.token, k);
+    rt_ipc_key_format(r.token, k);
     memcpy(key, k, KEY_LEN);
     pthread_rwlock_wrlock(&ipc_lock);
     ipc_tables();

@@ -213,8 +213,15 @@ void rt_ipc_forget_after_fork(void);
  * (ACL_MEMCPY_DEFAULT); asynchronous device-to-device copies only. */
 aclError rt_ipc_check_copy(const char *api, const RtMemRef *d, const RtMemRef *s, int kind,
                            bool async);
-/* Parses the 65-byte key of an IPC export or import. */
+/* Parses / formats the 65-byte key of an IPC export or import. */
 bool rt_ipc_key_parse(const char *key, uint8_t token[EMU_TOKEN_LEN]);
+void rt_ipc_key_format(const uint8_t token[EMU_TOKEN_LEN], char *key);
+
+/* ---- notify.c ---- */
+/* Forgets the notifies of user device `device` (the emulator dropped them). */
+void rt_notify_drop_device(int32_t device);
+void rt_notify_release(void);
+void rt_notify_forget_after_fork(void);
 /* Whitelists num pids of `server` (EMU_ANY_SERVER: any) for an export of ours
  * named by kind and the first tlen bytes of its token. */
 aclError rt_share_allow(const char *api, uint32_t kind, const uint8_t *token, uint32_t tlen,

@@ -35,7 +35,7 @@
 static uint32_t submit(EngineStream *s, const EmuTask *t)
 {
     uint32_t seq = 0;
-    while (!engine_stream_submit(s, t, &seq))
+    while (!engine_stream_submit(s, t, NULL, &seq))
         g_usleep(50);
     return seq;
 }
@@ -740,10 +740,10 @@ static void test_queue_depth(void)
     EmuTask t = t_memset(addr_of(1, 0), 16, 0x11);
     uint32_t seq = 0;
     for (int i = 0; i < ENGINE_QUEUE_DEPTH; i++)
-        CU_ASSERT_TRUE(engine_stream_submit(s, &t, &seq));
+        CU_ASSERT_TRUE(engine_stream_submit(s, &t, NULL, &seq));
     CU_ASSERT_EQUAL(seq, 1 + ENGINE_QUEUE_DEPTH);
     uint32_t refused = 7;
-    CU_ASSERT_FALSE(engine_stream_submit(s, &t, &refused));
+    CU_ASSERT_FALSE(engine_stream_submit(s, &t, NULL, &refused));
     CU_ASSERT_EQUAL(refused, 7);
     CU_ASSERT_EQUAL(engine_stream_last(s), 1 + ENGINE_QUEUE_DEPTH);
     gate_release();

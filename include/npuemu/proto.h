@@ -86,6 +86,11 @@ typedef enum EmuCmd {
     EMU_CMD_IPC_IMPORT,     /* EmuReqIpcImport -> EmuRespIpcImport (+fd) */
     EMU_CMD_IPC_CLOSE,      /* EmuReqVa: the importer closes what it imported at va */
     EMU_CMD_SHARE_IMPORT,   /* EmuReqShareImport -> EmuRespPhys */
+    EMU_CMD_NOTIFY_CREATE,  /* EmuReqDevice -> EmuRespNotify */
+    EMU_CMD_NOTIFY_DESTROY, /* EmuReqNotify: this process's reference goes */
+    EMU_CMD_NOTIFY_RESET,   /* EmuReqNotify */
+    EMU_CMD_NOTIFY_EXPORT,  /* EmuReqNotify{pid_check in `flags`} -> EmuRespToken */
+    EMU_CMD_NOTIFY_IMPORT,  /* EmuReqShareImport (name.kind EMU_SHARE_NOTIFY) -> EmuRespNotify */
     EMU_CMD_COUNT
 } EmuCmd;
 
@@ -207,6 +212,7 @@ typedef struct EmuRespMemFree {
 #define EMU_SHARE_IPC      1u    /* ShareKind values */
 #define EMU_SHARE_DEFAULT  2u
 #define EMU_SHARE_FABRIC   3u
+#define EMU_SHARE_NOTIFY   4u
 #define EMU_TOKEN_LEN      32
 #define EMU_ALLOW_MAX      64    /* pids per EMU_CMD_SHARE_ALLOW */
 #define EMU_ANY_SERVER     (-1)
@@ -266,6 +272,20 @@ typedef struct EmuReqShareImport {
     int32_t device;           /* the device whose table its mappings enter */
     uint32_t pad;
 } EmuReqShareImport;
+
+/* ---- notifies (devmodel/notify.h) ---- */
+
+typedef struct EmuReqNotify {
+    uint64_t handle;          /* the session's name for the notify */
+    uint32_t flags;
+    uint32_t pad;
+} EmuReqNotify;
+
+typedef struct EmuRespNotify {
+    uint64_t handle;
+    uint32_t id;              /* aclrtGetNotifyId: the device's notify number */
+    int32_t device;           /* the device it belongs to */
+} EmuRespNotify;
 
 typedef struct EmuReqPeer {
     int32_t device;
@@ -389,6 +409,9 @@ typedef enum EmuTaskType {
     EMU_TASK_MEMSET = 2,      /* dst, size, value (byte) */
     EMU_TASK_MEMSET32 = 3,    /* dst, size bytes, value (32-bit pattern) */
     EMU_TASK_MEMCPY2D = 4,    /* height rows of size bytes; rows dpitch / spitch apart */
+    EMU_TASK_NOTIFY_RECORD = 6, /* value: the session's notify handle */
+    EMU_TASK_NOTIFY_WAIT = 7, /* value: notify handle; size: timeout in s (0: forever);
+                               * waits until recorded, then resets it */
     EMU_TASK_MEMCPY_PTR = 5,  /* MEMCPY to dst + doff from src + soff, where a side
                                * flagged INDIRECT holds the 8-byte base address, read
                                * when the task runs; both ends on one device */
