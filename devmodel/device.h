@@ -32,6 +32,7 @@
 #define DEV_SMALL_BLOCK   (2ull << 20)  /* shared block for sub-page allocations */
 #define DEV_SMALL_ALIGN   64ull
 #define DEV_NOTIFY_MAX    8192          /* notifies per device on A2 / A3 */
+#define DEV_EVENT_MAX     65536         /* events per device on A2 / A3 */
 
 struct PhysMem;
 
@@ -80,6 +81,8 @@ typedef struct Device {
     uint64_t phys_bytes, phys_peak; /* HBM in aclrtMallocPhysical handles */
     uint64_t notify_used[DEV_NOTIFY_MAX / 64]; /* notify ids in use (notify.c) */
     uint32_t notifies;
+    uint64_t event_used[DEV_EVENT_MAX / 64];   /* event ids in use (event.c) */
+    uint32_t events;
 } Device;
 
 /* Physical memory of aclrtMallocPhysical: pages of one size and the memory

@@ -10,6 +10,7 @@
 #endif
 
 #include "acl/acl_base.h"
+#include "event.h"
 #include "notify.h"
 #include "npuemu/futex.h"
 
@@ -286,6 +287,20 @@ static void publish(EngineStream *s, uint32_t seq, int err)
         emu_futex_wake(&s->state->done, INT32_MAX);
 }
 
+static bool is_event_task(uint32_t type)
+{
+    return type == EMU_TASK_EVENT_RECORD || type == EMU_TASK_EVENT_WAIT ||
+           type == EMU_TASK_EVENT_RESET;
+}
+
+static void sync_unref(QueuedTask *q)
+{
+    if (is_event_task(q->task.type))
+        event_unref(q->obj);
+    else
+        notify_unref(q->obj);
+}
+
 /* A queued task: synchronisation tasks here, data tasks by engine_run_task. */
 static int run_queued(EngineStream *s, QueuedTask *q)
 {
@@ -297,6 +312,16 @@ static int run_queued(EngineStream *s, QueuedTask *q)
         int err = notify_wait(q->obj, q->task.size * 1000000000ull, &s->cancel);
         return err < 0 ? ACL_SUCCESS : err;    /* cancelled: the stream is going */
     }
+    case EMU_TASK_EVENT_RECORD:
+        event_record_ran(q->obj, q->task.size, emu_now_ns() / 1000);
+        return ACL_SUCCESS;
+    case EMU_TASK_EVENT_WAIT: {
+        int err = event_wait(q->obj, q->task.size, q->task.height * 1000000000ull, &s->cancel);
+        return err < 0 ? ACL_SUCCESS : err;
+    }
+    case EMU_TASK_EVENT_RESET:
+        event_reset(q->obj);
+        return ACL_SUCCESS;
     default:
         return engine_run_task(&q->task, s->device, s->resolve, s->opaque);
     }
@@ -315,9 +340,12 @@ static gpointer stream_worker(gpointer data)
         bool drop = s->drop;
         g_mutex_unlock(&s->lock);
         int err = drop ? ACL_SUCCESS : run_queued(s, q);
+        /* A dropped record still completes, so that nobody waits for it forever. */
+        if (drop && q->task.type == EMU_TASK_EVENT_RECORD)
+            event_record_ran(q->obj, q->task.size, emu_now_ns() / 1000);
         publish(s, q->seq, err);
         if (q->obj)
-            notify_unref(q->obj);
+            sync_unref(q);
         g_free(q);
         g_mutex_lock(&s->lock);
     }

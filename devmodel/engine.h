@@ -47,8 +47,9 @@ uint32_t engine_stream_last(EngineStream *s);
 
 /* Queues a task and stores its sequence number in *seq; false (nothing queued)
  * when ENGINE_QUEUE_DEPTH tasks are already waiting.  `obj` is the task's
- * synchronisation object (a Notify for the NOTIFY tasks, with a reference the
- * engine drops once the task ran or was dropped), NULL for the others. */
+ * synchronisation object (a Notify for the NOTIFY tasks, an Event for the
+ * EVENT tasks, with a reference the engine drops once the task ran or was
+ * dropped), NULL for the others. */
 bool engine_stream_submit(EngineStream *s, const EmuTask *t, void *obj, uint32_t *seq);
 /* Stops the stream: runs what is queued (or drops it if `force`, which also
  * interrupts a task waiting on a notify), joins the worker and frees the

@@ -8,6 +8,7 @@
 #include <sys/random.h>
 
 #include "acl/acl_base.h"
+#include "event.h"
 #include "notify.h"
 
 typedef struct ShareExport {
@@ -18,7 +19,7 @@ typedef struct ShareExport {
     pid_t pid;
     int server;
     PhysMem *mem;
-    Notify *notify;         /* SHARE_NOTIFY instead of mem */
+    void *sync;             /* SHARE_NOTIFY / SHARE_EVENT instead of mem */
     uint64_t off, size;
     uint64_t id;            /* VMM handle, exported device address or notify handle */
     bool pid_check;
@@ -52,8 +53,10 @@ static void export_free(ShareExport *e)
 {
     if (e->mem)
         device_phys_unref(e->mem);
-    if (e->notify)
-        notify_unref(e->notify);
+    if (e->sync && e->kind == SHARE_EVENT)
+        event_unref(e->sync);
+    else if (e->sync)
+        notify_unref(e->sync);
     g_array_free(e->allowed, TRUE);
     g_free(e->name);
     g_free(e);
@@ -106,8 +109,21 @@ static ShareExport *find(ShareRegistry *r, ShareKind kind, const uint8_t *token,
     return e;
 }
 
+static bool is_sync(ShareKind kind)
+{
+    return kind == SHARE_NOTIFY || kind == SHARE_EVENT;
+}
+
+static void sync_unref(ShareKind kind, void *obj)
+{
+    if (kind == SHARE_EVENT)
+        event_unref(obj);
+    else
+        notify_unref(obj);
+}
+
 static int export_obj(ShareRegistry *r, ShareKind kind, uint32_t owner, pid_t pid, int server,
-                      PhysMem *mem, Notify *notify, uint64_t off, uint64_t size, uint64_t id,
+                      PhysMem *mem, void *sync, uint64_t off, uint64_t size, uint64_t id,
                       bool pid_check, uint8_t token[SHARE_TOKEN_LEN])
 {
     g_mutex_lock(&r->lock);
@@ -119,20 +135,20 @@ static int export_obj(ShareRegistry *r, ShareKind kind, uint32_t owner, pid_t pi
             ShareExport *o = value;
             /* DEFAULT and FABRIC exports of one handle count as one. */
             bool same_class = o->kind != SHARE_IPC &&
-                              (o->kind == SHARE_NOTIFY) == (kind == SHARE_NOTIFY);
+                              (is_sync(o->kind) ? o->kind == kind : !is_sync(kind));
             if (same_class && o->owner == owner && o->id == id) {
                 g_mutex_unlock(&r->lock);
                 if (mem)
                     device_phys_unref(mem);
-                if (notify)
-                    notify_unref(notify);
+                if (sync)
+                    sync_unref(kind, sync);
                 return ACL_ERROR_RT_PARAM_INVALID;
             }
         }
     }
     ShareExport *e = g_new0(ShareExport, 1);
     *e = (ShareExport){ .kind = kind, .owner = owner, .pid = pid, .server = server, .mem = mem,
-                        .notify = notify, .off = off, .size = size, .id = id,
+                        .sync = sync, .off = off, .size = size, .id = id,
                         .pid_check = pid_check,
                         .allowed = g_array_new(FALSE, FALSE, sizeof(int64_t)),
                         .serial = ++r->serial };
@@ -155,11 +171,14 @@ int share_export(ShareRegistry *r, ShareKind kind, uint32_t owner, pid_t pid, in
     return export_obj(r, kind, owner, pid, server, mem, NULL, off, size, id, pid_check, token);
 }
 
-int share_export_notify(ShareRegistry *r, uint32_t owner, pid_t pid, int server, Notify *n,
-                        uint64_t id, bool pid_check, uint8_t token[SHARE_TOKEN_LEN])
+int share_export_sync(ShareRegistry *r, ShareKind kind, uint32_t owner, pid_t pid, int server,
+                      void *obj, uint64_t id, bool pid_check, uint8_t token[SHARE_TOKEN_LEN])
 {
-    return export_obj(r, SHARE_NOTIFY, owner, pid, server, NULL, n, 0, 0, id, pid_check,
-                      token);
+    if (!is_sync(kind)) {
+        sync_unref(kind, obj);
+        return ACL_ERROR_RT_PARAM_INVALID;
+    }
+    return export_obj(r, kind, owner, pid, server, NULL, obj, 0, 0, id, pid_check, token);
 }
 
 int share_allow(ShareRegistry *r, ShareKind kind, const uint8_t *token, size_t len,
@@ -213,7 +232,7 @@ int share_import(ShareRegistry *r, ShareKind kind, const uint8_t *token, size_t 
      * this very (server, pid) (aclrtIpcMemImportPidInterServer); never a
      * DEFAULT handle, nor a key without pid validation. */
     bool cross = e && e->server != server;
-    bool keyed = kind == SHARE_IPC || kind == SHARE_NOTIFY;
+    bool keyed = kind == SHARE_IPC || is_sync(kind);
     if (!e || e->owner == owner || (cross && kind == SHARE_DEFAULT) ||
         (cross && keyed && !(e->pid_check && allowed(e, pid, server, true))))
         err = ACL_ERROR_RT_PARAM_INVALID;
@@ -222,7 +241,11 @@ int share_import(ShareRegistry *r, ShareKind kind, const uint8_t *token, size_t 
     if (err == ACL_SUCCESS) {
         if (e->mem)
             device_phys_ref(e->mem);
-        *out = (ShareGrant){ .mem = e->mem, .notify = e->notify ? notify_ref(e->notify) : NULL,
+        void *sync = NULL;
+        if (e->sync)
+            sync = e->kind == SHARE_EVENT ? (void *)event_ref(e->sync)
+                                          : (void *)notify_ref(e->sync);
+        *out = (ShareGrant){ .mem = e->mem, .sync = sync,
                              .off = e->off, .size = e->size, .server = e->server,
                              .serial = e->serial };
     }
@@ -264,7 +287,7 @@ static unsigned withdraw_matching(ShareRegistry *r, const Match *m)
                    (m->what == 0 ||
                     (m->what == 1 && (e->kind == SHARE_DEFAULT || e->kind == SHARE_FABRIC) &&
                      e->id == m->id) ||
-                    (m->what == 3 && e->kind == SHARE_NOTIFY && e->id == m->id) ||
+                    (m->what == 3 && is_sync(e->kind) && e->id == m->id) ||
                     (m->what == 2 && e->kind == SHARE_IPC && e->id >= m->lo && e->id < m->hi));
         if (hit) {
             g_hash_table_iter_remove(&it);

@@ -28,6 +28,7 @@ typedef enum ShareKind {
     SHARE_DEFAULT = 2,      /* aclrtMemExportToShareableHandle[V2], DEFAULT */
     SHARE_FABRIC = 3,       /* aclrtMemExportToShareableHandleV2, FABRIC */
     SHARE_NOTIFY = 4,       /* aclrtNotifyGetExportKey */
+    SHARE_EVENT = 5,        /* aclrtIpcGetEventHandle */
 } ShareKind;
 
 #define SHARE_TOKEN_LEN 32
@@ -35,12 +36,11 @@ typedef enum ShareKind {
 
 typedef struct ShareRegistry ShareRegistry;
 
-struct Notify;
-
-/* What an import gets: a reference to the memory (or notify) and where it lives. */
+/* What an import gets: a reference to the memory (or notify, or event) and
+ * where it lives. */
 typedef struct ShareGrant {
     PhysMem *mem;           /* referenced: the importer drops it */
-    struct Notify *notify;  /* SHARE_NOTIFY: referenced instead of mem */
+    void *sync;             /* SHARE_NOTIFY / SHARE_EVENT: a referenced Notify / Event */
     uint64_t off, size;     /* the exported range of mem */
     int server;             /* the exporter's server */
     uint64_t serial;        /* identifies the export (one import per process) */
@@ -57,11 +57,11 @@ void share_registry_destroy(ShareRegistry *r);
 int share_export(ShareRegistry *r, ShareKind kind, uint32_t owner, pid_t pid, int server,
                  PhysMem *mem, uint64_t off, uint64_t size, uint64_t id, bool pid_check,
                  uint8_t token[SHARE_TOKEN_LEN]);
-/* Exports a notify (the reference the caller passes is taken over); `id` is
- * the exporter's handle of it.  One export per notify. */
-int share_export_notify(ShareRegistry *r, uint32_t owner, pid_t pid, int server,
-                        struct Notify *n, uint64_t id, bool pid_check,
-                        uint8_t token[SHARE_TOKEN_LEN]);
+/* Exports a Notify (SHARE_NOTIFY) or an Event (SHARE_EVENT), taking over the
+ * reference the caller passes; `id` is the exporter's handle of it.  One
+ * export per object. */
+int share_export_sync(ShareRegistry *r, ShareKind kind, uint32_t owner, pid_t pid, int server,
+                      void *obj, uint64_t id, bool pid_check, uint8_t token[SHARE_TOKEN_LEN]);
 /* Adds (server, pid) pairs to the whitelist of the export named by the first
  * `len` bytes of token (the exporter only); server SHARE_ANY_SERVER matches any. */
 int share_allow(ShareRegistry *r, ShareKind kind, const uint8_t *token, size_t len,
@@ -82,6 +82,7 @@ int share_withdraw(ShareRegistry *r, ShareKind kind, const uint8_t *token, size_
  * addresses in [va, va + size), or all of them; returns how many. */
 unsigned share_withdraw_handle(ShareRegistry *r, uint32_t owner, uint64_t handle);
 unsigned share_withdraw_range(ShareRegistry *r, uint32_t owner, uint64_t va, uint64_t size);
+/* Withdraws owner's export of its notify or event `handle`. */
 unsigned share_withdraw_notify(ShareRegistry *r, uint32_t owner, uint64_t handle);
 unsigned share_withdraw_owner(ShareRegistry *r, uint32_t owner);
 /* Live exports (for tests and reports). */

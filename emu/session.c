@@ -16,6 +16,7 @@
 #include "acl/acl_rt.h"
 #include "devmodel/aspace.h"
 #include "devmodel/engine.h"
+#include "devmodel/event.h"
 #include "devmodel/notify.h"
 #include "npuemu/futex.h"
 #include "npuemu/u64tree.h"
@@ -46,13 +47,15 @@ struct Session {
     uint32_t next_tag;
     bool opened[EMU_MAX_DEVICES];
     AddrSpace *as;          /* page tables and virtual memory; NULL until registered */
-    GHashTable *notifies;   /* handle (uint64) -> SessNotify *: created and imported */
+    GHashTable *notifies;   /* handle (uint64) -> SessNotify *: notifies and events,
+                             * created and imported */
 };
 
-/* A notify this session created or imported; it holds one reference. */
+/* A notify or event this session created or imported; it holds one reference. */
 typedef struct SessNotify {
     uint64_t handle;
-    Notify *n;
+    bool event;             /* an Event; a Notify otherwise */
+    void *obj;
     int device;             /* the device it belongs to (index in the server) */
     bool imported;
     bool peer;              /* imported with ACL_RT_NOTIFY_IMPORT_FLAG_ENABLE_PEER_ACCESS */
@@ -388,9 +391,16 @@ static int handle_stream_destroy(Session *s, const void *req, uint32_t len)
 
 /* ---- notifies (devmodel/notify.h) ---- */
 
+/* The session's notify (event: false) or event (true) named handle. */
+static SessNotify *sess_sync(Session *s, uint64_t handle, bool event)
+{
+    SessNotify *sn = g_hash_table_lookup(s->notifies, &handle);
+    return sn && sn->event == event ? sn : NULL;
+}
+
 static SessNotify *sess_notify(Session *s, uint64_t handle)
 {
-    return g_hash_table_lookup(s->notifies, &handle);
+    return sess_sync(s, handle, false);
 }
 
 static uint64_t new_notify_handle(Session *s)
@@ -398,23 +408,32 @@ static uint64_t new_notify_handle(Session *s)
     uint64_t h;
     do
         h = ((uint64_t)g_random_int() << 32) | g_random_int();
-    while (h == 0 || sess_notify(s, h));
+    while (h == 0 || g_hash_table_contains(s->notifies, &h));
     return h;
+}
+
+static SessNotify *sess_sync_add(Session *s, bool event, void *obj, int device, bool imported,
+                                  bool peer)
+{
+    SessNotify *sn = g_new0(SessNotify, 1);
+    *sn = (SessNotify){ .handle = new_notify_handle(s), .event = event, .obj = obj,
+                        .device = device, .imported = imported, .peer = peer };
+    g_hash_table_insert(s->notifies, &sn->handle, sn);
+    return sn;
 }
 
 static SessNotify *sess_notify_add(Session *s, Notify *n, int device, bool imported, bool peer)
 {
-    SessNotify *sn = g_new0(SessNotify, 1);
-    *sn = (SessNotify){ .handle = new_notify_handle(s), .n = n, .device = device,
-                        .imported = imported, .peer = peer };
-    g_hash_table_insert(s->notifies, &sn->handle, sn);
-    return sn;
+    return sess_sync_add(s, false, n, device, imported, peer);
 }
 
 static void sess_notify_free(gpointer p)
 {
     SessNotify *sn = p;
-    notify_unref(sn->n);
+    if (sn->event)
+        event_unref(sn->obj);
+    else
+        notify_unref(sn->obj);
     g_free(sn);
 }
 
@@ -431,7 +450,7 @@ static int notify_task_check(Session *s, int stream_dev, const EmuTask *t, Notif
     if (sn->device != stream_dev && !sn->peer &&
         !aspace_has_peer(s->as, stream_dev, sn->device))
         return ACL_ERROR_RT_PARAM_INVALID;
-    *obj = notify_ref(sn->n);
+    *obj = notify_ref(sn->obj);
     return ACL_SUCCESS;
 }
 
@@ -468,7 +487,7 @@ static int handle_notify_reset(Session *s, const void *req, uint32_t len)
     SessNotify *sn = sess_notify(s, q->handle);
     if (!sn)
         return ACL_ERROR_RT_PARAM_INVALID;
-    notify_reset(sn->n);
+    notify_reset(sn->obj);
     return ACL_SUCCESS;
 }
 
@@ -480,8 +499,8 @@ static int handle_notify_export(Session *s, const void *req, uint32_t len, Reply
         return ACL_ERROR_RT_PARAM_INVALID;
     RESP(EmuRespToken, p);
     p->server = s->server;
-    return share_export_notify(s->srv->shares, s->id, s->pid, s->server, notify_ref(sn->n),
-                               q->handle, q->flags != 0, p->token);
+    return share_export_sync(s->srv->shares, SHARE_NOTIFY, s->id, s->pid, s->server,
+                             notify_ref(sn->obj), q->handle, q->flags != 0, p->token);
 }
 
 static int handle_notify_import(Session *s, const void *req, uint32_t len, Reply *r)
@@ -500,21 +519,125 @@ static int handle_notify_import(Session *s, const void *req, uint32_t len, Reply
         return err;
     }
     /* The notify's device, as this server numbers it (another server's: -1). */
-    Device *nd = notify_device(g.notify);
+    Device *nd = notify_device(g.sync);
     int dev = -1;
     for (int d = 0; d < s->srv->profile->devices_per_server; d++)
         if (s->srv->devices[s->server][d] == nd)
             dev = d;
-    SessNotify *sn = sess_notify_add(s, g.notify, dev, true, q->pad != 0 || dev < 0);
+    SessNotify *sn = sess_notify_add(s, g.sync, dev, true, q->pad != 0 || dev < 0);
     RESP(EmuRespNotify, p);
-    *p = (EmuRespNotify){ .handle = sn->handle, .id = notify_id(g.notify), .device = dev };
+    *p = (EmuRespNotify){ .handle = sn->handle, .id = notify_id(g.sync), .device = dev };
+    return ACL_SUCCESS;
+}
+
+/* ---- events (devmodel/event.h) ---- */
+
+/* An event task: the session's event; a record takes the event's next
+ * record number, a wait the latest record queued so far; imported events
+ * take no reset.  *obj gets a reference. */
+static int event_task_prepare(Session *s, EmuTask *t, Event **obj)
+{
+    SessNotify *sn = sess_sync(s, t->value, true);
+    if (!sn || t->flags || (t->type == EMU_TASK_EVENT_RESET && sn->imported))
+        return ACL_ERROR_RT_PARAM_INVALID;
+    Event *e = sn->obj;
+    if (t->type == EMU_TASK_EVENT_RECORD)
+        t->size = event_record_queued(e);
+    else if (t->type == EMU_TASK_EVENT_WAIT)
+        t->size = event_latest(e);
+    *obj = event_ref(e);
+    return ACL_SUCCESS;
+}
+
+static int handle_event_create(Session *s, const void *req, uint32_t len, Reply *r)
+{
+    REQ(EmuReqDevice, q);
+    Device *d = session_device(s, q->device);
+    if (!d)
+        return ACL_ERROR_RT_INVALID_DEVICEID;
+    Event *e = event_new(d);
+    if (!e)
+        return ACL_ERROR_RT_NO_EVENT_RESOURCE;
+    SessNotify *sn = sess_sync_add(s, true, e, q->device, false, false);
+    RESP(EmuRespNotify, p);
+    *p = (EmuRespNotify){ .handle = sn->handle, .id = event_id(e), .device = q->device };
+    return ACL_SUCCESS;
+}
+
+static int handle_event_destroy(Session *s, const void *req, uint32_t len)
+{
+    REQ(EmuReqNotify, q);
+    SessNotify *sn = sess_sync(s, q->handle, true);
+    if (!sn)
+        return ACL_ERROR_RT_PARAM_INVALID;
+    if (!sn->imported)
+        share_withdraw_notify(s->srv->shares, s->id, q->handle);
+    g_hash_table_remove(s->notifies, &q->handle);
+    return ACL_SUCCESS;
+}
+
+static int handle_event_query(Session *s, const void *req, uint32_t len, Reply *r)
+{
+    REQ(EmuReqNotify, q);
+    SessNotify *sn = sess_sync(s, q->handle, true);
+    if (!sn)
+        return ACL_ERROR_RT_PARAM_INVALID;
+    RESP(EmuRespEvent, p);
+    event_status(sn->obj, &p->queued, &p->ran, &p->ts_us);
+    return ACL_SUCCESS;
+}
+
+static int handle_event_export(Session *s, const void *req, uint32_t len, Reply *r)
+{
+    REQ(EmuReqNotify, q);
+    SessNotify *sn = sess_sync(s, q->handle, true);
+    if (!sn || sn->imported || q->flags)
+        return ACL_ERROR_RT_PARAM_INVALID;
+    RESP(EmuRespToken, p);
+    p->server = s->server;
+    return share_export_sync(s->srv->shares, SHARE_EVENT, s->id, s->pid, s->server,
+                             event_ref(sn->obj), q->handle, false, p->token);
+}
+
+static int handle_event_import(Session *s, const void *req, uint32_t len, Reply *r)
+{
+    REQ(EmuReqShareImport, q);
+    if (q->name.kind != EMU_SHARE_EVENT || q->name.len != EMU_TOKEN_LEN || q->pad)
+        return ACL_ERROR_RT_PARAM_INVALID;
+    if (!session_device(s, q->device))
+        return ACL_ERROR_RT_INVALID_DEVICEID;
+    ShareGrant g;
+    int err = share_import(s->srv->shares, SHARE_EVENT, q->name.token, EMU_TOKEN_LEN, s->id,
+                           s->pid, s->server, &g);
+    if (err != ACL_SUCCESS)
+        return err;
+    Device *ed = event_device(g.sync);
+    int dev = -1;
+    for (int d = 0; d < s->srv->profile->devices_per_server; d++)
+        if (s->srv->devices[s->server][d] == ed)
+            dev = d;
+    SessNotify *sn = sess_sync_add(s, true, g.sync, dev, true, true);
+    RESP(EmuRespNotify, p);
+    *p = (EmuRespNotify){ .handle = sn->handle, .id = event_id(g.sync), .device = dev };
+    return ACL_SUCCESS;
+}
+
+static int handle_event_avail(Session *s, const void *req, uint32_t len, Reply *r)
+{
+    REQ(EmuReqDevice, q);
+    Device *d = session_device(s, q->device);
+    if (!d)
+        return ACL_ERROR_RT_INVALID_DEVICEID;
+    RESP(EmuRespEvent, p);
+    *p = (EmuRespEvent){ .queued = DEV_EVENT_MAX - event_count(d) };
     return ACL_SUCCESS;
 }
 
 static int handle_stream_submit(Session *s, const void *req, uint32_t len, Reply *r)
 {
     REQ(EmuReqSubmit, q);
-    Notify *obj = NULL;
+    void *obj = NULL;
+    EmuTask task = q->task;     /* the emulator fills in some fields */
     EngineStream *st = session_stream(s, q->stream);
     if (!st)
         return ACL_ERROR_RT_PARAM_INVALID;
@@ -539,18 +662,34 @@ static int handle_stream_submit(Session *s, const void *req, uint32_t len, Reply
         break;
     case EMU_TASK_NOTIFY_RECORD:
     case EMU_TASK_NOTIFY_WAIT: {
-        int err = notify_task_check(s, engine_stream_device(st), &q->task, &obj);
+        Notify *n = NULL;
+        int err = notify_task_check(s, engine_stream_device(st), &q->task, &n);
         if (err != ACL_SUCCESS)
             return err;
+        obj = n;
+        break;
+    }
+    case EMU_TASK_EVENT_RECORD:
+    case EMU_TASK_EVENT_WAIT:
+    case EMU_TASK_EVENT_RESET: {
+        Event *e = NULL;
+        int err = event_task_prepare(s, &task, &e);
+        if (err != ACL_SUCCESS)
+            return err;
+        obj = e;
         break;
     }
     default:
         return ACL_ERROR_RT_PARAM_INVALID;
     }
     RESP(EmuRespSubmit, p);
-    if (engine_stream_submit(st, &q->task, obj, &p->seq))
+    if (engine_stream_submit(st, &task, obj, &p->seq))
         return ACL_SUCCESS;
-    notify_unref(obj);
+    if (obj && (task.type == EMU_TASK_EVENT_RECORD || task.type == EMU_TASK_EVENT_WAIT ||
+                task.type == EMU_TASK_EVENT_RESET))
+        event_unref(obj);
+    else if (obj)
+        notify_unref(obj);
     return ACL_ERROR_RT_STREAM_TASK_FULL;
 }
 
@@ -859,6 +998,18 @@ static int dispatch(Session *s, uint32_t cmd, const void *req, uint32_t len, Rep
         return handle_notify_export(s, req, len, r);
     case EMU_CMD_NOTIFY_IMPORT:
         return handle_notify_import(s, req, len, r);
+    case EMU_CMD_EVENT_CREATE:
+        return handle_event_create(s, req, len, r);
+    case EMU_CMD_EVENT_DESTROY:
+        return handle_event_destroy(s, req, len);
+    case EMU_CMD_EVENT_QUERY:
+        return handle_event_query(s, req, len, r);
+    case EMU_CMD_EVENT_EXPORT:
+        return handle_event_export(s, req, len, r);
+    case EMU_CMD_EVENT_IMPORT:
+        return handle_event_import(s, req, len, r);
+    case EMU_CMD_EVENT_AVAIL:
+        return handle_event_avail(s, req, len, r);
     case EMU_CMD_HOST_FREE:
         return handle_host_free(s, req, len);
     case EMU_CMD_STREAM_CREATE:

@@ -85,6 +85,7 @@ static void device_close_locked(int32_t id)
     rt_stream_drop_device(id);
     rt_peer_drop_device(id);
     rt_notify_drop_device(id);
+    rt_event_drop_device(id);
     rt_call(EMU_CMD_DEVICE_CLOSE, &q, sizeof(q), NULL, 0, NULL);
     rt_ctx_drop_device(id);
     rt_memory_drop_device(d->phys);

@@ -47,6 +47,7 @@ static void child_after_fork(void)
     memset(g_rt.dev, 0, sizeof(g_rt.dev));
     rt_memory_forget_after_fork();
     rt_notify_forget_after_fork();
+    rt_event_forget_after_fork();
 }
 
 static void install_atfork(void)
@@ -123,6 +124,7 @@ static void finalize_locked(void)
     rt_devices_release();
     rt_memory_release();
     rt_notify_release();
+    rt_event_release();
     g_hash_table_destroy(g_rt.contexts);
     g_hash_table_destroy(g_rt.streams);
     g_rt.contexts = g_rt.streams = NULL;

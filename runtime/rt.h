@@ -217,6 +217,11 @@ aclError rt_ipc_check_copy(const char *api, const RtMemRef *d, const RtMemRef *s
 bool rt_ipc_key_parse(const char *key, uint8_t token[EMU_TOKEN_LEN]);
 void rt_ipc_key_format(const uint8_t token[EMU_TOKEN_LEN], char *key);
 
+/* ---- event.c ---- */
+void rt_event_drop_device(int32_t device);
+void rt_event_release(void);
+void rt_event_forget_after_fork(void);
+
 /* ---- notify.c ---- */
 /* Forgets the notifies of user device `device` (the emulator dropped them). */
 void rt_notify_drop_device(int32_t device);

@@ -91,6 +91,12 @@ typedef enum EmuCmd {
     EMU_CMD_NOTIFY_RESET,   /* EmuReqNotify */
     EMU_CMD_NOTIFY_EXPORT,  /* EmuReqNotify{pid_check in `flags`} -> EmuRespToken */
     EMU_CMD_NOTIFY_IMPORT,  /* EmuReqShareImport (name.kind EMU_SHARE_NOTIFY) -> EmuRespNotify */
+    EMU_CMD_EVENT_CREATE,   /* EmuReqDevice -> EmuRespNotify (handle, id, device) */
+    EMU_CMD_EVENT_DESTROY,  /* EmuReqNotify (an event handle) */
+    EMU_CMD_EVENT_QUERY,    /* EmuReqNotify -> EmuRespEvent */
+    EMU_CMD_EVENT_EXPORT,   /* EmuReqNotify -> EmuRespToken (no whitelist: IPC events) */
+    EMU_CMD_EVENT_IMPORT,   /* EmuReqShareImport (name.kind EMU_SHARE_EVENT) -> EmuRespNotify */
+    EMU_CMD_EVENT_AVAIL,    /* EmuReqDevice -> EmuRespEvent (queued: events still free) */
     EMU_CMD_COUNT
 } EmuCmd;
 
@@ -213,6 +219,7 @@ typedef struct EmuRespMemFree {
 #define EMU_SHARE_DEFAULT  2u
 #define EMU_SHARE_FABRIC   3u
 #define EMU_SHARE_NOTIFY   4u
+#define EMU_SHARE_EVENT    5u
 #define EMU_TOKEN_LEN      32
 #define EMU_ALLOW_MAX      64    /* pids per EMU_CMD_SHARE_ALLOW */
 #define EMU_ANY_SERVER     (-1)
@@ -286,6 +293,12 @@ typedef struct EmuRespNotify {
     uint32_t id;              /* aclrtGetNotifyId: the device's notify number */
     int32_t device;           /* the device it belongs to */
 } EmuRespNotify;
+
+typedef struct EmuRespEvent {
+    uint64_t queued;          /* records queued since the last reset */
+    uint64_t ran;             /* the highest of them that ran */
+    uint64_t ts_us;           /* device clock when it ran (microseconds since boot) */
+} EmuRespEvent;
 
 typedef struct EmuReqPeer {
     int32_t device;
@@ -412,6 +425,10 @@ typedef enum EmuTaskType {
     EMU_TASK_NOTIFY_RECORD = 6, /* value: the session's notify handle */
     EMU_TASK_NOTIFY_WAIT = 7, /* value: notify handle; size: timeout in s (0: forever);
                                * waits until recorded, then resets it */
+    EMU_TASK_EVENT_RECORD = 8, /* value: event handle (the emulator numbers the record) */
+    EMU_TASK_EVENT_WAIT = 9,  /* value: event handle; height: timeout in s (0: forever);
+                               * waits for the event's latest record when queued */
+    EMU_TASK_EVENT_RESET = 10, /* value: event handle */
     EMU_TASK_MEMCPY_PTR = 5,  /* MEMCPY to dst + doff from src + soff, where a side
                                * flagged INDIRECT holds the 8-byte base address, read
                                * when the task runs; both ends on one device */

@@ -1,0 +1,154 @@
+/*
+ * event.c - events: record numbers, a condition variable, a device id.
+ */
+#include "event.h"
+
+#include <glib.h>
+
+#include "acl/acl_base.h"
+
+#define CANCEL_SLICE_US (50 * 1000)
+
+struct Event {
+    Device *dev;
+    uint32_t id;
+    int refs;
+    GMutex lock;
+    GCond cond;
+    uint64_t queued;        /* records queued */
+    uint64_t ran;           /* the highest record that ran */
+    uint64_t ts_us;         /* when it ran */
+    uint64_t base;          /* reset: records up to here are forgotten */
+};
+
+Event *event_new(Device *d)
+{
+    g_mutex_lock(&d->lock);
+    int id = -1;
+    for (unsigned w = 0; w < DEV_EVENT_MAX / 64 && id < 0; w++)
+        if (~d->event_used[w])
+            id = (int)(w * 64 + (unsigned)__builtin_ctzll(~d->event_used[w]));
+    if (id >= 0) {
+        d->event_used[id / 64] |= 1ull << (id % 64);
+        d->events++;
+    }
+    g_mutex_unlock(&d->lock);
+    if (id < 0)
+        return NULL;
+    Event *e = g_new0(Event, 1);
+    e->dev = d;
+    e->id = (uint32_t)id;
+    e->refs = 1;
+    g_mutex_init(&e->lock);
+    g_cond_init(&e->cond);
+    return e;
+}
+
+Event *event_ref(Event *e)
+{
+    g_atomic_int_inc(&e->refs);
+    return e;
+}
+
+void event_unref(Event *e)
+{
+    if (!e || !g_atomic_int_dec_and_test(&e->refs))
+        return;
+    Device *d = e->dev;
+    g_mutex_lock(&d->lock);
+    d->event_used[e->id / 64] &= ~(1ull << (e->id % 64));
+    d->events--;
+    g_mutex_unlock(&d->lock);
+    g_mutex_clear(&e->lock);
+    g_cond_clear(&e->cond);
+    g_free(e);
+}
+
+uint32_t event_id(const Event *e)
+{
+    return e->id;
+}
+
+Device *event_device(const Event *e)
+{
+    return e->dev;
+}
+
+uint64_t event_record_queued(Event *e)
+{
+    g_mutex_lock(&e->lock);
+    uint64_t gen = ++e->queued;
+    g_mutex_unlock(&e->lock);
+    return gen;
+}
+
+void event_record_ran(Event *e, uint64_t gen, uint64_t ts_us)
+{
+    g_mutex_lock(&e->lock);
+    if (gen > e->ran && gen > e->base) {
+        e->ran = gen;
+        e->ts_us = ts_us;
+    }
+    g_cond_broadcast(&e->cond);
+    g_mutex_unlock(&e->lock);
+}
+
+uint64_t event_latest(Event *e)
+{
+    g_mutex_lock(&e->lock);
+    uint64_t gen = e->queued > e->base ? e->queued : 0;
+    g_mutex_unlock(&e->lock);
+    return gen;
+}
+
+int event_wait(Event *e, uint64_t gen, uint64_t timeout_ns, const int *cancel)
+{
+    gint64 deadline = timeout_ns ? g_get_monotonic_time() + (gint64)(timeout_ns / 1000) : 0;
+    int err = ACL_SUCCESS;
+    g_mutex_lock(&e->lock);
+    /* A reset after the wait was queued releases it too. */
+    while (gen > e->ran && gen > e->base) {
+        if (cancel && __atomic_load_n(cancel, __ATOMIC_ACQUIRE)) {
+            err = -1;
+            break;
+        }
+        gint64 now = g_get_monotonic_time();
+        if (deadline && now >= deadline) {
+            err = ACL_ERROR_RT_WAIT_TIMEOUT;
+            break;
+        }
+        gint64 until = now + CANCEL_SLICE_US;
+        if (deadline && deadline < until)
+            until = deadline;
+        g_cond_wait_until(&e->cond, &e->lock, until);
+    }
+    g_mutex_unlock(&e->lock);
+    return err;
+}
+
+void event_reset(Event *e)
+{
+    g_mutex_lock(&e->lock);
+    e->base = e->queued;
+    e->ran = e->queued;
+    e->ts_us = 0;
+    g_cond_broadcast(&e->cond);
+    g_mutex_unlock(&e->lock);
+}
+
+void event_status(Event *e, uint64_t *queued, uint64_t *ran, uint64_t *ts_us)
+{
+    g_mutex_lock(&e->lock);
+    *queued = e->queued > e->base ? e->queued : 0;
+    *ran = e->ran > e->base ? e->ran : 0;
+    *ts_us = e->ts_us;
+    g_mutex_unlock(&e->lock);
+}
+
+unsigned event_count(Device *d)
+{
+    g_mutex_lock(&d->lock);
+    unsigned c = d->events;
+    g_mutex_unlock(&d->lock);
+    return c;
+}

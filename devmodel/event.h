@@ -1,0 +1,45 @@
+/*
+ * event.h - events: markers a stream records, that other streams, the host
+ * and other processes wait on (chapter 07).
+ *
+ * Concepts: a record captures the work queued on its stream so far: it is a
+ * task, and when the stream's worker reaches it everything before it has run.
+ * Records are numbered per event (`gen`, taken when the record is queued);
+ * `done` is the highest record whose task ran, with the device clock at that
+ * moment (the timestamp).  A wait captures the latest record at the time it is
+ * queued and blocks its stream until that record ran (a condition variable
+ * wakes it; no polling); an event never recorded does not block.  Reset
+ * forgets the records.  A device has DEV_EVENT_MAX (65536) events, shared by
+ * every process.  Reference counted like notifies.  Thread-safe.
+ */
+#ifndef DEVMODEL_EVENT_H
+#define DEVMODEL_EVENT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "device.h"
+
+typedef struct Event Event;
+
+Event *event_new(Device *d);
+Event *event_ref(Event *e);
+void event_unref(Event *e);
+uint32_t event_id(const Event *e);
+Device *event_device(const Event *e);
+
+/* A record is queued: its number. */
+uint64_t event_record_queued(Event *e);
+/* Record `gen` ran at device time ts_us. */
+void event_record_ran(Event *e, uint64_t gen, uint64_t ts_us);
+/* The record a wait queued now must wait for (0: none). */
+uint64_t event_latest(Event *e);
+/* Waits until record `gen` ran: ACL_SUCCESS, ACL_ERROR_RT_WAIT_TIMEOUT after
+ * timeout_ns (0: forever), -1 once *cancel is nonzero (checked every 50 ms). */
+int event_wait(Event *e, uint64_t gen, uint64_t timeout_ns, const int *cancel);
+void event_reset(Event *e);
+/* Records queued and ran, and the timestamp of the last one that ran. */
+void event_status(Event *e, uint64_t *queued, uint64_t *ran, uint64_t *ts_us);
+unsigned event_count(Device *d);
+
+#endif
