@@ -35,6 +35,27 @@ struct EngineStream {
     GThread *worker;
 };
 
+/* ---- value waits: woken by the engine's writes, and checked every slice ---- */
+
+static GMutex value_lock;
+static GCond value_cond;
+static int value_waiters;
+
+/* Device memory changed: a task wrote it. */
+static void value_changed(void)
+{
+    if (!__atomic_load_n(&value_waiters, __ATOMIC_ACQUIRE))
+        return;
+    g_mutex_lock(&value_lock);
+    g_cond_broadcast(&value_cond);
+    g_mutex_unlock(&value_lock);
+}
+
+/* Host copies (aclrtMemcpy through the client's own mapping) wake no one, so a
+ * waiter also looks again after a short, growing pause. */
+#define VALUE_SLICE_MIN_US 50
+#define VALUE_SLICE_MAX_US 2000
+
 /* One side of a transfer: the piece of memory it resolved last, reused while
  * the transfer stays inside it. */
 typedef struct Side {
@@ -301,6 +322,60 @@ static void sync_unref(QueuedTask *q)
         notify_unref(q->obj);
 }
 
+static bool value_met(uint64_t cur, uint64_t value, uint32_t cmp)
+{
+    switch (cmp) {
+    case 0: return (int64_t)(cur - value) >= 0;    /* ACL_STREAM_WAIT_VALUE_GEQ */
+    case 1: return cur == value;                   /* EQ */
+    case 2: return (cur & value) != 0;             /* AND */
+    default: return ~(cur | value) != 0;           /* NOR */
+    }
+}
+
+/* The 64-bit word at addr, read atomically; false when not readable. */
+static bool value_load(EngineStream *s, uint64_t addr, uint64_t *out)
+{
+    uint64_t len = 8;
+    MemObj *ref = NULL;
+    uint8_t *p = s->resolve(s->opaque, s->device, addr, &len, ENGINE_READ, &ref);
+    if (p && len >= 8)
+        *out = __atomic_load_n((uint64_t *)(void *)p, __ATOMIC_ACQUIRE);
+    memobj_unref(ref);
+    return p && len >= 8;
+}
+
+static int run_value_write(EngineStream *s, const EmuTask *t)
+{
+    uint64_t len = 8;
+    MemObj *ref = NULL;
+    uint8_t *p = s->resolve(s->opaque, s->device, t->dst, &len, ENGINE_WRITE, &ref);
+    bool ok = p && len >= 8;
+    if (ok)
+        __atomic_store_n((uint64_t *)(void *)p, t->value, __ATOMIC_RELEASE);
+    memobj_unref(ref);
+    return ok ? ACL_SUCCESS : ACL_ERROR_RT_SYS_DMA;
+}
+
+static int run_value_wait(EngineStream *s, const EmuTask *t)
+{
+    uint64_t cur = 0, slice = VALUE_SLICE_MIN_US;
+    for (;;) {
+        if (!value_load(s, t->dst, &cur))
+            return ACL_ERROR_RT_SYS_DMA;
+        if (value_met(cur, t->value, t->flags))
+            return ACL_SUCCESS;
+        if (__atomic_load_n(&s->cancel, __ATOMIC_ACQUIRE))
+            return ACL_SUCCESS;     /* the stream is going */
+        g_mutex_lock(&value_lock);
+        __atomic_add_fetch(&value_waiters, 1, __ATOMIC_ACQ_REL);
+        g_cond_wait_until(&value_cond, &value_lock,
+                          g_get_monotonic_time() + (gint64)slice);
+        __atomic_sub_fetch(&value_waiters, 1, __ATOMIC_ACQ_REL);
+        g_mutex_unlock(&value_lock);
+        slice = slice * 2 < VALUE_SLICE_MAX_US ? slice * 2 : VALUE_SLICE_MAX_US;
+    }
+}
+
 /* A queued task: synchronisation tasks here, data tasks by engine_run_task. */
 static int run_queued(EngineStream *s, QueuedTask *q)
 {
@@ -322,8 +397,18 @@ static int run_queued(EngineStream *s, QueuedTask *q)
     case EMU_TASK_EVENT_RESET:
         event_reset(q->obj);
         return ACL_SUCCESS;
-    default:
-        return engine_run_task(&q->task, s->device, s->resolve, s->opaque);
+    case EMU_TASK_VALUE_WRITE: {
+        int err = run_value_write(s, &q->task);
+        value_changed();
+        return err;
+    }
+    case EMU_TASK_VALUE_WAIT:
+        return run_value_wait(s, &q->task);
+    default: {
+        int err = engine_run_task(&q->task, s->device, s->resolve, s->opaque);
+        value_changed();
+        return err;
+    }
     }
 }
 

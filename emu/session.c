@@ -669,6 +669,12 @@ static int handle_stream_submit(Session *s, const void *req, uint32_t len, Reply
         obj = n;
         break;
     }
+    case EMU_TASK_VALUE_WRITE:
+    case EMU_TASK_VALUE_WAIT:
+        if (task.dst % 8 || (task.type == EMU_TASK_VALUE_WRITE && task.flags) ||
+            (task.type == EMU_TASK_VALUE_WAIT && task.flags > 3))
+            return ACL_ERROR_RT_PARAM_INVALID;
+        break;
     case EMU_TASK_EVENT_RECORD:
     case EMU_TASK_EVENT_WAIT:
     case EMU_TASK_EVENT_RESET: {

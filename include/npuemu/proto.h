@@ -429,6 +429,9 @@ typedef enum EmuTaskType {
     EMU_TASK_EVENT_WAIT = 9,  /* value: event handle; height: timeout in s (0: forever);
                                * waits for the event's latest record when queued */
     EMU_TASK_EVENT_RESET = 10, /* value: event handle */
+    EMU_TASK_VALUE_WRITE = 11, /* the 64-bit word at dst (8-aligned) = value */
+    EMU_TASK_VALUE_WAIT = 12, /* until the word at dst compares with value as flags says
+                               * (ACL_STREAM_WAIT_VALUE_GEQ / EQ / AND / NOR) */
     EMU_TASK_MEMCPY_PTR = 5,  /* MEMCPY to dst + doff from src + soff, where a side
                                * flagged INDIRECT holds the 8-byte base address, read
                                * when the task runs; both ends on one device */
