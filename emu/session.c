@@ -769,10 +769,16 @@ static bool token_ok(const EmuReqShareToken *t)
            t->len <= EMU_TOKEN_LEN;
 }
 
+/* A whitelist names an IPC key, a shareable handle or a notify key. */
+static bool allow_token_ok(const EmuReqShareToken *t)
+{
+    return token_ok(t) || (t->kind == EMU_SHARE_NOTIFY && t->len <= EMU_TOKEN_LEN);
+}
+
 static int handle_share_allow(Session *s, const void *req, uint32_t len)
 {
     REQ(EmuReqShareAllow, q);
-    if (!token_ok(&q->name) || q->n > EMU_ALLOW_MAX)
+    if (!allow_token_ok(&q->name) || q->n > EMU_ALLOW_MAX)
         return ACL_ERROR_RT_PARAM_INVALID;
     for (uint32_t i = 0; i < q->n; i++)
         if (q->servers[i] != EMU_ANY_SERVER &&
