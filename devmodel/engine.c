@@ -23,6 +23,7 @@ typedef struct QueuedTask {
 struct EngineStream {
     int device;
     EmuStreamState *state;
+    uint32_t *doorbell;     /* the channel's cb_doorbell, or NULL */
     EngineResolve resolve;
     void *opaque;
     GMutex lock;
@@ -31,7 +32,12 @@ struct EngineStream {
     uint32_t last_seq;
     bool stopping;
     bool drop;
-    int cancel;             /* set by a forced destroy: interrupts a wait */
+    int cancel;             /* interrupts a wait: forced destroy, abort, stop */
+    bool stop_on_failure;
+    bool failed;            /* stopped by a failure: drops everything */
+    uint32_t abort_upto;    /* abort: tasks up to this number are dropped */
+    bool running_cancelled; /* the task running now was interrupted by abort / stop */
+    bool running;           /* a task is running now */
     GThread *worker;
 };
 
@@ -376,6 +382,27 @@ static int run_value_wait(EngineStream *s, const EmuTask *t)
     }
 }
 
+/* A host callback: publish it, wake the client's callback thread, wait until
+ * the client says it ran (checking every 50 ms whether the stream is going). */
+static int run_host_func(EngineStream *s, uint32_t seq)
+{
+    if (!s->doorbell)
+        return ACL_SUCCESS;
+    __atomic_store_n(&s->state->cb_seq, seq, __ATOMIC_SEQ_CST);
+    __atomic_add_fetch(s->doorbell, 1, __ATOMIC_SEQ_CST);
+    emu_futex_wake(s->doorbell, INT32_MAX);
+    for (;;) {
+        uint32_t done = __atomic_load_n(&s->state->cb_done, __ATOMIC_ACQUIRE);
+        if (done == seq)
+            break;
+        if (__atomic_load_n(&s->cancel, __ATOMIC_ACQUIRE))
+            break;
+        emu_futex_wait(&s->state->cb_done, done, 50000000);
+    }
+    __atomic_store_n(&s->state->cb_seq, 0, __ATOMIC_RELEASE);
+    return ACL_SUCCESS;
+}
+
 /* A queued task: synchronisation tasks here, data tasks by engine_run_task. */
 static int run_queued(EngineStream *s, QueuedTask *q)
 {
@@ -404,6 +431,8 @@ static int run_queued(EngineStream *s, QueuedTask *q)
     }
     case EMU_TASK_VALUE_WAIT:
         return run_value_wait(s, &q->task);
+    case EMU_TASK_HOST_FUNC:
+        return run_host_func(s, q->seq);
     default: {
         int err = engine_run_task(&q->task, s->device, s->resolve, s->opaque);
         value_changed();
@@ -422,9 +451,25 @@ static gpointer stream_worker(gpointer data)
         QueuedTask *q = g_queue_pop_head(&s->queue);
         if (!q)
             break;      /* stopping and drained */
-        bool drop = s->drop;
+        bool aborted = emu_seq_reached(s->abort_upto, q->seq) && s->abort_upto != 0;
+        bool drop = s->drop || s->failed || aborted;
+        s->running_cancelled = false;
+        s->running = true;
+        if (!s->drop)   /* an abort or stop interrupts only the task it met */
+            __atomic_store_n(&s->cancel, 0, __ATOMIC_RELEASE);
         g_mutex_unlock(&s->lock);
         int err = drop ? ACL_SUCCESS : run_queued(s, q);
+        g_mutex_lock(&s->lock);
+        s->running = false;
+        if (s->running_cancelled && !drop)
+            err = ACL_ERROR_RT_STREAM_ABORT;
+        if (aborted)
+            err = ACL_ERROR_RT_STREAM_ABORT;
+        if (err != ACL_SUCCESS && s->stop_on_failure && !s->failed && !aborted) {
+            s->failed = true;
+            __atomic_store_n(&s->state->stopped, err, __ATOMIC_RELEASE);
+        }
+        g_mutex_unlock(&s->lock);
         /* A dropped record still completes, so that nobody waits for it forever. */
         if (drop && q->task.type == EMU_TASK_EVENT_RECORD)
             event_record_ran(q->obj, q->task.size, emu_now_ns() / 1000);
@@ -438,12 +483,13 @@ static gpointer stream_worker(gpointer data)
     return NULL;
 }
 
-EngineStream *engine_stream_new(int device, EmuStreamState *state, EngineResolve resolve,
-                                void *opaque)
+EngineStream *engine_stream_new(int device, EmuStreamState *state, uint32_t *doorbell,
+                                EngineResolve resolve, void *opaque)
 {
     EngineStream *s = g_new0(EngineStream, 1);
     s->device = device;
     s->state = state;
+    s->doorbell = doorbell;
     s->resolve = resolve;
     s->opaque = opaque;
     g_mutex_init(&s->lock);
@@ -481,6 +527,47 @@ bool engine_stream_submit(EngineStream *s, const EmuTask *t, void *obj, uint32_t
     return true;
 }
 
+void engine_stream_set_stop_on_failure(EngineStream *s, bool stop)
+{
+    g_mutex_lock(&s->lock);
+    s->stop_on_failure = stop;
+    g_mutex_unlock(&s->lock);
+}
+
+bool engine_stream_stopped(EngineStream *s)
+{
+    g_mutex_lock(&s->lock);
+    bool f = s->failed;
+    g_mutex_unlock(&s->lock);
+    return f;
+}
+
+static void cancel_running(EngineStream *s)
+{
+    if (!s->running)
+        return;
+    s->running_cancelled = true;
+    __atomic_store_n(&s->cancel, 1, __ATOMIC_RELEASE);
+}
+
+void engine_stream_abort(EngineStream *s)
+{
+    g_mutex_lock(&s->lock);
+    s->abort_upto = s->last_seq;
+    cancel_running(s);
+    g_mutex_unlock(&s->lock);
+    /* A host callback waits on its futex: wake it to see the cancel. */
+    emu_futex_wake(&s->state->cb_done, INT32_MAX);
+}
+
+void engine_stream_stop(EngineStream *s)
+{
+    g_mutex_lock(&s->lock);
+    cancel_running(s);
+    g_mutex_unlock(&s->lock);
+    emu_futex_wake(&s->state->cb_done, INT32_MAX);
+}
+
 uint32_t engine_stream_last(EngineStream *s)
 {
     g_mutex_lock(&s->lock);
@@ -500,6 +587,8 @@ void engine_stream_destroy(EngineStream *s, bool force)
         __atomic_store_n(&s->cancel, 1, __ATOMIC_RELEASE);
     g_cond_signal(&s->cond);
     g_mutex_unlock(&s->lock);
+    if (force)
+        emu_futex_wake(&s->state->cb_done, INT32_MAX);
     g_thread_join(s->worker);
     g_queue_clear(&s->queue);
     g_mutex_clear(&s->lock);

@@ -36,9 +36,20 @@ typedef uint8_t *(*EngineResolve)(void *opaque, int device, uint64_t addr, uint6
 
 typedef struct EngineStream EngineStream;
 
-/* Starts a stream of device `device` publishing its progress into *state. */
-EngineStream *engine_stream_new(int device, EmuStreamState *state, EngineResolve resolve,
-                                void *opaque);
+/* Starts a stream of device `device` publishing its progress into *state;
+ * host-callback tasks bump *doorbell (may be NULL: they then complete at once). */
+EngineStream *engine_stream_new(int device, EmuStreamState *state, uint32_t *doorbell,
+                                EngineResolve resolve, void *opaque);
+/* Stop on failure (aclrtSetStreamFailureMode): after a failed task the
+ * stream drops what is queued, sets state->stopped and takes no new task. */
+void engine_stream_set_stop_on_failure(EngineStream *s, bool stop);
+bool engine_stream_stopped(EngineStream *s);
+/* aclrtStreamAbort: drops the queued tasks (their numbers are published, with
+ * ACL_ERROR_RT_STREAM_ABORT as the stream's error) and interrupts a task that
+ * waits; later tasks run normally.  aclrtStreamStop: interrupts only the task
+ * running now, if it waits (it fails with ACL_ERROR_RT_STREAM_ABORT). */
+void engine_stream_abort(EngineStream *s);
+void engine_stream_stop(EngineStream *s);
 /* Tasks a stream holds at most, like a hardware submission queue. */
 #define ENGINE_QUEUE_DEPTH 4096
 

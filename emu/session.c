@@ -358,7 +358,7 @@ static int handle_stream_create(Session *s, const void *req, uint32_t len, Reply
     EmuStreamState *st = &s->states[i];
     __atomic_store_n(&st->error, 0, __ATOMIC_RELAXED);
     __atomic_store_n(&st->error_seq, 0, __ATOMIC_RELAXED);
-    EngineStream *es = engine_stream_new(q->device, st, session_resolve, s);
+    EngineStream *es = engine_stream_new(q->device, st, &s->hdr->cb_doorbell, session_resolve, s);
     if (!es)
         return ACL_ERROR_RT_RESOURCE_ALLOC_FAIL;
     g_mutex_lock(&s->lock);
@@ -530,6 +530,29 @@ static int handle_notify_import(Session *s, const void *req, uint32_t len, Reply
     return ACL_SUCCESS;
 }
 
+static int handle_stream_ctl(Session *s, const void *req, uint32_t len)
+{
+    REQ(EmuReqStreamCtl, q);
+    EngineStream *st = session_stream(s, q->stream);
+    if (!st)
+        return ACL_ERROR_RT_PARAM_INVALID;
+    switch (q->op) {
+    case EMU_STREAM_SET_MODE:
+        if (q->value > 1)
+            return ACL_ERROR_RT_PARAM_INVALID;
+        engine_stream_set_stop_on_failure(st, q->value == 1);
+        return ACL_SUCCESS;
+    case EMU_STREAM_ABORT:
+        engine_stream_abort(st);
+        return ACL_SUCCESS;
+    case EMU_STREAM_STOP:
+        engine_stream_stop(st);
+        return ACL_SUCCESS;
+    default:
+        return ACL_ERROR_RT_PARAM_INVALID;
+    }
+}
+
 /* ---- events (devmodel/event.h) ---- */
 
 /* An event task: the session's event; a record takes the event's next
@@ -669,6 +692,10 @@ static int handle_stream_submit(Session *s, const void *req, uint32_t len, Reply
         obj = n;
         break;
     }
+    case EMU_TASK_HOST_FUNC:
+        if (task.flags)
+            return ACL_ERROR_RT_PARAM_INVALID;
+        break;
     case EMU_TASK_VALUE_WRITE:
     case EMU_TASK_VALUE_WAIT:
         if (task.dst % 8 || (task.type == EMU_TASK_VALUE_WRITE && task.flags) ||
@@ -689,14 +716,20 @@ static int handle_stream_submit(Session *s, const void *req, uint32_t len, Reply
         return ACL_ERROR_RT_PARAM_INVALID;
     }
     RESP(EmuRespSubmit, p);
-    if (engine_stream_submit(st, &task, obj, &p->seq))
+    /* A stream a failure stopped (ACL_STOP_ON_FAILURE) takes no new task. */
+    int stopped = engine_stream_stopped(st) ? __atomic_load_n(&s->states[q->stream].stopped,
+                                                             __ATOMIC_ACQUIRE)
+                                            : ACL_SUCCESS;
+    if (stopped == ACL_SUCCESS && engine_stream_submit(st, &task, obj, &p->seq))
         return ACL_SUCCESS;
+    if (obj && task.type == EMU_TASK_EVENT_RECORD)
+        event_record_dropped(obj, task.size);
     if (obj && (task.type == EMU_TASK_EVENT_RECORD || task.type == EMU_TASK_EVENT_WAIT ||
                 task.type == EMU_TASK_EVENT_RESET))
         event_unref(obj);
     else if (obj)
         notify_unref(obj);
-    return ACL_ERROR_RT_STREAM_TASK_FULL;
+    return stopped != ACL_SUCCESS ? stopped : ACL_ERROR_RT_STREAM_TASK_FULL;
 }
 
 static int handle_mem_usage(Session *s, const void *req, uint32_t len, Reply *r)
@@ -1022,6 +1055,8 @@ static int dispatch(Session *s, uint32_t cmd, const void *req, uint32_t len, Rep
         return handle_event_import(s, req, len, r);
     case EMU_CMD_EVENT_AVAIL:
         return handle_event_avail(s, req, len, r);
+    case EMU_CMD_STREAM_CTL:
+        return handle_stream_ctl(s, req, len);
     case EMU_CMD_HOST_FREE:
         return handle_host_free(s, req, len);
     case EMU_CMD_STREAM_CREATE:

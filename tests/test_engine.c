@@ -463,7 +463,7 @@ static void test_stream_2d_and_ptr(void)
 {
     clear_bufs();
     EmuStreamState st = { 0 };
-    EngineStream *s = engine_stream_new(0, &st, resolve_cb, NULL);
+    EngineStream *s = engine_stream_new(0, &st, NULL, resolve_cb, NULL);
     CU_ASSERT_PTR_NOT_NULL_FATAL(s);
     EmuTask t = t_memset(addr_of(0, 0), BUF_SIZE, 0x3c);
     submit(s, &t);
@@ -488,7 +488,7 @@ static void test_stream_in_order(void)
 {
     clear_bufs();
     EmuStreamState st = { 0 };
-    EngineStream *s = engine_stream_new(3, &st, resolve_cb, NULL);
+    EngineStream *s = engine_stream_new(3, &st, NULL, resolve_cb, NULL);
     CU_ASSERT_PTR_NOT_NULL_FATAL(s);
     CU_ASSERT_EQUAL(engine_stream_device(s), 3);
     CU_ASSERT_EQUAL(engine_stream_last(s), 0);
@@ -547,7 +547,7 @@ static void test_stream_in_order(void)
 static void test_stream_seq_wrap(void)
 {
     EmuStreamState st = { .done = UINT32_MAX - 1 };
-    EngineStream *s = engine_stream_new(0, &st, resolve_cb, NULL);
+    EngineStream *s = engine_stream_new(0, &st, NULL, resolve_cb, NULL);
     CU_ASSERT_PTR_NOT_NULL_FATAL(s);
     CU_ASSERT_EQUAL(engine_stream_last(s), UINT32_MAX - 1);
     EmuTask t = t_memset(addr_of(3, 0), 16, 7);
@@ -566,7 +566,7 @@ static void test_stream_continue_on_failure(void)
 {
     clear_bufs();
     EmuStreamState st = { 0 };
-    EngineStream *s = engine_stream_new(0, &st, resolve_cb, NULL);
+    EngineStream *s = engine_stream_new(0, &st, NULL, resolve_cb, NULL);
     CU_ASSERT_PTR_NOT_NULL_FATAL(s);
     EmuTask ok1 = t_memset(addr_of(0, 0), 64, 1);
     EmuTask bad1 = t_memset(BAD_ADDR, 64, 2);
@@ -629,7 +629,7 @@ static gpointer waiter_main(gpointer data)
 static void test_stream_wakes_waiters(void)
 {
     EmuStreamState st = { 0 };
-    EngineStream *s = engine_stream_new(0, &st, resolve_cb, NULL);
+    EngineStream *s = engine_stream_new(0, &st, NULL, resolve_cb, NULL);
     CU_ASSERT_PTR_NOT_NULL_FATAL(s);
     gate_close();
     EmuTask g = t_memset(GATE_ADDR, 16, 9);
@@ -652,8 +652,8 @@ static void test_streams_concurrent(void)
 {
     clear_bufs();
     EmuStreamState sa = { 0 }, sb = { .done = 1000 };
-    EngineStream *a = engine_stream_new(0, &sa, resolve_cb, NULL);
-    EngineStream *b = engine_stream_new(1, &sb, resolve_cb, NULL);
+    EngineStream *a = engine_stream_new(0, &sa, NULL, resolve_cb, NULL);
+    EngineStream *b = engine_stream_new(1, &sb, NULL, resolve_cb, NULL);
     CU_ASSERT_PTR_NOT_NULL_FATAL(a);
     CU_ASSERT_PTR_NOT_NULL_FATAL(b);
 
@@ -698,7 +698,7 @@ static void test_destroy_drains(void)
 {
     clear_bufs();
     EmuStreamState st = { .done = 41 };
-    EngineStream *s = engine_stream_new(0, &st, resolve_cb, NULL);
+    EngineStream *s = engine_stream_new(0, &st, NULL, resolve_cb, NULL);
     CU_ASSERT_PTR_NOT_NULL_FATAL(s);
     gate_close();
     EmuTask g = t_memset(GATE_ADDR, 1, 0xaa);
@@ -718,7 +718,7 @@ static void test_destroy_drains(void)
 
     /* an idle stream leaves done alone */
     EmuStreamState idle = { .done = 5 };
-    s = engine_stream_new(0, &idle, resolve_cb, NULL);
+    s = engine_stream_new(0, &idle, NULL, resolve_cb, NULL);
     CU_ASSERT_PTR_NOT_NULL_FATAL(s);
     engine_stream_destroy(s, true);
     CU_ASSERT_EQUAL(idle.done, 5);
@@ -731,7 +731,7 @@ static void test_queue_depth(void)
 {
     clear_bufs();
     EmuStreamState st = { 0 };
-    EngineStream *s = engine_stream_new(0, &st, resolve_cb, NULL);
+    EngineStream *s = engine_stream_new(0, &st, NULL, resolve_cb, NULL);
     CU_ASSERT_PTR_NOT_NULL_FATAL(s);
     gate_close();
     EmuTask g = t_memset(GATE_ADDR, 1, 0xaa);
@@ -771,7 +771,7 @@ static void test_destroy_force_drops(void)
 {
     clear_bufs();
     EmuStreamState st = { 0 };
-    EngineStream *s = engine_stream_new(0, &st, resolve_cb, NULL);
+    EngineStream *s = engine_stream_new(0, &st, NULL, resolve_cb, NULL);
     CU_ASSERT_PTR_NOT_NULL_FATAL(s);
     gate_close();
     EmuTask g = t_memset(GATE_ADDR, 1, 0xaa); /* in flight: finishes normally */
@@ -828,7 +828,7 @@ static void test_many_streams_many_threads(void)
     GThread *th[NBUF];
     for (int i = 0; i < NBUF; i++) {
         f[i] = (Feeder){ .buf = i };
-        f[i].s = engine_stream_new(i, &f[i].st, resolve_cb, NULL);
+        f[i].s = engine_stream_new(i, &f[i].st, NULL, resolve_cb, NULL);
         CU_ASSERT_PTR_NOT_NULL_FATAL(f[i].s);
     }
     for (int i = 0; i < NBUF; i++)
@@ -889,7 +889,7 @@ static void test_submit_races_worker(void)
     GThread *th[R];
     for (int i = 0; i < R; i++) {
         r[i] = (Racer){ .st = { .done = (uint32_t)i * 1000000u } };
-        r[i].s = engine_stream_new(i, &r[i].st, resolve_cb, NULL);
+        r[i].s = engine_stream_new(i, &r[i].st, NULL, resolve_cb, NULL);
         CU_ASSERT_PTR_NOT_NULL_FATAL(r[i].s);
     }
     for (int i = 0; i < R; i++)

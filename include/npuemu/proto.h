@@ -97,6 +97,7 @@ typedef enum EmuCmd {
     EMU_CMD_EVENT_EXPORT,   /* EmuReqNotify -> EmuRespToken (no whitelist: IPC events) */
     EMU_CMD_EVENT_IMPORT,   /* EmuReqShareImport (name.kind EMU_SHARE_EVENT) -> EmuRespNotify */
     EMU_CMD_EVENT_AVAIL,    /* EmuReqDevice -> EmuRespEvent (queued: events still free) */
+    EMU_CMD_STREAM_CTL,     /* EmuReqStreamCtl */
     EMU_CMD_COUNT
 } EmuCmd;
 
@@ -142,7 +143,7 @@ typedef struct EmuChanHeader {
     uint64_t slots_off;
     uint64_t streams_off;
     uint32_t dead;            /* set by the emulator when the session ends */
-    uint32_t pad;
+    uint32_t cb_doorbell;     /* futex: bumped when a stream waits for a host callback */
 } EmuChanHeader;
 
 typedef struct EmuSlot {
@@ -163,6 +164,11 @@ typedef struct EmuStreamState {
     uint32_t waiters;         /* client threads sleeping on done */
     int32_t error;            /* first task error since the last synchronise */
     uint32_t error_seq;       /* sequence number of the failed task */
+    int32_t stopped;          /* a failure stopped the stream (ACL_STOP_ON_FAILURE): its
+                               * error; the stream takes no new task */
+    uint32_t cb_seq;          /* a HOST_FUNC task waiting for the client (0: none) */
+    uint32_t cb_done;         /* futex: the client stores cb_seq here once it ran it */
+    uint32_t pad;
 } EmuStreamState;
 
 #define EMU_CHAN_SLOTS_OFF   4096ull
@@ -300,6 +306,17 @@ typedef struct EmuRespEvent {
     uint64_t ts_us;           /* device clock when it ran (microseconds since boot) */
 } EmuRespEvent;
 
+/* EmuReqStreamCtl.op */
+#define EMU_STREAM_SET_MODE 1u  /* value: 1 stop on failure, 0 continue */
+#define EMU_STREAM_ABORT    2u  /* drop the queued tasks, interrupt a waiting one */
+#define EMU_STREAM_STOP     3u  /* interrupt the task running now (if it waits) */
+
+typedef struct EmuReqStreamCtl {
+    uint32_t stream;
+    uint32_t op;
+    uint64_t value;
+} EmuReqStreamCtl;
+
 typedef struct EmuReqPeer {
     int32_t device;
     int32_t peer;
@@ -432,6 +449,9 @@ typedef enum EmuTaskType {
     EMU_TASK_VALUE_WRITE = 11, /* the 64-bit word at dst (8-aligned) = value */
     EMU_TASK_VALUE_WAIT = 12, /* until the word at dst compares with value as flags says
                                * (ACL_STREAM_WAIT_VALUE_GEQ / EQ / AND / NOR) */
+    EMU_TASK_HOST_FUNC = 13,  /* a host callback: the stream publishes cb_seq, bumps the
+                               * channel's cb_doorbell and waits until cb_done == its seq
+                               * (the client runs the function it keeps for that seq) */
     EMU_TASK_MEMCPY_PTR = 5,  /* MEMCPY to dst + doff from src + soff, where a side
                                * flagged INDIRECT holds the 8-byte base address, read
                                * when the task runs; both ends on one device */
