@@ -6,8 +6,12 @@
 #include <glib.h>
 
 #include "acl/acl_base.h"
+#include "npuemu/futex.h"
 
 #define CANCEL_SLICE_US (50 * 1000)
+/* A waiter looks for the record for this long before it sleeps: a record that
+ * follows closely (a ping-pong between streams) then costs no thread wake-up. */
+#define SPIN_NS (30 * 1000)
 
 struct Notify {
     Device *dev;
@@ -74,7 +78,7 @@ Device *notify_device(const Notify *n)
 void notify_record(Notify *n)
 {
     g_mutex_lock(&n->lock);
-    n->set = true;
+    __atomic_store_n(&n->set, true, __ATOMIC_RELEASE);
     g_cond_broadcast(&n->cond);
     g_mutex_unlock(&n->lock);
 }
@@ -88,6 +92,9 @@ void notify_reset(Notify *n)
 
 int notify_wait(Notify *n, uint64_t timeout_ns, const int *cancel)
 {
+    uint64_t spin_until = emu_now_ns() + SPIN_NS;
+    while (!__atomic_load_n(&n->set, __ATOMIC_ACQUIRE) && emu_poll_step(spin_until))
+        ;
     gint64 deadline = timeout_ns ? g_get_monotonic_time() + (gint64)(timeout_ns / 1000) : 0;
     int err = ACL_SUCCESS;
     g_mutex_lock(&n->lock);

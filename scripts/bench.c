@@ -21,6 +21,11 @@
  *    shareable-handle import plus aclrtMapMem, each as a ratio to the futex
  *    round trip (target <= 10x), and an async D2D copy of 64 MiB from memory
  *    imported by key (target >= 0.7 x memcpy);
+ *  - synchronisation across processes: a notify hop (a record in one process
+ *    releasing a wait in another, both queued ahead behind a gate) and an IPC
+ *    event hop the same way, as ratios to the futex round trip (target <= 3x),
+ *    and the rate of 1-byte async memsets on one stream against the rate of
+ *    empty requests;
  *  - informational: aclrtMemcpyAsync D2D + aclrtSynchronizeStream bandwidth, the
  *    same empty request when the emulator had time to fall asleep, a tiny async
  *    copy round trip, and a lone 1 KiB malloc + free (no other slice keeps its
@@ -86,6 +91,8 @@ typedef struct Iters {
     int vmm_warm, vmm_n;    /* physical + map + unmap + free cycles */
     int vmm_bw_runs;        /* 256 MiB copies through VMM */
     int share_warm, share_n; /* imports of each kind */
+    int hops;               /* ping-pong rounds of the notify / event hops */
+    int tasks;              /* 1-byte memsets for the task rate */
 } Iters;
 
 static const Iters ITERS_FULL = {
@@ -101,6 +108,7 @@ static const Iters ITERS_FULL = {
     .vmm_warm = 100, .vmm_n = 2000,
     .vmm_bw_runs = 7,
     .share_warm = 50, .share_n = 1000,
+    .hops = 1000, .tasks = 20000,
 };
 
 static const Iters ITERS_QUICK = {
@@ -116,6 +124,7 @@ static const Iters ITERS_QUICK = {
     .vmm_warm = 10, .vmm_n = 200,
     .vmm_bw_runs = 3,
     .share_warm = 5, .share_n = 100,
+    .hops = 100, .tasks = 2000,
 };
 
 #define SLEEPY_PAUSE_US 200 /* long enough for the session thread to go to sleep */
@@ -126,6 +135,7 @@ typedef enum Kind {
     KIND_FLOOR,         /* a reference figure: no ratio */
     KIND_PAGE_4K,       /* ns per 4 KiB page: ratio to memcpy's time for 4 KiB */
     KIND_PAGE_2M,       /* ns per 2 MiB page: ratio to memcpy's time for 2 MiB */
+    KIND_RATE,          /* thousands per second: ratio to the empty-request rate */
     KIND_BW,            /* bandwidth: ratio to memcpy, higher is better */
     KIND_LAT,           /* latency: ratio to the futex round trip, lower is better */
 } Kind;
@@ -152,6 +162,9 @@ typedef enum ResultId {
     R_SHARE_V1,
     R_SHARE_V2,
     R_IPC_D2D,
+    R_NOTIFY_HOP,
+    R_EVENT_HOP,
+    R_TASK_RATE,
     R_COUNT
 } ResultId;
 
@@ -812,6 +825,181 @@ static void bench_sharing(const Iters *it, aclrtStream st, void *dst)
         die("the exporting process ended badly (status 0x%x)", status);
 }
 
+/* ---- synchronisation across processes ---- */
+
+/* The peer process of the hop benchmarks: talks over two pipes. */
+typedef struct Peer {
+    pid_t pid;
+    int to, from;
+} Peer;
+
+static void peer_send(int fd, const void *p, size_t n)
+{
+    if (write(fd, p, n) != (ssize_t)n)
+        _exit(3);
+}
+
+static void peer_recv(int fd, void *p, size_t n)
+{
+    size_t got = 0;
+    while (got < n) {
+        ssize_t k = read(fd, (char *)p + got, n - got);
+        if (k <= 0) {
+            if (k < 0 && errno == EINTR)
+                continue;
+            _exit(4);
+        }
+        got += (size_t)k;
+    }
+}
+
+#define PEER_OK(call) do { if ((call) != ACL_SUCCESS) _exit(5); } while (0)
+
+/* B: a notify of its own for A to record, A's notify to record; an IPC event
+ * of its own; then the rounds A asks for. */
+static G_NORETURN void hop_peer(int in, int out, int hops)
+{
+    PEER_OK(aclInit(NULL));
+    PEER_OK(aclrtSetDevice(0));
+    aclrtNotify mine = NULL, theirs = NULL;
+    aclrtEvent emine = NULL, etheirs = NULL;
+    aclrtStream s = NULL;
+    char key[65];
+    aclrtIpcEventHandle h;
+    PEER_OK(aclrtCreateStream(&s));
+    PEER_OK(aclrtCreateNotify(&mine, 0));
+    PEER_OK(aclrtNotifyGetExportKey(mine, key, sizeof(key),
+                                    ACL_RT_NOTIFY_EXPORT_FLAG_DISABLE_PID_VALIDATION));
+    peer_send(out, key, sizeof(key));
+    PEER_OK(aclrtCreateEventExWithFlag(&emine, ACL_EVENT_IPC));
+    PEER_OK(aclrtIpcGetEventHandle(emine, &h));
+    peer_send(out, &h, sizeof(h));
+    peer_recv(in, key, sizeof(key));
+    PEER_OK(aclrtNotifyImportByKey(&theirs, key, 0));
+    peer_recv(in, &h, sizeof(h));
+    PEER_OK(aclrtIpcOpenEventHandle(h, &etheirs));
+    /* Notify rounds, all queued at once: wait for A, record A's. */
+    char b;
+    peer_recv(in, &b, 1);
+    for (int i = 0; i < hops; i++) {
+        PEER_OK(aclrtWaitAndResetNotify(mine, s, 0));
+        PEER_OK(aclrtRecordNotify(theirs, s));
+    }
+    peer_send(out, "q", 1);
+    PEER_OK(aclrtSynchronizeStream(s));
+    /* Event rounds, queued in lockstep (a wait takes the record queued before it). */
+    for (int i = 0; i < hops; i++) {
+        peer_recv(in, &b, 1);
+        PEER_OK(aclrtStreamWaitEvent(s, etheirs));
+        PEER_OK(aclrtRecordEvent(emine, s));
+        peer_send(out, "e", 1);
+    }
+    PEER_OK(aclrtSynchronizeStream(s));
+    peer_send(out, "z", 1);
+    peer_recv(in, &b, 1);
+    aclFinalize();
+    _exit(0);
+}
+
+static void bench_hops(const Iters *it)
+{
+    int a2b[2], b2a[2];
+    if (pipe(a2b) || pipe(b2a))
+        die("pipe: %s", g_strerror(errno));
+    pid_t kid = fork();
+    if (kid < 0)
+        die("fork: %s", g_strerror(errno));
+    if (kid == 0) {
+        close(a2b[1]);
+        close(b2a[0]);
+        hop_peer(a2b[0], b2a[1], it->hops);
+    }
+    close(a2b[0]);
+    close(b2a[1]);
+    int to = a2b[1], from = b2a[0];
+    aclrtNotify mine = NULL, theirs = NULL, gate = NULL;
+    aclrtEvent emine = NULL, etheirs = NULL;
+    aclrtStream s = NULL, g = NULL;
+    char key[65], b;
+    aclrtIpcEventHandle h;
+    CHECK(aclrtCreateStream(&s));
+    CHECK(aclrtCreateStream(&g));
+    peer_recv(from, key, sizeof(key));
+    CHECK(aclrtNotifyImportByKey(&theirs, key, 0));
+    peer_recv(from, &h, sizeof(h));
+    CHECK(aclrtIpcOpenEventHandle(h, &etheirs));
+    CHECK(aclrtCreateNotify(&mine, 0));
+    CHECK(aclrtCreateNotify(&gate, 0));
+    CHECK(aclrtNotifyGetExportKey(mine, key, sizeof(key),
+                                  ACL_RT_NOTIFY_EXPORT_FLAG_DISABLE_PID_VALIDATION));
+    peer_send(to, key, sizeof(key));
+    CHECK(aclrtCreateEventExWithFlag(&emine, ACL_EVENT_IPC));
+    CHECK(aclrtIpcGetEventHandle(emine, &h));
+    peer_send(to, &h, sizeof(h));
+
+    /* Notifies: A's stream waits at a gate, then records B's and waits for B's
+     * answer, hops times; everything is queued before the gate opens. */
+    CHECK(aclrtWaitAndResetNotify(gate, s, 0));
+    for (int i = 0; i < it->hops; i++) {
+        CHECK(aclrtRecordNotify(theirs, s));
+        CHECK(aclrtWaitAndResetNotify(mine, s, 0));
+    }
+    peer_send(to, "n", 1);
+    peer_recv(from, &b, 1);
+    uint64_t t0 = now_ns();
+    CHECK(aclrtRecordNotify(gate, g));
+    CHECK(aclrtSynchronizeStream(s));
+    double hop_us = us_since(t0, now_ns()) / (2.0 * it->hops);
+    add_result(R_NOTIFY_HOP, "notify_hop", "IPC notify: record in B -> A's stream runs",
+               KIND_LAT, "us", &hop_us, 1, 3.0);
+
+    /* Events, in lockstep: A records (gated), B waits for that record and
+     * records its own, A waits for B's. */
+    CHECK(aclrtWaitAndResetNotify(gate, s, 0));
+    for (int i = 0; i < it->hops; i++) {
+        CHECK(aclrtRecordEvent(emine, s));
+        peer_send(to, "r", 1);
+        peer_recv(from, &b, 1);
+        CHECK(aclrtStreamWaitEvent(s, etheirs));
+    }
+    t0 = now_ns();
+    CHECK(aclrtRecordNotify(gate, g));
+    CHECK(aclrtSynchronizeStream(s));
+    hop_us = us_since(t0, now_ns()) / (2.0 * it->hops);
+    add_result(R_EVENT_HOP, "ipc_event_hop", "IPC event: record in A -> B's stream runs",
+               KIND_LAT, "us", &hop_us, 1, 3.0);
+    peer_recv(from, &b, 1);
+    peer_send(to, "x", 1);
+    int status = 0;
+    waitpid(kid, &status, 0);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        die("the peer process ended badly (status 0x%x)", status);
+    CHECK(aclrtDestroyEvent(emine));
+    CHECK(aclrtDestroyEvent(etheirs));
+    CHECK(aclrtDestroyNotify(mine));
+    CHECK(aclrtDestroyNotify(theirs));
+    CHECK(aclrtDestroyNotify(gate));
+    CHECK(aclrtDestroyStream(s));
+    CHECK(aclrtDestroyStream(g));
+    close(to);
+    close(from);
+}
+
+/* Small tasks on one stream: 1-byte memsets queued back to back. */
+static void bench_task_rate(const Iters *it, aclrtStream st, void *dst)
+{
+    double rate[3];
+    for (int r = 0; r < 3; r++) {
+        uint64_t t0 = now_ns();
+        for (int i = 0; i < it->tasks; i++)
+            CHECK(aclrtMemsetAsync(dst, 1, i & 0xff, 1, st));
+        CHECK(aclrtSynchronizeStream(st));
+        rate[r] = (double)it->tasks / ((double)(now_ns() - t0) / 1e9) / 1e3;
+    }
+    add_result(R_TASK_RATE, "task_rate", "1-byte aclrtMemsetAsync, one stream", KIND_RATE,
+               "k/s", rate, 3, NAN);
+}
+
 /* ---- output ---- */
 
 static void fill_ratios(void)
@@ -825,6 +1013,8 @@ static void fill_ratios(void)
             r->ratio = r->value / mc->value;
         else if (r->kind == KIND_LAT && fx->set && fx->value > 0)
             r->ratio = r->value / fx->value;
+        else if (r->kind == KIND_RATE && results[R_EMPTY].set && results[R_EMPTY].value > 0)
+            r->ratio = r->value / (1e3 / results[R_EMPTY].value);
         else if ((r->kind == KIND_PAGE_4K || r->kind == KIND_PAGE_2M) && mc->set && mc->value > 0)
             /* memcpy moves value GB/s = value bytes per ns */
             r->ratio = r->value / ((r->kind == KIND_PAGE_4K ? 4096.0 : 2.0 * MiB) / mc->value);
@@ -1001,6 +1191,7 @@ int main(int argc, char **argv)
     bench_async_tiny(it, st, d1, d0);
     bench_vmm_copy(it, st);
     bench_sharing(it, st, d1);
+    bench_task_rate(it, st, d1);
     CHECK(aclrtDestroyStream(st));
     CHECK(aclrtFree(d0));
     CHECK(aclrtFree(d1));
@@ -1019,6 +1210,7 @@ int main(int argc, char **argv)
     bench_alloc(R_ALLOC_LONE, "malloc_free_1k_lone", "aclrtMalloc+aclrtFree 1 KiB, lone block",
                 1024, ACL_MEM_MALLOC_HUGE_FIRST, it->lone_warm, it->lone_n, NAN);
 
+    bench_hops(it);
     bench_vmm_cycle(it);
     bench_translate(it, R_PT_4K, "pt_translate_4k", "page-table translation, 4 KiB pages", 4096,
                     KIND_PAGE_4K);
@@ -1043,7 +1235,7 @@ int main(int argc, char **argv)
            tmp_dir ? "started for this run, exits when idle" : "from $NPU_EMU_SOCKET");
     print_table(stdout);
     printf("\nratio: bandwidth / memcpy, latency / futex round trip, translation / memcpy of "
-           "one page.  %d target(s) missed.  "
+           "one page, task rate / empty-request rate.  %d target(s) missed.  "
            "%.1f s.\n", missed, (double)(now_ns() - start) / 1e9);
     printf("futex floor: %.0f%% of round trips had both processes on one CPU",
            100.0 * futex_same_frac);
