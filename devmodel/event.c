@@ -16,6 +16,7 @@ struct Event {
     GMutex lock;
     GCond cond;
     uint64_t queued;        /* records queued */
+    GHashTable *pending;    /* records queued that have not run (or been dropped) */
     uint64_t ran;           /* the highest record that ran */
     uint64_t ts_us;         /* when it ran */
     uint64_t base;          /* reset: records up to here are forgotten */
@@ -41,6 +42,7 @@ Event *event_new(Device *d)
     e->refs = 1;
     g_mutex_init(&e->lock);
     g_cond_init(&e->cond);
+    e->pending = g_hash_table_new(g_direct_hash, g_direct_equal);
     return e;
 }
 
@@ -59,6 +61,7 @@ void event_unref(Event *e)
     d->event_used[e->id / 64] &= ~(1ull << (e->id % 64));
     d->events--;
     g_mutex_unlock(&d->lock);
+    g_hash_table_destroy(e->pending);
     g_mutex_clear(&e->lock);
     g_cond_clear(&e->cond);
     g_free(e);
@@ -78,6 +81,7 @@ uint64_t event_record_queued(Event *e)
 {
     g_mutex_lock(&e->lock);
     uint64_t gen = ++e->queued;
+    g_hash_table_add(e->pending, GSIZE_TO_POINTER(gen));
     g_mutex_unlock(&e->lock);
     return gen;
 }
@@ -85,10 +89,19 @@ uint64_t event_record_queued(Event *e)
 void event_record_ran(Event *e, uint64_t gen, uint64_t ts_us)
 {
     g_mutex_lock(&e->lock);
+    g_hash_table_remove(e->pending, GSIZE_TO_POINTER(gen));
     if (gen > e->ran && gen > e->base) {
         e->ran = gen;
         e->ts_us = ts_us;
     }
+    g_cond_broadcast(&e->cond);
+    g_mutex_unlock(&e->lock);
+}
+
+void event_record_dropped(Event *e, uint64_t gen)
+{
+    g_mutex_lock(&e->lock);
+    g_hash_table_remove(e->pending, GSIZE_TO_POINTER(gen));
     g_cond_broadcast(&e->cond);
     g_mutex_unlock(&e->lock);
 }
@@ -106,8 +119,10 @@ int event_wait(Event *e, uint64_t gen, uint64_t timeout_ns, const int *cancel)
     gint64 deadline = timeout_ns ? g_get_monotonic_time() + (gint64)(timeout_ns / 1000) : 0;
     int err = ACL_SUCCESS;
     g_mutex_lock(&e->lock);
-    /* A reset after the wait was queued releases it too. */
-    while (gen > e->ran && gen > e->base) {
+    /* Record `gen` itself: a later record (on another stream) that ran
+     * first does not release the wait.  A reset after the wait was queued
+     * releases it too. */
+    while (gen > e->base && g_hash_table_contains(e->pending, GSIZE_TO_POINTER(gen))) {
         if (cancel && __atomic_load_n(cancel, __ATOMIC_ACQUIRE)) {
             err = -1;
             break;
