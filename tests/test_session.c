@@ -31,6 +31,7 @@
 
 #include "acl/acl_base.h"
 #include "acl/acl_rt.h"
+#include "devmodel/notify.h"
 #include "emu/server.h"
 #include "npuemu/proto.h"
 
@@ -359,6 +360,29 @@ static int req_share_import(Client *c, uint32_t kind, const uint8_t *token, int3
     EmuReqShareImport q = { .name = share_name(kind, token), .device = dev };
     memset(out, 0, sizeof(*out));
     return call(c, EMU_CMD_SHARE_IMPORT, &q, sizeof(q), out, sizeof(*out), NULL);
+}
+
+static int req_notify_create(Client *c, int32_t dev, EmuRespNotify *out)
+{
+    EmuReqDevice q = { .device = dev };
+    memset(out, 0, sizeof(*out));
+    return call(c, EMU_CMD_NOTIFY_CREATE, &q, sizeof(q), out, sizeof(*out), NULL);
+}
+
+static int req_notify_export(Client *c, uint64_t handle, uint32_t pid_check, EmuRespToken *out)
+{
+    EmuReqNotify q = { .handle = handle, .flags = pid_check };
+    memset(out, 0, sizeof(*out));
+    return call(c, EMU_CMD_NOTIFY_EXPORT, &q, sizeof(q), out, sizeof(*out), NULL);
+}
+
+static int req_notify_import(Client *c, const uint8_t *token, int32_t dev, uint32_t peer,
+                             EmuRespNotify *out)
+{
+    EmuReqShareImport q = { .name = share_name(EMU_SHARE_NOTIFY, token), .device = dev,
+                            .pad = peer };
+    memset(out, 0, sizeof(*out));
+    return call(c, EMU_CMD_NOTIFY_IMPORT, &q, sizeof(q), out, sizeof(*out), NULL);
 }
 
 static int req_phys_alloc(Client *c, int32_t dev, uint64_t size, uint64_t page, EmuRespPhys *out)
@@ -1055,6 +1079,11 @@ static const CmdLen cmd_lens[] = {
     { EMU_CMD_IPC_IMPORT, sizeof(EmuReqIpcImport) },
     { EMU_CMD_IPC_CLOSE, sizeof(EmuReqVa) },
     { EMU_CMD_SHARE_IMPORT, sizeof(EmuReqShareImport) },
+    { EMU_CMD_NOTIFY_CREATE, sizeof(EmuReqDevice) },
+    { EMU_CMD_NOTIFY_DESTROY, sizeof(EmuReqNotify) },
+    { EMU_CMD_NOTIFY_RESET, sizeof(EmuReqNotify) },
+    { EMU_CMD_NOTIFY_EXPORT, sizeof(EmuReqNotify) },
+    { EMU_CMD_NOTIFY_IMPORT, sizeof(EmuReqShareImport) },
 };
 #define NCMDLEN (sizeof(cmd_lens) / sizeof(cmd_lens[0]))
 
@@ -1590,6 +1619,8 @@ static uint64_t rnd_below(uint64_t n)
 #define FZ_MAX_IPCS    16
 #define FZ_PEER_PID    4343    /* the second session, whose exports the fuzz imports */
 #define FZ_PEER_IMPORTS 64
+#define FZ_MAX_NOTIFIES 32
+#define FZ_WILD_WAITS  3       /* waits (1 s) on a notify nobody recorded: they time out */
 
 typedef struct FzAlloc {
     uint64_t va, size;
@@ -1629,6 +1660,16 @@ typedef struct FzExport {
     uint64_t id;            /* IPC: the exported address; DEFAULT: the handle */
 } FzExport;
 
+/* A notify the fuzz session created or imported.  `set_on`: the stream whose
+ * record of it is the last notify task on it (1 + stream id; 0: none), so a
+ * wait queued behind it on that stream passes at once. */
+typedef struct FzNotify {
+    uint64_t handle;
+    int dev;
+    bool imported;
+    uint32_t set_on;
+} FzNotify;
+
 /* Memory the fuzz session imported by IPC key. */
 typedef struct FzIpc {
     uint64_t va, size;
@@ -1640,7 +1681,7 @@ typedef struct Fuzz {
     Client peer;            /* exports for c to import; imports c's exports */
     FzExport exports[FZ_MAX_EXPORTS];
     unsigned nexports;
-    FzExport theirs[8];
+    FzExport theirs[12];
     unsigned ntheirs;
     FzIpc ipcs[FZ_MAX_IPCS];
     unsigned nipcs;
@@ -1657,6 +1698,10 @@ typedef struct Fuzz {
     unsigned nres;
     FzMap maps[FZ_MAX_MAPS];
     unsigned nmaps;
+    FzNotify notifies[FZ_MAX_NOTIFIES];
+    unsigned nnotifies;
+    uint64_t gone_notifies[8];  /* handles destroyed: used again now and then */
+    unsigned wild_waits, notify_records, notify_waits;
     unsigned by_status[8];
     unsigned ok_by_cmd[EMU_CMD_COUNT + 4];
     unsigned bad_status, bad_resp_len, bad_fd;
@@ -1746,6 +1791,73 @@ static uint32_t fz_stream(Fuzz *f)
     return rnd_below(2) ? (uint32_t)rnd_below(64) : (uint32_t)rnd();
 }
 
+/* A notify handle: usually a live one, now and then a destroyed one or noise. */
+static uint64_t fz_notify_handle(Fuzz *f)
+{
+    uint64_t r = rnd_below(16);
+    if (r < 13 && f->nnotifies)
+        return f->notifies[rnd_below(f->nnotifies)].handle;
+    if (r < 15)
+        return f->gone_notifies[rnd_below(8)];
+    return rnd_below(2) ? rnd() : rnd_below(4);
+}
+
+static FzNotify *fz_notify_of(Fuzz *f, uint64_t handle)
+{
+    for (unsigned i = 0; i < f->nnotifies; i++)
+        if (f->notifies[i].handle == handle)
+            return &f->notifies[i];
+    return NULL;
+}
+
+/* A record or wait task on a notify.  Waits take 1 s at most and only follow a
+ * record of the notify on the same stream, except for FZ_WILD_WAITS of them,
+ * which time out: the fuzz does not slow down. */
+static bool fz_notify_task(Fuzz *f, EmuReqSubmit *q)
+{
+    if (!f->nnotifies)
+        return false;
+    FzNotify *n = &f->notifies[rnd_below(f->nnotifies)];
+    /* half the time, a notify with a record to wait for, if there is one */
+    unsigned start = (unsigned)rnd_below(f->nnotifies);
+    for (unsigned i = 0; i < f->nnotifies && rnd_below(2); i++) {
+        FzNotify *m = &f->notifies[(start + i) % f->nnotifies];
+        if (!m->imported && m->set_on) {
+            n = m;
+            break;
+        }
+    }
+    q->task = (EmuTask){ .type = EMU_TASK_NOTIFY_RECORD, .value = n->handle };
+    if (!n->imported && n->set_on && rnd_below(2)) {
+        q->stream = n->set_on - 1;
+        q->task.type = EMU_TASK_NOTIFY_WAIT;
+        q->task.size = 1;
+    } else if (!n->imported && f->wild_waits < FZ_WILD_WAITS && rnd_below(64) == 0) {
+        q->task.type = EMU_TASK_NOTIFY_WAIT;
+        q->task.size = 1;
+    }
+    /* now and then a task the session refuses */
+    switch (rnd_below(32)) {
+    case 0:
+        q->task.flags = 1 + (uint32_t)rnd_below(8);
+        break;
+    case 1:
+        if (q->task.type == EMU_TASK_NOTIFY_RECORD)
+            q->task.size = 1 + rnd_below(4);
+        break;
+    case 2:
+        /* a wait on an imported notify, or on an unknown handle */
+        q->task.type = EMU_TASK_NOTIFY_WAIT;
+        q->task.size = 1;
+        if (!n->imported)
+            q->task.value = rnd();
+        break;
+    default:
+        break;
+    }
+    return true;
+}
+
 /* An export of `kind` (0: any), the peer's when `theirs`, else the fuzz
  * session's own; NULL if none. */
 static const FzExport *fz_export(Fuzz *f, uint32_t kind, bool theirs)
@@ -1817,6 +1929,11 @@ static uint32_t fz_valid(Fuzz *f, uint8_t *req, uint32_t *len)
         cmd = EMU_CMD_VMM_UNMAP;
     if (cmd == EMU_CMD_IPC_IMPORT && f->nipcs >= FZ_MAX_IPCS)
         cmd = EMU_CMD_IPC_CLOSE;
+    if ((cmd == EMU_CMD_NOTIFY_CREATE || cmd == EMU_CMD_NOTIFY_IMPORT) &&
+        f->nnotifies >= FZ_MAX_NOTIFIES)
+        cmd = EMU_CMD_NOTIFY_DESTROY;
+    if (cmd == EMU_CMD_NOTIFY_IMPORT && f->nnotifies >= FZ_MAX_NOTIFIES / 2)
+        cmd = EMU_CMD_NOTIFY_CREATE;    /* imports take half the table at most */
     switch (cmd) {
     case EMU_CMD_NOP:
         *len = (uint32_t)rnd_below(EMU_SLOT_PAYLOAD + 1);
@@ -1824,7 +1941,8 @@ static uint32_t fz_valid(Fuzz *f, uint8_t *req, uint32_t *len)
     case EMU_CMD_DEVICE_OPEN:
     case EMU_CMD_DEVICE_CLOSE:
     case EMU_CMD_DEVICE_SYNC:
-    case EMU_CMD_MEM_USAGE: {
+    case EMU_CMD_MEM_USAGE:
+    case EMU_CMD_NOTIFY_CREATE: {
         EmuReqDevice q = { .device = fz_device(), .force = (uint32_t)rnd_below(3) };
         memcpy(req, &q, sizeof(q));
         *len = sizeof(q);
@@ -1911,6 +2029,8 @@ static uint32_t fz_valid(Fuzz *f, uint8_t *req, uint32_t *len)
         q.task.dst = fz_addr(f, touch);
         q.task.src = fz_addr(f, touch);
         q.task.value = rnd();
+        if (rnd_below(6) == 0)
+            fz_notify_task(f, &q);
         memcpy(req, &q, sizeof(q));
         *len = sizeof(q);
         break;
@@ -2110,6 +2230,25 @@ static uint32_t fz_valid(Fuzz *f, uint8_t *req, uint32_t *len)
         *len = sizeof(q);
         break;
     }
+    case EMU_CMD_NOTIFY_DESTROY:
+    case EMU_CMD_NOTIFY_RESET:
+    case EMU_CMD_NOTIFY_EXPORT: {
+        EmuReqNotify q = { .handle = fz_notify_handle(f), .pad = (uint32_t)rnd() };
+        q.flags = cmd != EMU_CMD_NOTIFY_EXPORT ? (rnd_below(8) ? 0 : (uint32_t)rnd())
+                  : rnd_below(8)               ? (uint32_t)rnd_below(2)
+                                               : (uint32_t)rnd();
+        memcpy(req, &q, sizeof(q));
+        *len = sizeof(q);
+        break;
+    }
+    case EMU_CMD_NOTIFY_IMPORT: {
+        EmuReqShareImport q = { .device = fz_device(),
+                                .pad = rnd_below(8) ? (uint32_t)rnd_below(2) : (uint32_t)rnd() };
+        fz_token(f, EMU_SHARE_NOTIFY, true, &q.name.kind, q.name.token, &q.name.len);
+        memcpy(req, &q, sizeof(q));
+        *len = sizeof(q);
+        break;
+    }
     default: {
         /* Every other command: 8-byte words that are often addresses the
          * session knows, small numbers or sizes, at a size that is often right. */
@@ -2150,6 +2289,9 @@ static uint32_t expected_resp_len(uint32_t cmd)
     case EMU_CMD_SHARE_EXPORT: return sizeof(EmuRespToken);
     case EMU_CMD_IPC_IMPORT: return sizeof(EmuRespIpcImport);
     case EMU_CMD_SHARE_IMPORT: return sizeof(EmuRespPhys);
+    case EMU_CMD_NOTIFY_CREATE: return sizeof(EmuRespNotify);
+    case EMU_CMD_NOTIFY_EXPORT: return sizeof(EmuRespToken);
+    case EMU_CMD_NOTIFY_IMPORT: return sizeof(EmuRespNotify);
     default: return 0;
     }
 }
@@ -2231,7 +2373,11 @@ static void fz_peer_import(Fuzz *f)
         return;
     f->peer_tries++;
     int st;
-    if (e->kind == EMU_SHARE_IPC) {
+    if (e->kind == EMU_SHARE_NOTIFY) {
+        EmuRespNotify r;
+        st = req_notify_import(&f->peer, e->token, (int32_t)rnd_below((uint64_t)ndev),
+                               (uint32_t)rnd_below(2), &r);
+    } else if (e->kind == EMU_SHARE_IPC) {
         EmuRespIpcImport r;
         int fd = -1;
         st = req_ipc_import(&f->peer, e->token, (int32_t)rnd_below((uint64_t)ndev),
@@ -2280,7 +2426,42 @@ static void fz_peer_setup(Fuzz *f, pid_t fuzz_pid)
         f->theirs[f->ntheirs].kind = EMU_SHARE_DEFAULT;
         f->theirs[f->ntheirs].id = ph.handle;
         memcpy(f->theirs[f->ntheirs++].token, t.token, EMU_TOKEN_LEN);
+
+        EmuRespNotify nr;
+        CU_ASSERT_EQUAL_FATAL(req_notify_create(&f->peer, dev, &nr), ACL_SUCCESS);
+        CU_ASSERT_EQUAL_FATAL(req_notify_export(&f->peer, nr.handle, i > 0, &t), ACL_SUCCESS);
+        if (i > 0)
+            CU_ASSERT_EQUAL(req_share_allow(&f->peer, EMU_SHARE_NOTIFY, t.token, 0,
+                                            i == 1 ? fuzz_pid : fuzz_pid + 1),
+                            ACL_SUCCESS);
+        f->theirs[f->ntheirs].kind = EMU_SHARE_NOTIFY;
+        f->theirs[f->ntheirs].id = nr.handle;
+        memcpy(f->theirs[f->ntheirs++].token, t.token, EMU_TOKEN_LEN);
     }
+}
+
+static void fz_notify_add(Fuzz *f, const EmuRespNotify *r, bool imported)
+{
+    CU_ASSERT_NOT_EQUAL(r->handle, 0);
+    CU_ASSERT_TRUE(r->id < DEV_NOTIFY_MAX);
+    CU_ASSERT_TRUE(r->device >= 0 && r->device < ndev);
+    CU_ASSERT_PTR_NULL(fz_notify_of(f, r->handle));
+    if (f->nnotifies < FZ_MAX_NOTIFIES) {
+        f->notifies[f->nnotifies++] = (FzNotify){ .handle = r->handle, .dev = r->device,
+                                                  .imported = imported };
+    } else {
+        EmuReqNotify q = { .handle = r->handle };
+        CU_ASSERT_EQUAL(call(&f->c, EMU_CMD_NOTIFY_DESTROY, &q, sizeof(q), NULL, 0, NULL),
+                        ACL_SUCCESS);
+    }
+}
+
+static void fz_notify_gone(Fuzz *f, unsigned i)
+{
+    uint64_t h = f->notifies[i].handle;
+    f->gone_notifies[rnd_below(8)] = h;
+    fz_exports_drop(f, EMU_SHARE_NOTIFY, h, h + 1);
+    f->notifies[i] = f->notifies[--f->nnotifies];
 }
 
 /* Keeps the model of what the session owns in step with a successful reply. */
@@ -2491,6 +2672,9 @@ static void fz_track(Fuzz *f, uint32_t cmd, const uint8_t *req, const EmuSlot *s
     case EMU_CMD_STREAM_DESTROY: {
         EmuReqStreamDestroy q;
         memcpy(&q, req, sizeof(q));
+        for (unsigned i = 0; i < f->nnotifies; i++)
+            if (f->notifies[i].set_on == q.stream + 1)
+                f->notifies[i].set_on = 0;
         for (unsigned i = 0; i < f->nstreams; i++)
             if (f->streams[i].id == q.stream) {
                 f->streams[i] = f->streams[--f->nstreams];
@@ -2498,11 +2682,83 @@ static void fz_track(Fuzz *f, uint32_t cmd, const uint8_t *req, const EmuSlot *s
             }
         break;
     }
+    case EMU_CMD_NOTIFY_CREATE: {
+        EmuReqDevice q;
+        EmuRespNotify r;
+        memcpy(&q, req, sizeof(q));
+        memcpy(&r, slot->resp, sizeof(r));
+        CU_ASSERT_EQUAL(r.device, q.device);
+        fz_notify_add(f, &r, false);
+        break;
+    }
+    case EMU_CMD_NOTIFY_IMPORT: {
+        EmuRespNotify r;
+        memcpy(&r, slot->resp, sizeof(r));
+        fz_notify_add(f, &r, true);
+        break;
+    }
+    case EMU_CMD_NOTIFY_DESTROY: {
+        EmuReqNotify q;
+        memcpy(&q, req, sizeof(q));
+        FzNotify *n = fz_notify_of(f, q.handle);
+        CU_ASSERT_PTR_NOT_NULL(n);  /* the session knows no other notifies */
+        if (n)
+            fz_notify_gone(f, (unsigned)(n - f->notifies));
+        break;
+    }
+    case EMU_CMD_NOTIFY_RESET: {
+        EmuReqNotify q;
+        memcpy(&q, req, sizeof(q));
+        FzNotify *n = fz_notify_of(f, q.handle);
+        CU_ASSERT_PTR_NOT_NULL(n);
+        if (n)
+            n->set_on = 0;
+        break;
+    }
+    case EMU_CMD_NOTIFY_EXPORT: {
+        EmuReqNotify q;
+        memcpy(&q, req, sizeof(q));
+        FzNotify *n = fz_notify_of(f, q.handle);
+        CU_ASSERT_TRUE(n && !n->imported);
+        fz_export_add(f, EMU_SHARE_NOTIFY, q.handle, slot);
+        break;
+    }
     case EMU_CMD_STREAM_SUBMIT: {
         EmuReqSubmit q;
         EmuRespSubmit r;
         memcpy(&q, req, sizeof(q));
         memcpy(&r, slot->resp, sizeof(r));
+        if (q.task.type == EMU_TASK_NOTIFY_RECORD || q.task.type == EMU_TASK_NOTIFY_WAIT) {
+            FzNotify *n = fz_notify_of(f, q.task.value);
+            CU_ASSERT_PTR_NOT_NULL(n);
+            CU_ASSERT_EQUAL(q.task.flags, 0);
+            if (q.task.type == EMU_TASK_NOTIFY_RECORD) {
+                f->notify_records++;
+                if (n)
+                    n->set_on = q.stream + 1;
+                /* half the time the creator's wait follows at once, behind the
+                 * record on the same stream: it passes without waiting */
+                uint32_t seq = 0;
+                if (n && !n->imported && rnd_below(2)) {
+                    EmuTask w = { .type = EMU_TASK_NOTIFY_WAIT, .value = n->handle, .size = 1 };
+                    int st = submit(&f->c, q.stream, w, &seq);
+                    CU_ASSERT_EQUAL(st, ACL_SUCCESS);
+                    if (st == ACL_SUCCESS) {
+                        r.seq = seq;
+                        n->set_on = 0;
+                        f->notify_waits++;
+                    }
+                }
+            } else {
+                f->notify_waits++;
+                CU_ASSERT_TRUE(n && !n->imported);
+                CU_ASSERT_TRUE(q.task.size == 1);  /* the fuzz never waits longer */
+                if (n && n->set_on != q.stream + 1)
+                    f->wild_waits++;
+                if (n)
+                    n->set_on = 0;
+            }
+        }
         for (unsigned i = 0; i < f->nstreams; i++)
             if (f->streams[i].id == q.stream) {
                 f->streams[i].last = r.seq;
@@ -2525,6 +2781,15 @@ static void fz_track(Fuzz *f, uint32_t cmd, const uint8_t *req, const EmuSlot *s
                 f->streams[i] = f->streams[--f->nstreams];
             else
                 i++;
+        /* the device's notifies go (imported ones stay); queued records may
+         * have been dropped with the streams */
+        for (unsigned i = 0; i < f->nnotifies;)
+            if (!f->notifies[i].imported && f->notifies[i].dev == q.device)
+                fz_notify_gone(f, i);
+            else
+                i++;
+        for (unsigned i = 0; i < f->nnotifies; i++)
+            f->notifies[i].set_on = 0;
         break;
     }
     default:
@@ -2654,8 +2919,15 @@ static void test_fuzz(void)
         if (f->streams[i].has_last)
             CU_ASSERT_TRUE(wait_done(st, f->streams[i].last));
         int e = __atomic_load_n(&st->error, __ATOMIC_ACQUIRE);
-        CU_ASSERT_TRUE(e == ACL_SUCCESS || e == ACL_ERROR_RT_SYS_DMA);
+        /* a wild notify wait (or one whose record it raced with) times out */
+        CU_ASSERT_TRUE(e == ACL_SUCCESS || e == ACL_ERROR_RT_SYS_DMA ||
+                       e == ACL_ERROR_RT_WAIT_TIMEOUT);
     }
+    /* notify tasks were queued, within the budget of waits that time out */
+    CU_ASSERT_TRUE(f->notify_records > 0 && f->notify_waits > 0);
+    CU_ASSERT_TRUE(f->wild_waits <= FZ_WILD_WAITS);
+    fprintf(stderr, "    notifies: %u live, %u records, %u waits (%u wild)\n", f->nnotifies,
+            f->notify_records, f->notify_waits, f->wild_waits);
 
     /* the sharing statuses were seen, and the peer imported some exports */
     CU_ASSERT_TRUE(f->by_status[6] > 0);
@@ -2670,6 +2942,8 @@ static void test_fuzz(void)
     for (int d = 0; d < ndev; d++)
         CU_ASSERT_TRUE(va_range_is_empty(srv->devices[0][d]->heap));
     CU_ASSERT_EQUAL(share_count(srv->shares), 0);
+    for (int d = 0; d < ndev; d++)
+        CU_ASSERT_EQUAL(notify_count(srv->devices[0][d]), 0);
     /* every memory object fd the session held is closed */
     CU_ASSERT_EQUAL(open_fd_count(), fds_before);
     free(f);
