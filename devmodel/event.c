@@ -102,6 +102,10 @@ void event_record_dropped(Event *e, uint64_t gen)
 {
     g_mutex_lock(&e->lock);
     g_hash_table_remove(e->pending, GSIZE_TO_POINTER(gen));
+    /* The record never was: if it is the latest, the event is as before it
+     * (else a later record decides the status anyway). */
+    if (gen == e->queued && gen > e->base)
+        e->queued--;
     g_cond_broadcast(&e->cond);
     g_mutex_unlock(&e->lock);
 }

@@ -32,7 +32,8 @@ Device *event_device(const Event *e);
 uint64_t event_record_queued(Event *e);
 /* Record `gen` ran at device time ts_us. */
 void event_record_ran(Event *e, uint64_t gen, uint64_t ts_us);
-/* Record `gen` was numbered but never queued (the stream was full). */
+/* Record `gen` was numbered but never queued (the stream was full, or a
+ * failure stopped it): as if it had not been numbered. */
 void event_record_dropped(Event *e, uint64_t gen);
 /* The record a wait queued now must wait for (0: none). */
 uint64_t event_latest(Event *e);
