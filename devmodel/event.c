@@ -6,8 +6,10 @@
 #include <glib.h>
 
 #include "acl/acl_base.h"
+#include "npuemu/futex.h"
 
 #define CANCEL_SLICE_US (50 * 1000)
+#define SPIN_NS (30 * 1000)     /* see notify.c */
 
 struct Event {
     Device *dev;
@@ -118,15 +120,30 @@ uint64_t event_latest(Event *e)
     return gen;
 }
 
+/* Whether record `gen` still holds a waiter (lock held). */
+static bool record_pending(Event *e, uint64_t gen)
+{
+    return gen > e->base && g_hash_table_contains(e->pending, GSIZE_TO_POINTER(gen));
+}
+
 int event_wait(Event *e, uint64_t gen, uint64_t timeout_ns, const int *cancel)
 {
+    /* Look for the record for a short while before sleeping: a record that
+     * follows closely (a ping-pong between streams) then costs no wake-up. */
+    uint64_t spin_until = emu_now_ns() + SPIN_NS;
+    bool pending = true;
+    do {
+        g_mutex_lock(&e->lock);
+        pending = record_pending(e, gen);
+        g_mutex_unlock(&e->lock);
+    } while (pending && emu_poll_step(spin_until));
     gint64 deadline = timeout_ns ? g_get_monotonic_time() + (gint64)(timeout_ns / 1000) : 0;
     int err = ACL_SUCCESS;
     g_mutex_lock(&e->lock);
     /* Record `gen` itself: a later record (on another stream) that ran
      * first does not release the wait.  A reset after the wait was queued
      * releases it too. */
-    while (gen > e->base && g_hash_table_contains(e->pending, GSIZE_TO_POINTER(gen))) {
+    while (record_pending(e, gen)) {
         if (cancel && __atomic_load_n(cancel, __ATOMIC_ACQUIRE)) {
             err = -1;
             break;
