@@ -31,6 +31,7 @@
 
 #include "acl/acl_base.h"
 #include "acl/acl_rt.h"
+#include "devmodel/event.h"
 #include "devmodel/notify.h"
 #include "emu/server.h"
 #include "npuemu/proto.h"
@@ -374,6 +375,27 @@ static int req_notify_export(Client *c, uint64_t handle, uint32_t pid_check, Emu
     EmuReqNotify q = { .handle = handle, .flags = pid_check };
     memset(out, 0, sizeof(*out));
     return call(c, EMU_CMD_NOTIFY_EXPORT, &q, sizeof(q), out, sizeof(*out), NULL);
+}
+
+static int req_event_create(Client *c, int32_t dev, EmuRespNotify *out)
+{
+    EmuReqDevice q = { .device = dev };
+    memset(out, 0, sizeof(*out));
+    return call(c, EMU_CMD_EVENT_CREATE, &q, sizeof(q), out, sizeof(*out), NULL);
+}
+
+static int req_event_export(Client *c, uint64_t handle, EmuRespToken *out)
+{
+    EmuReqNotify q = { .handle = handle };
+    memset(out, 0, sizeof(*out));
+    return call(c, EMU_CMD_EVENT_EXPORT, &q, sizeof(q), out, sizeof(*out), NULL);
+}
+
+static int req_event_import(Client *c, const uint8_t *token, int32_t dev, EmuRespNotify *out)
+{
+    EmuReqShareImport q = { .name = share_name(EMU_SHARE_EVENT, token), .device = dev };
+    memset(out, 0, sizeof(*out));
+    return call(c, EMU_CMD_EVENT_IMPORT, &q, sizeof(q), out, sizeof(*out), NULL);
 }
 
 static int req_notify_import(Client *c, const uint8_t *token, int32_t dev, uint32_t peer,
@@ -1084,6 +1106,13 @@ static const CmdLen cmd_lens[] = {
     { EMU_CMD_NOTIFY_RESET, sizeof(EmuReqNotify) },
     { EMU_CMD_NOTIFY_EXPORT, sizeof(EmuReqNotify) },
     { EMU_CMD_NOTIFY_IMPORT, sizeof(EmuReqShareImport) },
+    { EMU_CMD_EVENT_CREATE, sizeof(EmuReqDevice) },
+    { EMU_CMD_EVENT_DESTROY, sizeof(EmuReqNotify) },
+    { EMU_CMD_EVENT_QUERY, sizeof(EmuReqNotify) },
+    { EMU_CMD_EVENT_EXPORT, sizeof(EmuReqNotify) },
+    { EMU_CMD_EVENT_IMPORT, sizeof(EmuReqShareImport) },
+    { EMU_CMD_EVENT_AVAIL, sizeof(EmuReqDevice) },
+    { EMU_CMD_STREAM_CTL, sizeof(EmuReqStreamCtl) },
 };
 #define NCMDLEN (sizeof(cmd_lens) / sizeof(cmd_lens[0]))
 
@@ -1621,6 +1650,8 @@ static uint64_t rnd_below(uint64_t n)
 #define FZ_PEER_IMPORTS 64
 #define FZ_MAX_NOTIFIES 32
 #define FZ_WILD_WAITS  3       /* waits (1 s) on a notify nobody recorded: they time out */
+#define FZ_MAX_EVENTS  32
+#define FZ_WILD_EVENT_WAITS 3  /* waits (1 s) on a record of another stream: may time out */
 
 typedef struct FzAlloc {
     uint64_t va, size;
@@ -1670,6 +1701,17 @@ typedef struct FzNotify {
     uint32_t set_on;
 } FzNotify;
 
+/* An event the fuzz session created or imported.  `rec_on`: the stream of
+ * its last record (1 + stream id; 0: none or gone), so that a wait queued
+ * behind it on that stream passes at once; `recorded`: a record was queued
+ * through this handle (a wait elsewhere may then have to wait). */
+typedef struct FzEvent {
+    uint64_t handle;
+    int dev;
+    bool imported, recorded;
+    uint32_t rec_on;
+} FzEvent;
+
 /* Memory the fuzz session imported by IPC key. */
 typedef struct FzIpc {
     uint64_t va, size;
@@ -1681,7 +1723,7 @@ typedef struct Fuzz {
     Client peer;            /* exports for c to import; imports c's exports */
     FzExport exports[FZ_MAX_EXPORTS];
     unsigned nexports;
-    FzExport theirs[12];
+    FzExport theirs[16];
     unsigned ntheirs;
     FzIpc ipcs[FZ_MAX_IPCS];
     unsigned nipcs;
@@ -1702,7 +1744,12 @@ typedef struct Fuzz {
     unsigned nnotifies;
     uint64_t gone_notifies[8];  /* handles destroyed: used again now and then */
     unsigned wild_waits, notify_records, notify_waits;
-    unsigned by_status[8];
+    FzEvent events[FZ_MAX_EVENTS];
+    unsigned nevents;
+    uint64_t gone_events[8];    /* handles destroyed: used again now and then */
+    unsigned wild_event_waits, event_records, event_waits, event_resets, event_queries;
+    unsigned stream_ctls;
+    unsigned by_status[9];
     unsigned ok_by_cmd[EMU_CMD_COUNT + 4];
     unsigned bad_status, bad_resp_len, bad_fd;
 } Fuzz;
@@ -1858,6 +1905,85 @@ static bool fz_notify_task(Fuzz *f, EmuReqSubmit *q)
     return true;
 }
 
+/* An event handle: usually a live one, now and then a destroyed one, a
+ * notify's, or noise. */
+static uint64_t fz_event_handle(Fuzz *f)
+{
+    uint64_t r = rnd_below(16);
+    if (r < 12 && f->nevents)
+        return f->events[rnd_below(f->nevents)].handle;
+    if (r < 14)
+        return f->gone_events[rnd_below(8)];
+    if (r == 14 && f->nnotifies)
+        return f->notifies[rnd_below(f->nnotifies)].handle;
+    return rnd_below(2) ? rnd() : rnd_below(4);
+}
+
+static FzEvent *fz_event_of(Fuzz *f, uint64_t handle)
+{
+    for (unsigned i = 0; i < f->nevents; i++)
+        if (f->events[i].handle == handle)
+            return &f->events[i];
+    return NULL;
+}
+
+/* A record, wait or reset task on an event.  A wait waits forever only on
+ * the stream of the event's last record, behind it (it passes at once);
+ * elsewhere for 1 s at most, and on an event recorded elsewhere only
+ * FZ_WILD_EVENT_WAITS times in all: the fuzz does not slow down. */
+static bool fz_event_task(Fuzz *f, EmuReqSubmit *q)
+{
+    if (!f->nevents)
+        return false;
+    FzEvent *e = &f->events[rnd_below(f->nevents)];
+    q->task = (EmuTask){ .type = EMU_TASK_EVENT_RECORD, .value = e->handle };
+    switch (rnd_below(8)) {
+    case 0:
+    case 1:
+    case 2:
+        q->task.type = EMU_TASK_EVENT_WAIT;
+        if (e->rec_on && rnd_below(4)) {
+            q->stream = e->rec_on - 1;
+            q->task.height = (uint32_t)rnd_below(2);
+        } else if (!e->recorded || f->wild_event_waits < FZ_WILD_EVENT_WAITS) {
+            q->task.height = 1;
+        } else {
+            q->task.type = EMU_TASK_EVENT_RECORD;
+        }
+        break;
+    case 3:
+        if (!e->imported)
+            q->task.type = EMU_TASK_EVENT_RESET;
+        break;
+    default:
+        break;
+    }
+    /* now and then a task the session refuses */
+    switch (rnd_below(32)) {
+    case 0:
+        q->task.flags = 1 + (uint32_t)rnd_below(8);
+        break;
+    case 1:
+        q->task.value = rnd_below(2) ? rnd() : f->gone_events[rnd_below(8)];
+        if (!q->task.value)
+            q->task.value = 1;
+        break;
+    case 2:
+        /* a notify's handle for an event task */
+        if (f->nnotifies)
+            q->task.value = f->notifies[rnd_below(f->nnotifies)].handle;
+        break;
+    case 3:
+        /* a reset of an imported event */
+        if (e->imported)
+            q->task.type = EMU_TASK_EVENT_RESET;
+        break;
+    default:
+        break;
+    }
+    return true;
+}
+
 /* An export of `kind` (0: any), the peer's when `theirs`, else the fuzz
  * session's own; NULL if none. */
 static const FzExport *fz_export(Fuzz *f, uint32_t kind, bool theirs)
@@ -1934,6 +2060,11 @@ static uint32_t fz_valid(Fuzz *f, uint8_t *req, uint32_t *len)
         cmd = EMU_CMD_NOTIFY_DESTROY;
     if (cmd == EMU_CMD_NOTIFY_IMPORT && f->nnotifies >= FZ_MAX_NOTIFIES / 2)
         cmd = EMU_CMD_NOTIFY_CREATE;    /* imports take half the table at most */
+    if ((cmd == EMU_CMD_EVENT_CREATE || cmd == EMU_CMD_EVENT_IMPORT) &&
+        f->nevents >= FZ_MAX_EVENTS)
+        cmd = EMU_CMD_EVENT_DESTROY;
+    if (cmd == EMU_CMD_EVENT_IMPORT && f->nevents >= FZ_MAX_EVENTS / 2)
+        cmd = EMU_CMD_EVENT_CREATE;
     switch (cmd) {
     case EMU_CMD_NOP:
         *len = (uint32_t)rnd_below(EMU_SLOT_PAYLOAD + 1);
@@ -1942,7 +2073,9 @@ static uint32_t fz_valid(Fuzz *f, uint8_t *req, uint32_t *len)
     case EMU_CMD_DEVICE_CLOSE:
     case EMU_CMD_DEVICE_SYNC:
     case EMU_CMD_MEM_USAGE:
-    case EMU_CMD_NOTIFY_CREATE: {
+    case EMU_CMD_NOTIFY_CREATE:
+    case EMU_CMD_EVENT_CREATE:
+    case EMU_CMD_EVENT_AVAIL: {
         EmuReqDevice q = { .device = fz_device(), .force = (uint32_t)rnd_below(3) };
         memcpy(req, &q, sizeof(q));
         *len = sizeof(q);
@@ -2031,6 +2164,8 @@ static uint32_t fz_valid(Fuzz *f, uint8_t *req, uint32_t *len)
         q.task.value = rnd();
         if (rnd_below(6) == 0)
             fz_notify_task(f, &q);
+        else if (rnd_below(5) == 0)
+            fz_event_task(f, &q);
         memcpy(req, &q, sizeof(q));
         *len = sizeof(q);
         break;
@@ -2249,6 +2384,37 @@ static uint32_t fz_valid(Fuzz *f, uint8_t *req, uint32_t *len)
         *len = sizeof(q);
         break;
     }
+    case EMU_CMD_EVENT_DESTROY:
+    case EMU_CMD_EVENT_QUERY:
+    case EMU_CMD_EVENT_EXPORT: {
+        EmuReqNotify q = { .handle = fz_event_handle(f), .pad = (uint32_t)rnd() };
+        q.flags = rnd_below(8) ? 0 : (uint32_t)rnd();
+        memcpy(req, &q, sizeof(q));
+        *len = sizeof(q);
+        break;
+    }
+    case EMU_CMD_EVENT_IMPORT: {
+        EmuReqShareImport q = { .device = fz_device(),
+                                .pad = rnd_below(8) ? 0 : (uint32_t)rnd() };
+        fz_token(f, EMU_SHARE_EVENT, true, &q.name.kind, q.name.token, &q.name.len);
+        memcpy(req, &q, sizeof(q));
+        *len = sizeof(q);
+        break;
+    }
+    case EMU_CMD_STREAM_CTL: {
+        /* set the failure mode often; abort and stop rarely (they drop work) */
+        EmuReqStreamCtl q = { .stream = fz_stream(f), .op = EMU_STREAM_SET_MODE,
+                              .value = rnd_below(8) ? rnd_below(2) : rnd() };
+        switch (rnd_below(16)) {
+        case 0: q.op = EMU_STREAM_ABORT; break;
+        case 1: q.op = EMU_STREAM_STOP; break;
+        case 2: q.op = (uint32_t)rnd(); break;
+        default: break;
+        }
+        memcpy(req, &q, sizeof(q));
+        *len = sizeof(q);
+        break;
+    }
     default: {
         /* Every other command: 8-byte words that are often addresses the
          * session knows, small numbers or sizes, at a size that is often right. */
@@ -2292,6 +2458,11 @@ static uint32_t expected_resp_len(uint32_t cmd)
     case EMU_CMD_NOTIFY_CREATE: return sizeof(EmuRespNotify);
     case EMU_CMD_NOTIFY_EXPORT: return sizeof(EmuRespToken);
     case EMU_CMD_NOTIFY_IMPORT: return sizeof(EmuRespNotify);
+    case EMU_CMD_EVENT_CREATE: return sizeof(EmuRespNotify);
+    case EMU_CMD_EVENT_QUERY: return sizeof(EmuRespEvent);
+    case EMU_CMD_EVENT_EXPORT: return sizeof(EmuRespToken);
+    case EMU_CMD_EVENT_IMPORT: return sizeof(EmuRespNotify);
+    case EMU_CMD_EVENT_AVAIL: return sizeof(EmuRespEvent);
     default: return 0;
     }
 }
@@ -2307,6 +2478,11 @@ static int status_index(int st)
     case ACL_ERROR_RT_RESOURCE_ALLOC_FAIL: return 5;
     case ACL_ERROR_RT_NO_PERMISSION: return 6;
     case ACL_ERROR_RT_FEATURE_NOT_SUPPORT: return 7;
+    /* a submit to a stream that a failure stopped (STREAM_CTL stop-on-failure
+     * mode): the failure's own code */
+    case ACL_ERROR_RT_SYS_DMA:
+    case ACL_ERROR_RT_WAIT_TIMEOUT:
+    case ACL_ERROR_RT_STREAM_ABORT: return 8;
     default: return -1;
     }
 }
@@ -2377,6 +2553,9 @@ static void fz_peer_import(Fuzz *f)
         EmuRespNotify r;
         st = req_notify_import(&f->peer, e->token, (int32_t)rnd_below((uint64_t)ndev),
                                (uint32_t)rnd_below(2), &r);
+    } else if (e->kind == EMU_SHARE_EVENT) {
+        EmuRespNotify r;
+        st = req_event_import(&f->peer, e->token, (int32_t)rnd_below((uint64_t)ndev), &r);
     } else if (e->kind == EMU_SHARE_IPC) {
         EmuRespIpcImport r;
         int fd = -1;
@@ -2437,6 +2616,13 @@ static void fz_peer_setup(Fuzz *f, pid_t fuzz_pid)
         f->theirs[f->ntheirs].kind = EMU_SHARE_NOTIFY;
         f->theirs[f->ntheirs].id = nr.handle;
         memcpy(f->theirs[f->ntheirs++].token, t.token, EMU_TOKEN_LEN);
+
+        /* IPC events: no whitelist */
+        CU_ASSERT_EQUAL_FATAL(req_event_create(&f->peer, dev, &nr), ACL_SUCCESS);
+        CU_ASSERT_EQUAL_FATAL(req_event_export(&f->peer, nr.handle, &t), ACL_SUCCESS);
+        f->theirs[f->ntheirs].kind = EMU_SHARE_EVENT;
+        f->theirs[f->ntheirs].id = nr.handle;
+        memcpy(f->theirs[f->ntheirs++].token, t.token, EMU_TOKEN_LEN);
     }
 }
 
@@ -2462,6 +2648,31 @@ static void fz_notify_gone(Fuzz *f, unsigned i)
     f->gone_notifies[rnd_below(8)] = h;
     fz_exports_drop(f, EMU_SHARE_NOTIFY, h, h + 1);
     f->notifies[i] = f->notifies[--f->nnotifies];
+}
+
+static void fz_event_add(Fuzz *f, const EmuRespNotify *r, bool imported)
+{
+    CU_ASSERT_NOT_EQUAL(r->handle, 0);
+    CU_ASSERT_TRUE(r->id < DEV_EVENT_MAX);
+    CU_ASSERT_TRUE(r->device >= 0 && r->device < ndev);
+    CU_ASSERT_PTR_NULL(fz_event_of(f, r->handle));
+    CU_ASSERT_PTR_NULL(fz_notify_of(f, r->handle));
+    if (f->nevents < FZ_MAX_EVENTS) {
+        f->events[f->nevents++] = (FzEvent){ .handle = r->handle, .dev = r->device,
+                                             .imported = imported };
+    } else {
+        EmuReqNotify q = { .handle = r->handle };
+        CU_ASSERT_EQUAL(call(&f->c, EMU_CMD_EVENT_DESTROY, &q, sizeof(q), NULL, 0, NULL),
+                        ACL_SUCCESS);
+    }
+}
+
+static void fz_event_gone(Fuzz *f, unsigned i)
+{
+    uint64_t h = f->events[i].handle;
+    f->gone_events[rnd_below(8)] = h;
+    fz_exports_drop(f, EMU_SHARE_EVENT, h, h + 1);
+    f->events[i] = f->events[--f->nevents];
 }
 
 /* Keeps the model of what the session owns in step with a successful reply. */
@@ -2675,6 +2886,9 @@ static void fz_track(Fuzz *f, uint32_t cmd, const uint8_t *req, const EmuSlot *s
         for (unsigned i = 0; i < f->nnotifies; i++)
             if (f->notifies[i].set_on == q.stream + 1)
                 f->notifies[i].set_on = 0;
+        for (unsigned i = 0; i < f->nevents; i++)
+            if (f->events[i].rec_on == q.stream + 1)
+                f->events[i].rec_on = 0;
         for (unsigned i = 0; i < f->nstreams; i++)
             if (f->streams[i].id == q.stream) {
                 f->streams[i] = f->streams[--f->nstreams];
@@ -2723,11 +2937,89 @@ static void fz_track(Fuzz *f, uint32_t cmd, const uint8_t *req, const EmuSlot *s
         fz_export_add(f, EMU_SHARE_NOTIFY, q.handle, slot);
         break;
     }
+    case EMU_CMD_EVENT_CREATE: {
+        EmuReqDevice q;
+        EmuRespNotify r;
+        memcpy(&q, req, sizeof(q));
+        memcpy(&r, slot->resp, sizeof(r));
+        CU_ASSERT_EQUAL(r.device, q.device);
+        fz_event_add(f, &r, false);
+        break;
+    }
+    case EMU_CMD_EVENT_IMPORT: {
+        EmuRespNotify r;
+        memcpy(&r, slot->resp, sizeof(r));
+        fz_event_add(f, &r, true);
+        break;
+    }
+    case EMU_CMD_EVENT_DESTROY: {
+        EmuReqNotify q;
+        memcpy(&q, req, sizeof(q));
+        FzEvent *e = fz_event_of(f, q.handle);
+        CU_ASSERT_PTR_NOT_NULL(e);  /* the session knows no other events */
+        if (e)
+            fz_event_gone(f, (unsigned)(e - f->events));
+        break;
+    }
+    case EMU_CMD_EVENT_QUERY: {
+        EmuReqNotify q;
+        EmuRespEvent r;
+        memcpy(&q, req, sizeof(q));
+        memcpy(&r, slot->resp, sizeof(r));
+        FzEvent *e = fz_event_of(f, q.handle);
+        CU_ASSERT_PTR_NOT_NULL(e);
+        CU_ASSERT_TRUE(r.ran <= r.queued);
+        if (e && !e->recorded && !e->imported)
+            CU_ASSERT_TRUE(r.queued == 0 && r.ran == 0);
+        f->event_queries++;
+        break;
+    }
+    case EMU_CMD_EVENT_EXPORT: {
+        EmuReqNotify q;
+        memcpy(&q, req, sizeof(q));
+        FzEvent *e = fz_event_of(f, q.handle);
+        CU_ASSERT_TRUE(e && !e->imported);
+        CU_ASSERT_EQUAL(q.flags, 0);
+        fz_export_add(f, EMU_SHARE_EVENT, q.handle, slot);
+        break;
+    }
+    case EMU_CMD_EVENT_AVAIL: {
+        EmuRespEvent r;
+        memcpy(&r, slot->resp, sizeof(r));
+        CU_ASSERT_TRUE(r.queued > DEV_EVENT_MAX - 256 && r.queued <= DEV_EVENT_MAX);
+        break;
+    }
+    case EMU_CMD_STREAM_CTL:
+        f->stream_ctls++;
+        break;
     case EMU_CMD_STREAM_SUBMIT: {
         EmuReqSubmit q;
         EmuRespSubmit r;
         memcpy(&q, req, sizeof(q));
         memcpy(&r, slot->resp, sizeof(r));
+        if (q.task.type == EMU_TASK_EVENT_RECORD || q.task.type == EMU_TASK_EVENT_WAIT ||
+            q.task.type == EMU_TASK_EVENT_RESET) {
+            FzEvent *e = fz_event_of(f, q.task.value);
+            CU_ASSERT_PTR_NOT_NULL(e);
+            CU_ASSERT_EQUAL(q.task.flags, 0);
+            if (q.task.type == EMU_TASK_EVENT_RECORD) {
+                f->event_records++;
+                if (e) {
+                    e->recorded = true;
+                    e->rec_on = q.stream + 1;
+                }
+            } else if (q.task.type == EMU_TASK_EVENT_WAIT) {
+                f->event_waits++;
+                CU_ASSERT_TRUE(q.task.height <= 1);   /* the fuzz never waits longer */
+                if (e && e->recorded && e->rec_on != q.stream + 1)
+                    f->wild_event_waits++;
+                if (e && e->rec_on != q.stream + 1)
+                    CU_ASSERT_EQUAL(q.task.height, 1);
+            } else {
+                f->event_resets++;
+                CU_ASSERT_TRUE(e && !e->imported);
+            }
+        }
         if (q.task.type == EMU_TASK_NOTIFY_RECORD || q.task.type == EMU_TASK_NOTIFY_WAIT) {
             FzNotify *n = fz_notify_of(f, q.task.value);
             CU_ASSERT_PTR_NOT_NULL(n);
@@ -2790,6 +3082,13 @@ static void fz_track(Fuzz *f, uint32_t cmd, const uint8_t *req, const EmuSlot *s
                 i++;
         for (unsigned i = 0; i < f->nnotifies; i++)
             f->notifies[i].set_on = 0;
+        for (unsigned i = 0; i < f->nevents;)
+            if (!f->events[i].imported && f->events[i].dev == q.device)
+                fz_event_gone(f, i);
+            else
+                i++;
+        for (unsigned i = 0; i < f->nevents; i++)
+            f->events[i].rec_on = 0;
         break;
     }
     default:
@@ -2853,6 +3152,9 @@ static void test_fuzz(void)
             continue;
         }
         f->by_status[si]++;
+        if (si == 8 && cmd != EMU_CMD_STREAM_SUBMIT && f->bad_status++ < 5)
+            fprintf(stderr, "fuzz %u: cmd %u len %u -> status %d (a task's)\n", n, cmd, len,
+                    slot->status);
         bool ok = slot->status == ACL_SUCCESS;
         uint32_t want_len = ok ? expected_resp_len(cmd) : 0;
         if (slot->resp_len != want_len && f->bad_resp_len++ < 5)
@@ -2902,11 +3204,11 @@ static void test_fuzz(void)
     }
     fprintf(stderr, "\n    fuzz: %u requests in %.1f s: ok %u, PARAM_INVALID %u, "
             "INVALID_DEVICEID %u, MEMORY_ALLOCATION %u, NO_STREAM %u, RESOURCE_ALLOC %u, "
-            "NO_PERMISSION %u, FEATURE_NOT_SUPPORT %u; "
+            "NO_PERMISSION %u, FEATURE_NOT_SUPPORT %u, stopped stream %u; "
             "%u fds; live %u allocs, %u host bufs, %u streams, %u handles, %u reservations, "
             "%u mappings, %u exports, %u IPC imports; peer imports %u of %u\n    ok by cmd:",
             N, (double)(t1 - t0) / 1e6, f->by_status[0], f->by_status[1], f->by_status[2],
-            f->by_status[3], f->by_status[4], f->by_status[5], f->by_status[6], f->by_status[7],
+            f->by_status[3], f->by_status[4], f->by_status[5], f->by_status[6], f->by_status[7], f->by_status[8],
             f->c.fds_received, f->nallocs, f->nhosts, f->nstreams, f->nphys, f->nres, f->nmaps,
             f->nexports, f->nipcs, f->peer_ok, f->peer_tries);
     for (uint32_t cmd = 1; cmd < EMU_CMD_COUNT; cmd++)
@@ -2919,15 +3221,27 @@ static void test_fuzz(void)
         if (f->streams[i].has_last)
             CU_ASSERT_TRUE(wait_done(st, f->streams[i].last));
         int e = __atomic_load_n(&st->error, __ATOMIC_ACQUIRE);
-        /* a wild notify wait (or one whose record it raced with) times out */
+        /* a wild notify or event wait (or one whose record it raced with)
+         * times out; an abort (STREAM_CTL) reports itself */
         CU_ASSERT_TRUE(e == ACL_SUCCESS || e == ACL_ERROR_RT_SYS_DMA ||
-                       e == ACL_ERROR_RT_WAIT_TIMEOUT);
+                       e == ACL_ERROR_RT_WAIT_TIMEOUT || e == ACL_ERROR_RT_STREAM_ABORT);
+        if (!(e == ACL_SUCCESS || e == ACL_ERROR_RT_SYS_DMA || e == ACL_ERROR_RT_WAIT_TIMEOUT ||
+              e == ACL_ERROR_RT_STREAM_ABORT))
+            fprintf(stderr, "fuzz: stream %u ended with error %d\n", f->streams[i].id, e);
     }
     /* notify tasks were queued, within the budget of waits that time out */
     CU_ASSERT_TRUE(f->notify_records > 0 && f->notify_waits > 0);
     CU_ASSERT_TRUE(f->wild_waits <= FZ_WILD_WAITS);
     fprintf(stderr, "    notifies: %u live, %u records, %u waits (%u wild)\n", f->nnotifies,
             f->notify_records, f->notify_waits, f->wild_waits);
+    /* event tasks too, within the budget of waits on another stream's record */
+    CU_ASSERT_TRUE(f->event_records > 0 && f->event_waits > 0 && f->event_resets > 0);
+    CU_ASSERT_TRUE(f->event_queries > 0);
+    CU_ASSERT_TRUE(f->wild_event_waits <= FZ_WILD_EVENT_WAITS);
+    fprintf(stderr, "    events: %u live, %u records, %u waits (%u on another stream), "
+            "%u resets, %u queries; %u stream controls\n", f->nevents, f->event_records,
+            f->event_waits, f->wild_event_waits, f->event_resets, f->event_queries,
+            f->stream_ctls);
 
     /* the sharing statuses were seen, and the peer imported some exports */
     CU_ASSERT_TRUE(f->by_status[6] > 0);
@@ -2942,8 +3256,10 @@ static void test_fuzz(void)
     for (int d = 0; d < ndev; d++)
         CU_ASSERT_TRUE(va_range_is_empty(srv->devices[0][d]->heap));
     CU_ASSERT_EQUAL(share_count(srv->shares), 0);
-    for (int d = 0; d < ndev; d++)
+    for (int d = 0; d < ndev; d++) {
         CU_ASSERT_EQUAL(notify_count(srv->devices[0][d]), 0);
+        CU_ASSERT_EQUAL(event_count(srv->devices[0][d]), 0);
+    }
     /* every memory object fd the session held is closed */
     CU_ASSERT_EQUAL(open_fd_count(), fds_before);
     free(f);
