@@ -358,6 +358,9 @@ static int handle_stream_create(Session *s, const void *req, uint32_t len, Reply
     EmuStreamState *st = &s->states[i];
     __atomic_store_n(&st->error, 0, __ATOMIC_RELAXED);
     __atomic_store_n(&st->error_seq, 0, __ATOMIC_RELAXED);
+    /* A slot is reused: the stream that had it may have been stopped. */
+    __atomic_store_n(&st->stopped, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&st->cb_seq, 0, __ATOMIC_RELAXED);
     EngineStream *es = engine_stream_new(q->device, st, &s->hdr->cb_doorbell, session_resolve, s);
     if (!es)
         return ACL_ERROR_RT_RESOURCE_ALLOC_FAIL;

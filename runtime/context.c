@@ -98,6 +98,7 @@ RT_EXPORT aclError aclrtCreateContext(aclrtContext *context, int32_t deviceId)
     pthread_mutex_lock(&g_rt.lock);
     RtContext *ctx = rt_ctx_new(deviceId, false, &err);
     pthread_mutex_unlock(&g_rt.lock);
+    rt_stream_state_flush();    /* CREATE_POST of the new default stream(s) */
     if (!ctx)
         return RT_FAIL(err, "cannot create the context's default stream");
     t_ctx = ctx;
@@ -117,6 +118,7 @@ RT_EXPORT aclError aclrtDestroyContext(aclrtContext context)
         return RT_FAIL(ACL_ERROR_RT_PARAM_INVALID, "context must not be NULL");
     RtContext *ctx = context;
     rt_streams_wait(in_context, ctx, -1);
+    rt_stream_state_pre_destroy(rt_stream_in_destroyable_ctx, ctx);
     pthread_mutex_lock(&g_rt.lock);
     if (!rt_ctx_valid(ctx)) {
         pthread_mutex_unlock(&g_rt.lock);

@@ -122,6 +122,7 @@ RT_EXPORT aclError aclrtSetDevice(int32_t deviceId)
         rt_set_current_ctx(g_rt.dev[deviceId].default_ctx);
     }
     pthread_mutex_unlock(&g_rt.lock);
+    rt_stream_state_flush();    /* CREATE_POST of the device's default stream */
     return err == ACL_SUCCESS ? ACL_SUCCESS : RT_FAIL(err, "cannot open device %d", deviceId);
 }
 
@@ -133,8 +134,11 @@ static aclError reset_device(const char *api, int32_t deviceId, bool force)
                        api, "invalid device id %d; the valid range is [0, %d)", deviceId, g_rt.ndev);
     /* Documented: the device's pending work finishes first.  Wait before taking
      * the lock, so other threads (other devices) are not held up meanwhile. */
-    if (g_rt.dev[deviceId].set_count == (force ? g_rt.dev[deviceId].set_count : 1))
+    if (g_rt.dev[deviceId].set_count == (force ? g_rt.dev[deviceId].set_count : 1) &&
+        g_rt.dev[deviceId].set_count > 0) {
         rt_streams_wait(rt_stream_on_device, &deviceId, -1);
+        rt_stream_state_pre_destroy(rt_stream_on_device, &deviceId);
+    }
     pthread_mutex_lock(&g_rt.lock);
     RtDevice *d = &g_rt.dev[deviceId];
     if (d->set_count == 0) {

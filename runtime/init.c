@@ -135,6 +135,8 @@ static void finalize_locked(void)
 
 RT_EXPORT aclError aclFinalize(void)
 {
+    if (__atomic_load_n(&g_rt.initialized, __ATOMIC_ACQUIRE))
+        rt_stream_state_pre_destroy(NULL, NULL);   /* every stream goes */
     pthread_mutex_lock(&g_rt.lock);
     if (!g_rt.initialized) {
         pthread_mutex_unlock(&g_rt.lock);
@@ -148,6 +150,11 @@ RT_EXPORT aclError aclFinalize(void)
 
 RT_EXPORT aclError aclFinalizeReference(uint64_t *refCount)
 {
+    pthread_mutex_lock(&g_rt.lock);
+    bool last = g_rt.initialized && g_rt.init_count == 1;
+    pthread_mutex_unlock(&g_rt.lock);
+    if (last)
+        rt_stream_state_pre_destroy(NULL, NULL);   /* every stream goes */
     pthread_mutex_lock(&g_rt.lock);
     if (!g_rt.initialized) {
         pthread_mutex_unlock(&g_rt.lock);

@@ -37,6 +37,8 @@ typedef struct RtContext {
     int32_t device;             /* user device id */
     bool is_default;
     RtStream *default_stream;
+    bool stop_on_failure;       /* a stream of it was set to ACL_STOP_ON_FAILURE: all its
+                                 * streams, later ones too, stop on failure (stream2.c) */
 } RtContext;
 
 struct RtStream {
@@ -46,6 +48,12 @@ struct RtStream {
     uint32_t id;                /* index of its EmuStreamState */
     uint32_t submitted;         /* sequence number of the last task queued */
     bool is_default;
+    uint32_t priority;          /* 0 (highest) .. 7: reported, no scheduling effect */
+    uint32_t flags;             /* ACL_STREAM_* creation flags */
+    bool mode_set;              /* aclrtSetStreamFailureMode was called (once only) */
+    bool overflow;              /* overflow detection switch (recorded only) */
+    bool cache_op_info;         /* ACL_STREAM_ATTR_CACHE_OP_INFO switch (recorded only) */
+    uint32_t custom_tag;        /* ACL_STREAM_ATTR_USER_CUSTOM_TAG */
 };
 
 typedef struct RtDevice {
@@ -151,9 +159,12 @@ bool rt_stream_valid(RtStream *s);
 /* The stream an API call means: `stream`, or the current context's default stream
  * for NULL. Checks that it belongs to the current device (107003 otherwise). */
 RtStream *rt_stream_resolve(aclrtStream stream, const char *api, aclError *err);
+/* The same for a stream of any device (queries). */
+RtStream *rt_stream_lookup_any(aclrtStream stream, const char *api, aclError *err);
 /* Queues a task; returns an aclError. */
 aclError rt_stream_submit(RtStream *s, const EmuTask *t);
-/* Waits for the stream's queued work and collects its error. */
+/* Waits for the stream's queued work and collects its error; a stream that a
+ * failure stopped (ACL_STOP_ON_FAILURE) reports that failure every time. */
 aclError rt_stream_sync(RtStream *s, int64_t timeout_ms);
 /* The same in two steps, for waiting without holding g_rt.lock. */
 typedef struct RtStreamMark {
@@ -174,6 +185,28 @@ bool rt_stream_on_device(RtStream *s, const void *dev);
 /* Drops the client side of every stream of `device` (the emulator freed them). */
 void rt_stream_drop_device(int32_t device);
 void rt_stream_free(RtStream *s);
+/* Flags of streams that take no host task (PERSISTENT, DEVICE_USE_ONLY,
+ * CPU_SCHEDULE): their synchronise returns at once, as documented. */
+#define RT_STREAM_NO_HOST_TASKS 0x34u
+
+/* ---- stream2.c: stream state callbacks (aclrtRegStreamStateCallback) ----
+ * Callbacks run outside g_rt.lock, so they may call the runtime.  Streams made
+ * under the lock (default streams) are noted by rt_stream_new and reported by
+ * rt_stream_state_flush, which every path that creates one calls after it
+ * released the lock; destroy paths call rt_stream_state_pre_destroy before they
+ * take it, while the handles are still live. */
+void rt_stream_state_created(RtStream *s);  /* under g_rt.lock: queue CREATE_POST */
+void rt_stream_state_flush(void);           /* without g_rt.lock: report them */
+/* DESTROY_PRE for the live streams match() selects (NULL: every stream). */
+void rt_stream_state_pre_destroy(bool (*match)(RtStream *, const void *), const void *arg);
+/* DESTROY_PRE for one stream about to be destroyed. */
+void rt_stream_state_destroying(RtStream *s);
+/* match() for rt_stream_state_pre_destroy: the streams of a live, non-default
+ * context *arg (what aclrtDestroyContext will destroy). */
+bool rt_stream_in_destroyable_ctx(RtStream *s, const void *ctx);
+/* Called with g_rt.lock held for a stream just created: applies its context's
+ * failure mode. */
+void rt_stream_apply_ctx_mode(RtStream *s);
 
 /* ---- memory.c ---- */
 typedef enum RtMemKind {

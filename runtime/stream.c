@@ -6,6 +6,8 @@
  * waits in the channel for the engine to reach it.  Synchronising therefore
  * costs no request to the emulator.  A failed task leaves its error in the
  * stream's shared state; the next synchronise reports it (and clears it).
+ * The rest of chapter 06 (queries, attributes, failure mode, abort, stop,
+ * state callbacks) is in stream2.c.
  */
 #include "rt.h"
 
@@ -27,8 +29,12 @@ RtStream *rt_stream_new(RtContext *ctx, bool is_default, uint32_t priority, uint
     s->device = ctx->device;
     s->id = r.stream;
     s->is_default = is_default;
+    s->priority = priority;
+    s->flags = flags;
     s->submitted = __atomic_load_n(&g_rt.conn.states[r.stream].done, __ATOMIC_ACQUIRE);
     g_hash_table_add(g_rt.streams, s);
+    rt_stream_apply_ctx_mode(s);
+    rt_stream_state_created(s);
     return s;
 }
 
@@ -73,8 +79,19 @@ RtStream *rt_stream_resolve(aclrtStream stream, const char *api, aclError *err)
     return lookup(stream, api, true, err);
 }
 
+RtStream *rt_stream_lookup_any(aclrtStream stream, const char *api, aclError *err)
+{
+    return lookup(stream, api, false, err);
+}
+
 aclError rt_stream_submit(RtStream *s, const EmuTask *t)
 {
+    if (s->flags & RT_STREAM_NO_HOST_TASKS)
+        return rt_fail(ACL_ERROR_RT_FEATURE_NOT_SUPPORT, "stream task",
+                       "the stream was created with flag 0x%x (ACL_STREAM_PERSISTENT, "
+                       "DEVICE_USE_ONLY or CPU_SCHEDULE): its tasks would come from a model "
+                       "runtime instance, device code or the AI CPU scheduler, none of which "
+                       "npu-emu has, so it takes no host task", s->flags);
     EmuReqSubmit q = { .stream = s->id, .task = *t };
     EmuRespSubmit r;
     aclError err;
@@ -116,7 +133,12 @@ aclError rt_stream_wait_mark(uint32_t id, uint32_t seq, int64_t timeout_ms)
 
 aclError rt_stream_sync(RtStream *s, int64_t timeout_ms)
 {
-    return rt_stream_wait_mark(s->id, rt_stream_mark(s), timeout_ms);
+    aclError err = rt_stream_wait_mark(s->id, rt_stream_mark(s), timeout_ms);
+    if (err != ACL_SUCCESS)
+        return err;
+    /* A stream a failure stopped (ACL_STOP_ON_FAILURE) stays failed: every
+     * synchronise says so, and nothing more runs in its order. */
+    return __atomic_load_n(&g_rt.conn.states[s->id].stopped, __ATOMIC_ACQUIRE);
 }
 
 /* The (stream, last task) pairs of the streams match() selects, taken under
@@ -198,11 +220,28 @@ void rt_stream_drop_device(int32_t device)
     g_ptr_array_free(gone, TRUE);
 }
 
+/* The ACL_STREAM_* flags of aclrtCreateStreamWithConfig. */
+#define STREAM_FLAGS_KNOWN 0x3Fu
+
 static aclError create(const char *api, aclrtStream *stream, uint32_t priority, uint32_t flags)
 {
     RT_CHECK_INIT();
     if (!stream)
         return rt_fail(ACL_ERROR_RT_PARAM_INVALID, api, "stream must not be NULL");
+    /* Documented: a value that is not one flag or an OR of flags gives the
+     * stream aclrtCreateStream gives; the flags that cannot be ORed are refused.
+     * PERSISTENT, DEVICE_USE_ONLY and CPU_SCHEDULE each name a kind of stream
+     * (model-bound, device-only, AI CPU scheduling): at most one of them. */
+    if (flags & ~STREAM_FLAGS_KNOWN)
+        flags = 0;
+    uint32_t kinds = flags & RT_STREAM_NO_HOST_TASKS;
+    if (kinds & (kinds - 1))
+        return rt_fail(ACL_ERROR_RT_PARAM_INVALID, api,
+                       "flag 0x%x: ACL_STREAM_PERSISTENT, ACL_STREAM_DEVICE_USE_ONLY and "
+                       "ACL_STREAM_CPU_SCHEDULE cannot be combined", flags);
+    /* The priority range of aclrtDeviceGetStreamPriorityRange: 0 (highest) .. 7. */
+    if (priority > 7)
+        priority = 7;
     aclError err;
     RtContext *ctx = rt_require_ctx(api, &err);
     if (!ctx)
@@ -210,6 +249,7 @@ static aclError create(const char *api, aclrtStream *stream, uint32_t priority, 
     pthread_mutex_lock(&g_rt.lock);
     RtStream *s = rt_ctx_valid(ctx) ? rt_stream_new(ctx, false, priority, flags, &err) : NULL;
     pthread_mutex_unlock(&g_rt.lock);
+    rt_stream_state_flush();
     if (!s)
         return rt_fail(err, api, "cannot create a stream on device %d (at most %d streams "
                                  "per device, default streams included)",
@@ -241,6 +281,7 @@ static aclError destroy(const char *api, aclrtStream stream, bool force)
     if (s->is_default)
         return rt_fail(ACL_ERROR_RT_PARAM_INVALID, api,
                        "a default stream is released with its context or device");
+    rt_stream_state_destroying(s);
     pthread_mutex_lock(&g_rt.lock);
     if (!rt_stream_valid(s)) {
         pthread_mutex_unlock(&g_rt.lock);
@@ -274,10 +315,20 @@ static aclError sync_stream(const char *api, aclrtStream stream, int64_t timeout
     RtStream *s = lookup(stream, api, false, &err);
     if (!s)
         return err;
+    /* Documented: these streams' synchronise does nothing and succeeds. */
+    if (s->flags & RT_STREAM_NO_HOST_TASKS)
+        return ACL_SUCCESS;
     err = rt_stream_sync(s, timeout_ms);
     if (err == ACL_ERROR_RT_STREAM_SYNC_TIMEOUT)
         return rt_fail(err, api, "the stream's tasks did not finish within %lld ms",
                        (long long)timeout_ms);
+    if (err == ACL_ERROR_RT_STREAM_ABORT)
+        return rt_fail(err, api, "aclrtStreamAbort dropped or interrupted tasks of the stream");
+    if (err != ACL_SUCCESS &&
+        __atomic_load_n(&g_rt.conn.states[s->id].stopped, __ATOMIC_ACQUIRE) != ACL_SUCCESS)
+        return rt_fail(err, api, "a task on the stream failed on device %d and stopped the "
+                                 "stream (ACL_STOP_ON_FAILURE): it takes no new task",
+                       s->device);
     if (err != ACL_SUCCESS)
         return rt_fail(err, api, "a task on the stream failed on device %d", s->device);
     rt_mempool_synced(s, s->device);
