@@ -359,7 +359,10 @@ RT_EXPORT aclError aclrtEventElapsedTime(float *ms, aclrtEvent startEvent, aclrt
         err = stamp(__func__, endEvent, &t1);
     if (err != ACL_SUCCESS)
         return err;
-    *ms = (float)((double)((int64_t)(t1 - t0)) / 1000.0);
+    if (t1 < t0)
+        return RT_FAIL(ACL_ERROR_RT_EVENT_TIMESTAMP_REVERSAL,
+                       "endEvent's record ran before startEvent's");
+    *ms = (float)((double)(t1 - t0) / 1000.0);
     return ACL_SUCCESS;
 }
 
