@@ -126,6 +126,14 @@ static bool record_pending(Event *e, uint64_t gen)
     return gen > e->base && g_hash_table_contains(e->pending, GSIZE_TO_POINTER(gen));
 }
 
+bool event_record_done(Event *e, uint64_t gen)
+{
+    g_mutex_lock(&e->lock);
+    bool done = !record_pending(e, gen);
+    g_mutex_unlock(&e->lock);
+    return done;
+}
+
 int event_wait(Event *e, uint64_t gen, uint64_t timeout_ns, const int *cancel)
 {
     /* Look for the record for a short while before sleeping: a record that

@@ -41,6 +41,8 @@ uint64_t event_latest(Event *e);
  * timeout_ns (0: forever), -1 once *cancel is nonzero (checked every 50 ms). */
 int event_wait(Event *e, uint64_t gen, uint64_t timeout_ns, const int *cancel);
 void event_reset(Event *e);
+/* Whether record `gen` ran (or was dropped, or reset away). */
+bool event_record_done(Event *e, uint64_t gen);
 /* Records queued and ran, and the timestamp of the last one that ran. */
 void event_status(Event *e, uint64_t *queued, uint64_t *ran, uint64_t *ts_us);
 unsigned event_count(Device *d);

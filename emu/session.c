@@ -604,12 +604,13 @@ static int handle_event_destroy(Session *s, const void *req, uint32_t len)
 
 static int handle_event_query(Session *s, const void *req, uint32_t len, Reply *r)
 {
-    REQ(EmuReqNotify, q);
+    REQ(EmuReqEventQuery, q);
     SessNotify *sn = sess_sync(s, q->handle, true);
     if (!sn)
         return ACL_ERROR_RT_PARAM_INVALID;
     RESP(EmuRespEvent, p);
     event_status(sn->obj, &p->queued, &p->ran, &p->ts_us);
+    p->gen_done = q->gen ? event_record_done(sn->obj, q->gen) : 1;
     return ACL_SUCCESS;
 }
 

@@ -209,10 +209,12 @@ RT_EXPORT aclError aclrtResetEvent(aclrtEvent event, aclrtStream stream)
     return queue(__func__, event, &e, stream, EMU_TASK_EVENT_RESET, 0);
 }
 
-/* Whether every record queued so far ran (the emulator's view). */
-static aclError query(const char *api, const RtEvent *e, bool *done, EmuRespEvent *out)
+/* Whether every record queued so far ran (the emulator's view); with `gen`,
+ * out->gen_done says whether that record ran. */
+static aclError query_gen(const char *api, const RtEvent *e, uint64_t gen, bool *done,
+                          EmuRespEvent *out)
 {
-    EmuReqNotify q = { .handle = e->handle };
+    EmuReqEventQuery q = { .handle = e->handle, .gen = gen };
     EmuRespEvent r;
     aclError err = rt_call(EMU_CMD_EVENT_QUERY, &q, sizeof(q), &r, sizeof(r), NULL);
     if (err != ACL_SUCCESS)
@@ -221,6 +223,11 @@ static aclError query(const char *api, const RtEvent *e, bool *done, EmuRespEven
     if (out)
         *out = r;
     return ACL_SUCCESS;
+}
+
+static aclError query(const char *api, const RtEvent *e, bool *done, EmuRespEvent *out)
+{
+    return query_gen(api, e, 0, done, out);
 }
 
 RT_EXPORT aclError aclrtQueryEvent(aclrtEvent event, aclrtEventStatus *status)
@@ -235,7 +242,7 @@ RT_EXPORT aclError aclrtQueryEvent(aclrtEvent event, aclrtEventStatus *status)
         return RT_FAIL(ACL_ERROR_RT_PARAM_INVALID,
                        "events of aclrtCreateEventExWithFlag and IPC events are not queried "
                        "this way: use aclrtQueryEventStatus");
-    bool done;
+    bool done = false;
     aclError err = query(__func__, &e, &done, NULL);
     if (err == ACL_SUCCESS)
         *status = done ? ACL_EVENT_STATUS_COMPLETE : ACL_EVENT_STATUS_NOT_READY;
@@ -250,7 +257,7 @@ RT_EXPORT aclError aclrtQueryEventStatus(aclrtEvent event, aclrtEventRecordedSta
         return RT_FAIL(ACL_ERROR_RT_PARAM_INVALID, "status must not be NULL");
     if (!event_get(event, &e))
         return dead(__func__, event);
-    bool done;
+    bool done = false;
     aclError err = query(__func__, &e, &done, NULL);
     if (err == ACL_SUCCESS)
         *status = done ? ACL_EVENT_RECORDED_STATUS_COMPLETE : ACL_EVENT_RECORDED_STATUS_NOT_READY;
@@ -294,12 +301,14 @@ static aclError sync_event(const char *api, aclrtEvent event, int64_t timeout_ms
     }
     uint64_t start = emu_now_ns(), pause_us = 20;
     EmuRespEvent first;
-    bool done;
+    bool done = false;
     aclError err = query(api, &e, &done, &first);
-    while (err == ACL_SUCCESS) {
+    /* Wait for the record that was latest when we started, itself: a later
+     * record that ran first on another stream does not count. */
+    while (err == ACL_SUCCESS && first.queued) {
         EmuRespEvent now;
-        err = query(api, &e, &done, &now);
-        if (err != ACL_SUCCESS || now.ran >= first.queued)
+        err = query_gen(api, &e, first.queued, &done, &now);
+        if (err != ACL_SUCCESS || now.gen_done)
             break;
         if (timeout_ms >= 0 && emu_now_ns() - start >= (uint64_t)timeout_ms * 1000000ull)
             return rt_fail(ACL_ERROR_RT_EVENT_SYNC_TIMEOUT, api,
@@ -336,7 +345,7 @@ static aclError stamp(const char *api, aclrtEvent event, uint64_t *ts)
     if (e.kind != EVENT_PLAIN && !(e.flags & ACL_EVENT_TIME_LINE))
         return rt_fail(ACL_ERROR_RT_PARAM_INVALID, api,
                        "the event was created without ACL_EVENT_TIME_LINE");
-    bool done;
+    bool done = false;
     EmuRespEvent r;
     aclError err = query(api, &e, &done, &r);
     if (err != ACL_SUCCESS)

@@ -93,7 +93,7 @@ typedef enum EmuCmd {
     EMU_CMD_NOTIFY_IMPORT,  /* EmuReqShareImport (name.kind EMU_SHARE_NOTIFY) -> EmuRespNotify */
     EMU_CMD_EVENT_CREATE,   /* EmuReqDevice -> EmuRespNotify (handle, id, device) */
     EMU_CMD_EVENT_DESTROY,  /* EmuReqNotify (an event handle) */
-    EMU_CMD_EVENT_QUERY,    /* EmuReqNotify -> EmuRespEvent */
+    EMU_CMD_EVENT_QUERY,    /* EmuReqEventQuery -> EmuRespEvent */
     EMU_CMD_EVENT_EXPORT,   /* EmuReqNotify -> EmuRespToken (no whitelist: IPC events) */
     EMU_CMD_EVENT_IMPORT,   /* EmuReqShareImport (name.kind EMU_SHARE_EVENT) -> EmuRespNotify */
     EMU_CMD_EVENT_AVAIL,    /* EmuReqDevice -> EmuRespEvent (queued: events still free) */
@@ -300,10 +300,16 @@ typedef struct EmuRespNotify {
     int32_t device;           /* the device it belongs to */
 } EmuRespNotify;
 
+typedef struct EmuReqEventQuery {
+    uint64_t handle;
+    uint64_t gen;             /* a record number to ask about (0: none) */
+} EmuReqEventQuery;
+
 typedef struct EmuRespEvent {
     uint64_t queued;          /* records queued since the last reset */
     uint64_t ran;             /* the highest of them that ran */
     uint64_t ts_us;           /* device clock when it ran (microseconds since boot) */
+    uint64_t gen_done;        /* 1: record `gen` of the request ran (or was dropped) */
 } EmuRespEvent;
 
 /* EmuReqStreamCtl.op */
