@@ -48,6 +48,7 @@ static void child_after_fork(void)
     rt_memory_forget_after_fork();
     rt_notify_forget_after_fork();
     rt_event_forget_after_fork();
+    rt_callback_forget_after_fork();
 }
 
 static void install_atfork(void)
@@ -125,6 +126,7 @@ static void finalize_locked(void)
     rt_memory_release();
     rt_notify_release();
     rt_event_release();
+    rt_callback_release();
     g_hash_table_destroy(g_rt.contexts);
     g_hash_table_destroy(g_rt.streams);
     g_rt.contexts = g_rt.streams = NULL;
@@ -135,8 +137,10 @@ static void finalize_locked(void)
 
 RT_EXPORT aclError aclFinalize(void)
 {
-    if (__atomic_load_n(&g_rt.initialized, __ATOMIC_ACQUIRE))
+    if (__atomic_load_n(&g_rt.initialized, __ATOMIC_ACQUIRE)) {
+        rt_callback_before_finalize();
         rt_stream_state_pre_destroy(NULL, NULL);   /* every stream goes */
+    }
     pthread_mutex_lock(&g_rt.lock);
     if (!g_rt.initialized) {
         pthread_mutex_unlock(&g_rt.lock);
@@ -153,8 +157,10 @@ RT_EXPORT aclError aclFinalizeReference(uint64_t *refCount)
     pthread_mutex_lock(&g_rt.lock);
     bool last = g_rt.initialized && g_rt.init_count == 1;
     pthread_mutex_unlock(&g_rt.lock);
-    if (last)
+    if (last) {
+        rt_callback_before_finalize();
         rt_stream_state_pre_destroy(NULL, NULL);   /* every stream goes */
+    }
     pthread_mutex_lock(&g_rt.lock);
     if (!g_rt.initialized) {
         pthread_mutex_unlock(&g_rt.lock);

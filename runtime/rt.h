@@ -255,6 +255,15 @@ void rt_event_drop_device(int32_t device);
 void rt_event_release(void);
 void rt_event_forget_after_fork(void);
 
+/* ---- callback.c ---- */
+/* aclFinalize, before g_rt.lock: ends every aclrtSubscribeReport subscription
+ * (the callback thread runs what the subscribers did not take) and waits for
+ * the streams, so that queued callbacks run while g_rt.lock is free. */
+void rt_callback_before_finalize(void);
+/* aclFinalize, before the channel is closed: stops the callback thread. */
+void rt_callback_release(void);
+void rt_callback_forget_after_fork(void);
+
 /* ---- notify.c ---- */
 /* Forgets the notifies of user device `device` (the emulator dropped them). */
 void rt_notify_drop_device(int32_t device);
