@@ -267,29 +267,11 @@ static aclError thread_start_locked(const char *api)
     return ACL_SUCCESS;
 }
 
-/* Queues a HOST_FUNC task on s and returns its number (rt_stream_submit does
- * not tell it, and rt_stream_mark may already show another thread's task). */
+/* Queues a HOST_FUNC task on s and returns its number. */
 static aclError submit_host_func(RtStream *s, uint32_t *seq)
 {
-    EmuReqSubmit q = { .stream = s->id, .task = { .type = EMU_TASK_HOST_FUNC } };
-    if (s->flags & RT_STREAM_NO_HOST_TASKS)
-        return rt_stream_submit(s, &q.task);    /* refuses it, with its reason */
-    EmuRespSubmit r;
-    aclError err;
-    while ((err = rt_call(EMU_CMD_STREAM_SUBMIT, &q, sizeof(q), &r, sizeof(r), NULL)) ==
-           ACL_ERROR_RT_STREAM_TASK_FULL) {
-        uint32_t done = __atomic_load_n(&g_rt.conn.states[s->id].done, __ATOMIC_ACQUIRE);
-        rt_wait_stream(s->id, done + 1, 100);
-    }
-    if (err != ACL_SUCCESS)
-        return err;
-    uint32_t cur = __atomic_load_n(&s->submitted, __ATOMIC_RELAXED);
-    while (emu_seq_reached(r.seq, cur) &&
-           !__atomic_compare_exchange_n(&s->submitted, &cur, r.seq, true, __ATOMIC_RELEASE,
-                                        __ATOMIC_RELAXED))
-        ;
-    *seq = r.seq;
-    return ACL_SUCCESS;
+    EmuTask t = { .type = EMU_TASK_HOST_FUNC };
+    return rt_stream_submit_seq(s, &t, seq);
 }
 
 static aclError launch(const char *api, aclrtStream stream, void (*fn)(void *), void *arg,

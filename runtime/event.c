@@ -154,10 +154,10 @@ static aclError queue(const char *api, aclrtEvent event, const RtEvent *e, aclrt
     if (!s)
         return err;
     EmuTask t = { .type = type, .value = e->handle, .height = timeout_s };
-    err = rt_stream_submit(s, &t);
+    RtStreamMark m = { .id = s->id };
+    err = rt_stream_submit_seq(s, &t, &m.seq);
     if (err != ACL_SUCCESS)
         return rt_fail(err, api, "cannot queue the task");
-    RtStreamMark m = { .id = s->id, .seq = rt_stream_mark(s) };
     pthread_mutex_lock(&event_lock);
     if (live && g_hash_table_contains(live, event)) {
         RtEvent *le = event;

@@ -86,6 +86,12 @@ RtStream *rt_stream_lookup_any(aclrtStream stream, const char *api, aclError *er
 
 aclError rt_stream_submit(RtStream *s, const EmuTask *t)
 {
+    uint32_t seq;
+    return rt_stream_submit_seq(s, t, &seq);
+}
+
+aclError rt_stream_submit_seq(RtStream *s, const EmuTask *t, uint32_t *seq)
+{
     if (s->flags & RT_STREAM_NO_HOST_TASKS)
         return rt_fail(ACL_ERROR_RT_FEATURE_NOT_SUPPORT, "stream task",
                        "the stream was created with flag 0x%x (ACL_STREAM_PERSISTENT, "
@@ -109,6 +115,7 @@ aclError rt_stream_submit(RtStream *s, const EmuTask *t)
            !__atomic_compare_exchange_n(&s->submitted, &cur, r.seq, true, __ATOMIC_RELEASE,
                                         __ATOMIC_RELAXED))
         ;
+    *seq = r.seq;
     return ACL_SUCCESS;
 }
 
