@@ -34,6 +34,7 @@ struct EngineStream {
     bool drop;
     int cancel;             /* interrupts a wait: forced destroy, abort, stop */
     bool stop_on_failure;
+    EngineGroup *group;     /* the context's streams in stop mode, or NULL */
     bool failed;            /* stopped by a failure: drops everything */
     uint32_t abort_upto;    /* abort: tasks up to this number are dropped */
     bool running_cancelled; /* the task running now was interrupted by abort / stop */
@@ -403,6 +404,46 @@ static int run_host_func(EngineStream *s, uint32_t seq)
     return ACL_SUCCESS;
 }
 
+struct EngineGroup {
+    GMutex lock;            /* taken before a member's lock */
+    GPtrArray *members;     /* EngineStream * */
+    int failed;             /* the first failure of a member, or 0 */
+};
+
+static void cancel_running(EngineStream *s);
+
+/* Stopped by its group's failure: drops what is queued and interrupts a task
+ * that waits (lock held). */
+static void stream_fail(EngineStream *s, int err)
+{
+    if (!s->stop_on_failure || s->failed)
+        return;
+    s->failed = true;
+    __atomic_store_n(&s->state->stopped, err, __ATOMIC_RELEASE);
+    cancel_running(s);
+}
+
+/* A member failed: every stream of the context stops ("停止执行该Context中所有
+ * Stream上的任务"). */
+static void group_fail(EngineGroup *g, EngineStream *from, int err)
+{
+    g_mutex_lock(&g->lock);
+    if (g->failed == ACL_SUCCESS) {
+        g->failed = err;
+        for (guint i = 0; i < g->members->len; i++) {
+            EngineStream *m = g->members->pdata[i];
+            if (m == from)
+                continue;
+            g_mutex_lock(&m->lock);
+            stream_fail(m, err);
+            g_mutex_unlock(&m->lock);
+            /* A host callback waits on its futex: wake it to see the cancel. */
+            emu_futex_wake(&m->state->cb_done, INT32_MAX);
+        }
+    }
+    g_mutex_unlock(&g->lock);
+}
+
 /* A queued task: synchronisation tasks here, data tasks by engine_run_task. */
 static int run_queued(EngineStream *s, QueuedTask *q)
 {
@@ -461,15 +502,21 @@ static gpointer stream_worker(gpointer data)
         int err = drop ? ACL_SUCCESS : run_queued(s, q);
         g_mutex_lock(&s->lock);
         s->running = false;
+        /* Interrupted: by abort / stop, or by a failure of its group. */
         if (s->running_cancelled && !drop)
-            err = ACL_ERROR_RT_STREAM_ABORT;
+            err = s->failed ? __atomic_load_n(&s->state->stopped, __ATOMIC_ACQUIRE)
+                            : ACL_ERROR_RT_STREAM_ABORT;
         if (aborted)
             err = ACL_ERROR_RT_STREAM_ABORT;
+        EngineGroup *spread = NULL;
         if (err != ACL_SUCCESS && s->stop_on_failure && !s->failed && !aborted) {
             s->failed = true;
             __atomic_store_n(&s->state->stopped, err, __ATOMIC_RELEASE);
+            spread = s->group;
         }
         g_mutex_unlock(&s->lock);
+        if (spread)
+            group_fail(spread, s, err);
         /* A dropped record still completes, so that nobody waits for it forever. */
         if (drop && q->task.type == EMU_TASK_EVENT_RECORD)
             event_record_ran(q->obj, q->task.size, emu_now_ns() / 1000);
@@ -527,19 +574,70 @@ bool engine_stream_submit(EngineStream *s, const EmuTask *t, void *obj, uint32_t
     return true;
 }
 
-void engine_stream_set_stop_on_failure(EngineStream *s, bool stop)
+EngineGroup *engine_group_new(void)
 {
-    g_mutex_lock(&s->lock);
-    s->stop_on_failure = stop;
-    g_mutex_unlock(&s->lock);
+    EngineGroup *g = g_new0(EngineGroup, 1);
+    g_mutex_init(&g->lock);
+    g->members = g_ptr_array_new();
+    return g;
 }
 
-bool engine_stream_stopped(EngineStream *s)
+void engine_group_free(EngineGroup *g)
+{
+    if (!g)
+        return;
+    g_ptr_array_free(g->members, TRUE);
+    g_mutex_clear(&g->lock);
+    g_free(g);
+}
+
+bool engine_group_empty(EngineGroup *g)
+{
+    g_mutex_lock(&g->lock);
+    bool empty = g->members->len == 0;
+    g_mutex_unlock(&g->lock);
+    return empty;
+}
+
+/* Leaves its group (the session thread, which alone changes membership). */
+static void group_leave(EngineStream *s)
+{
+    EngineGroup *g = s->group;
+    if (!g)
+        return;
+    g_mutex_lock(&g->lock);
+    g_ptr_array_remove_fast(g->members, s);
+    g_mutex_lock(&s->lock);
+    s->group = NULL;
+    g_mutex_unlock(&s->lock);
+    g_mutex_unlock(&g->lock);
+}
+
+void engine_stream_set_stop_on_failure(EngineStream *s, bool stop, EngineGroup *g)
+{
+    group_leave(s);
+    if (stop && g) {
+        g_mutex_lock(&g->lock);
+        g_ptr_array_add(g->members, s);
+    }
+    g_mutex_lock(&s->lock);
+    s->stop_on_failure = stop;
+    if (stop && g) {
+        s->group = g;
+        if (g->failed != ACL_SUCCESS)
+            stream_fail(s, g->failed);
+    }
+    g_mutex_unlock(&s->lock);
+    if (stop && g)
+        g_mutex_unlock(&g->lock);
+}
+
+int engine_stream_stopped(EngineStream *s)
 {
     g_mutex_lock(&s->lock);
-    bool f = s->failed;
+    int err = s->failed ? __atomic_load_n(&s->state->stopped, __ATOMIC_ACQUIRE) : 0;
     g_mutex_unlock(&s->lock);
-    return f;
+    return err;
 }
 
 static void cancel_running(EngineStream *s)
@@ -580,6 +678,7 @@ void engine_stream_destroy(EngineStream *s, bool force)
 {
     if (!s)
         return;
+    group_leave(s);
     g_mutex_lock(&s->lock);
     s->stopping = true;
     s->drop = force;

@@ -35,15 +35,25 @@ typedef uint8_t *(*EngineResolve)(void *opaque, int device, uint64_t addr, uint6
                                   uint32_t access, MemObj **ref);
 
 typedef struct EngineStream EngineStream;
+/* The streams of one client context in stop-on-failure mode. */
+typedef struct EngineGroup EngineGroup;
 
 /* Starts a stream of device `device` publishing its progress into *state;
  * host-callback tasks bump *doorbell (may be NULL: they then complete at once). */
 EngineStream *engine_stream_new(int device, EmuStreamState *state, uint32_t *doorbell,
                                 EngineResolve resolve, void *opaque);
 /* Stop on failure (aclrtSetStreamFailureMode): after a failed task the
- * stream drops what is queued, sets state->stopped and takes no new task. */
-void engine_stream_set_stop_on_failure(EngineStream *s, bool stop);
-bool engine_stream_stopped(EngineStream *s);
+ * stream drops what is queued, sets state->stopped and takes no new task.
+ * In stop mode a stream joins `g` (may be NULL): the first failure of any
+ * member stops every member, interrupting a task that waits; a stream that
+ * joins a failed group is stopped at once.  Membership is changed by one
+ * thread only (the session's); a group is freed after its streams. */
+EngineGroup *engine_group_new(void);
+void engine_group_free(EngineGroup *g);
+bool engine_group_empty(EngineGroup *g);
+void engine_stream_set_stop_on_failure(EngineStream *s, bool stop, EngineGroup *g);
+/* The error that stopped the stream (its own failure or its group's), or 0. */
+int engine_stream_stopped(EngineStream *s);
 /* aclrtStreamAbort: drops the queued tasks (their numbers are published, with
  * ACL_ERROR_RT_STREAM_ABORT as the stream's error) and interrupts a task that
  * waits; later tasks run normally.  aclrtStreamStop: interrupts only the task

@@ -47,6 +47,8 @@ struct Session {
     uint32_t next_tag;
     bool opened[EMU_MAX_DEVICES];
     AddrSpace *as;          /* page tables and virtual memory; NULL until registered */
+    GHashTable *groups;     /* stream group (a client context) -> EngineGroup *
+                             * (stop-on-failure mode, engine.h) */
     GHashTable *notifies;   /* handle (uint64) -> SessNotify *: notifies and events,
                              * created and imported */
 };
@@ -533,6 +535,13 @@ static int handle_notify_import(Session *s, const void *req, uint32_t len, Reply
     return ACL_SUCCESS;
 }
 
+static gboolean group_unused(gpointer key, gpointer value, gpointer data)
+{
+    (void)key;
+    (void)data;
+    return engine_group_empty(value);
+}
+
 static int handle_stream_ctl(Session *s, const void *req, uint32_t len)
 {
     REQ(EmuReqStreamCtl, q);
@@ -540,11 +549,24 @@ static int handle_stream_ctl(Session *s, const void *req, uint32_t len)
     if (!st)
         return ACL_ERROR_RT_PARAM_INVALID;
     switch (q->op) {
-    case EMU_STREAM_SET_MODE:
-        if (q->value > 1)
+    case EMU_STREAM_SET_MODE: {
+        if ((q->value & 0xffffffffu) > 1)
             return ACL_ERROR_RT_PARAM_INVALID;
-        engine_stream_set_stop_on_failure(st, q->value == 1);
+        uint32_t group = (uint32_t)(q->value >> 32);
+        EngineGroup *g = NULL;
+        if (group) {
+            g = g_hash_table_lookup(s->groups, GUINT_TO_POINTER(group));
+            if (!g) {
+                /* Groups whose streams are all gone go first: the table never
+                 * holds more groups than live streams, whatever the client. */
+                g_hash_table_foreach_remove(s->groups, group_unused, NULL);
+                g = engine_group_new();
+                g_hash_table_insert(s->groups, GUINT_TO_POINTER(group), g);
+            }
+        }
+        engine_stream_set_stop_on_failure(st, (q->value & 1) == 1, g);
         return ACL_SUCCESS;
+    }
     case EMU_STREAM_ABORT:
         engine_stream_abort(st);
         return ACL_SUCCESS;
@@ -721,9 +743,7 @@ static int handle_stream_submit(Session *s, const void *req, uint32_t len, Reply
     }
     RESP(EmuRespSubmit, p);
     /* A stream a failure stopped (ACL_STOP_ON_FAILURE) takes no new task. */
-    int stopped = engine_stream_stopped(st) ? __atomic_load_n(&s->states[q->stream].stopped,
-                                                             __ATOMIC_ACQUIRE)
-                                            : ACL_SUCCESS;
+    int stopped = engine_stream_stopped(st);
     if (stopped == ACL_SUCCESS && engine_stream_submit(st, &task, obj, &p->seq))
         return ACL_SUCCESS;
     if (obj && task.type == EMU_TASK_EVENT_RECORD)
@@ -1173,6 +1193,8 @@ static Session *session_alloc(EmuServer *srv, int sock)
     s->host = emu_u64_tree_new(NULL);
     s->streams = g_new0(EngineStream *, EMU_CHAN_STREAMS);
     s->notifies = g_hash_table_new_full(g_int64_hash, g_int64_equal, NULL, sess_notify_free);
+    s->groups = g_hash_table_new_full(g_direct_hash, g_direct_equal, NULL,
+                                      (GDestroyNotify)engine_group_free);
     return s;
 }
 
@@ -1448,6 +1470,7 @@ void emu_session_reclaim(Session *s)
         close(s->sock);
     g_tree_destroy(s->host);
     g_hash_table_destroy(s->notifies);
+    g_hash_table_destroy(s->groups);   /* every stream is gone by now */
     g_free(s->streams);
     g_mutex_clear(&s->lock);
     g_free(s);

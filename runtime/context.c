@@ -16,8 +16,10 @@ static __thread RtContext *t_ctx;
 RtContext *rt_ctx_new(int32_t device, bool is_default, aclError *err)
 {
     RtContext *ctx = g_new0(RtContext, 1);
+    static uint32_t next_group;
     ctx->magic = CTX_MAGIC;
     ctx->device = device;
+    ctx->group = __atomic_add_fetch(&next_group, 1, __ATOMIC_RELAXED);
     ctx->is_default = is_default;
     ctx->default_stream = rt_stream_new(ctx, true, 0, 0, err);
     if (!ctx->default_stream) {

@@ -39,6 +39,8 @@ typedef struct RtContext {
     RtStream *default_stream;
     bool stop_on_failure;       /* a stream of it was set to ACL_STOP_ON_FAILURE: all its
                                  * streams, later ones too, stop on failure (stream2.c) */
+    uint32_t group;             /* names the context to the emulator: a failure in
+                                 * stop mode stops every stream of the group */
 } RtContext;
 
 struct RtStream {

@@ -174,7 +174,7 @@ static aclError stream_ctl(RtStream *s, uint32_t op, uint64_t value)
 void rt_stream_apply_ctx_mode(RtStream *s)
 {
     if (s->ctx->stop_on_failure)
-        stream_ctl(s, EMU_STREAM_SET_MODE, 1);
+        stream_ctl(s, EMU_STREAM_SET_MODE, 1 | (uint64_t)s->ctx->group << 32);
 }
 
 static aclError set_failure_mode(const char *api, RtStream *s, uint64_t mode)
@@ -204,7 +204,7 @@ static aclError set_failure_mode(const char *api, RtStream *s, uint64_t mode)
         g_hash_table_iter_init(&it, g_rt.streams);
         while (err == ACL_SUCCESS && g_hash_table_iter_next(&it, &key, NULL))
             if (((RtStream *)key)->ctx == ctx)
-                err = stream_ctl(key, EMU_STREAM_SET_MODE, 1);
+                err = stream_ctl(key, EMU_STREAM_SET_MODE, 1 | (uint64_t)ctx->group << 32);
         if (err == ACL_SUCCESS)
             ctx->stop_on_failure = true;
         else

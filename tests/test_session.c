@@ -2402,9 +2402,11 @@ static uint32_t fz_valid(Fuzz *f, uint8_t *req, uint32_t *len)
         break;
     }
     case EMU_CMD_STREAM_CTL: {
-        /* set the failure mode often; abort and stop rarely (they drop work) */
+        /* set the failure mode often, in one of a few groups (contexts) so
+         * that failures spread; abort and stop rarely (they drop work) */
         EmuReqStreamCtl q = { .stream = fz_stream(f), .op = EMU_STREAM_SET_MODE,
-                              .value = rnd_below(8) ? rnd_below(2) : rnd() };
+                              .value = rnd_below(8) ? rnd_below(2) | rnd_below(4) << 32
+                                                    : rnd() };
         switch (rnd_below(16)) {
         case 0: q.op = EMU_STREAM_ABORT; break;
         case 1: q.op = EMU_STREAM_STOP; break;

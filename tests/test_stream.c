@@ -295,11 +295,13 @@ TEST(test_stop_on_failure)
     EXPECT_ERR(aclrtSetStreamFailureMode(s2, ACL_CONTINUE_ON_FAILURE),
                ACL_ERROR_RT_PARAM_INVALID);
 
-    /* s1: a copy from a freed address fails; the memset behind it must not run. */
-    aclrtNotify gate = close_gate(s1);
+    /* s1: a copy from a freed address fails; the memset behind it must not run.
+     * s3 waits meanwhile on a gate nobody opens, with a memset behind. */
+    aclrtNotify gate = close_gate(s1), never = close_gate(s3);
+    EXPECT_OK(aclrtMemsetAsync(d, N, 0x55, N, s3));
     EXPECT_OK(aclrtMemcpyAsync(d, N, gone, N, ACL_MEMCPY_DEVICE_TO_DEVICE, s1));
     EXPECT_OK(aclrtMemsetAsync(d, N, 0x22, N, s1));
-    open_gate(gate, s2);
+    open_gate(gate, other);                         /* another context's stream */
     EXPECT_ERR(aclrtSynchronizeStream(s1), ACL_ERROR_RT_SYS_DMA);
     CHECKF(dev_is(d, 0x11), "a task after the failure ran on a stop-on-failure stream");
     CHECK(query(s1) == ACL_STREAM_STATUS_COMPLETE);
@@ -307,28 +309,44 @@ TEST(test_stop_on_failure)
     EXPECT_ERR(aclrtMemsetAsync(d, N, 0x33, N, s1), ACL_ERROR_RT_SYS_DMA);
     EXPECT_ERR(aclrtSynchronizeStream(s1), ACL_ERROR_RT_SYS_DMA);
     EXPECT_ERR(aclrtSynchronizeStreamWithTimeout(s1, 1000), ACL_ERROR_RT_SYS_DMA);
-    CHECK(dev_is(d, 0x11));
 
-    /* s2 (in the mode by spreading) still works while nothing fails on it. */
-    EXPECT_OK(aclrtMemsetAsync(d, N, 0x44, N, s2));
-    EXPECT_OK(aclrtSynchronizeStream(s2));
-    CHECK(dev_is(d, 0x44));
-    /* s3 (created after the mode was set) stops at its failure too: an
-     * unmapped address this time. */
-    EXPECT_OK(aclrtWaitAndResetNotify(gate, s3, 0));
-    EXPECT_OK(aclrtMemcpyAsync(d, N, UNMAPPED, N, ACL_MEMCPY_DEVICE_TO_DEVICE, s3));
-    EXPECT_OK(aclrtMemsetAsync(d, N, 0x55, N, s3));
-    EXPECT_OK(aclrtMemsetAsync(d, N, 0x66, N, s3));
-    open_gate(gate, s2);
-    EXPECT_ERR(aclrtSynchronizeStream(s3), ACL_ERROR_RT_SYS_DMA);
-    CHECKF(dev_is(d, 0x44), "a task after the failure ran on a stream the mode spread to");
-    EXPECT_ERR(aclrtMemsetAsync(d, N, 0x77, N, s3), ACL_ERROR_RT_SYS_DMA);
-    EXPECT_ERR(aclrtSynchronizeStream(s3), ACL_ERROR_RT_SYS_DMA);
+    /* Every stream of the context stops with it (dev guide 03-02): s3's wait
+     * is interrupted and the memset behind it dropped... */
+    EXPECT_ERR(aclrtSynchronizeStreamWithTimeout(s3, 10000), ACL_ERROR_RT_SYS_DMA);
+    CHECKF(dev_is(d, 0x11), "a task queued on a sibling stream ran after the failure");
+    EXPECT_ERR(aclrtMemsetAsync(d, N, 0x66, N, s3), ACL_ERROR_RT_SYS_DMA);
+    /* ... s2 and the default stream take no new task ... */
+    EXPECT_ERR(aclrtSynchronizeStream(s2), ACL_ERROR_RT_SYS_DMA);
+    EXPECT_ERR(aclrtMemsetAsync(d, N, 0x44, N, s2), ACL_ERROR_RT_SYS_DMA);
+    EXPECT_ERR(aclrtMemsetAsync(d, N, 0x44, N, NULL), ACL_ERROR_RT_SYS_DMA);
+    /* ... and neither does a stream created in the context afterwards. */
+    aclrtStream late = NULL;
+    EXPECT_OK(aclrtCreateStream(&late));
+    EXPECT_ERR(aclrtMemsetAsync(d, N, 0x77, N, late), ACL_ERROR_RT_SYS_DMA);
+    EXPECT_OK(aclrtDestroyStream(late));
+    CHECK(dev_is(d, 0x11));
     EXPECT_OK(aclrtDestroyNotify(gate));
-    /* s2 goes on. */
-    EXPECT_OK(aclrtMemsetAsync(d, N, 0x88, N, s2));
-    EXPECT_OK(aclrtSynchronizeStream(s2));
+    EXPECT_OK(aclrtDestroyNotify(never));
+
+    /* Another context: the mode set on a stream spreads to a stream created
+     * later, whose own failure (an unmapped address) stops the first one. */
+    aclrtContext ctx2 = NULL;
+    aclrtStream a = NULL, b = NULL;
+    EXPECT_OK(aclrtCreateContext(&ctx2, 0));
+    EXPECT_OK(aclrtCreateStream(&a));
+    EXPECT_OK(aclrtSetStreamFailureMode(a, ACL_STOP_ON_FAILURE));
+    EXPECT_OK(aclrtCreateStream(&b));
+    EXPECT_OK(aclrtMemsetAsync(d, N, 0x88, N, a));
+    EXPECT_OK(aclrtSynchronizeStream(a));
     CHECK(dev_is(d, 0x88));
+    EXPECT_OK(aclrtMemcpyAsync(d, N, UNMAPPED, N, ACL_MEMCPY_DEVICE_TO_DEVICE, b));
+    EXPECT_ERR(aclrtSynchronizeStream(b), ACL_ERROR_RT_SYS_DMA);
+    EXPECT_ERR(aclrtSynchronizeStream(a), ACL_ERROR_RT_SYS_DMA);
+    EXPECT_ERR(aclrtMemsetAsync(d, N, 0x99, N, a), ACL_ERROR_RT_SYS_DMA);
+    CHECK(dev_is(d, 0x88));
+    EXPECT_OK(aclrtDestroyStream(a));
+    EXPECT_OK(aclrtDestroyStream(b));
+    EXPECT_OK(aclrtDestroyContext(ctx2));
 
     /* A continue-on-failure stream of another context is not affected. */
     EXPECT_OK(aclrtSetCurrentContext(g_ctx));
@@ -372,10 +390,11 @@ TEST(test_failure_mode_default_stream)
     aclrtNotify gate = close_gate(NULL);
     EXPECT_OK(aclrtMemcpyAsync(d, N, UNMAPPED, N, ACL_MEMCPY_DEVICE_TO_DEVICE, NULL));
     EXPECT_OK(aclrtMemsetAsync(d, N, 0x22, N, NULL));
-    open_gate(gate, s);
+    EXPECT_OK(aclrtRecordNotify(gate, s));
     EXPECT_ERR(aclrtSynchronizeStream(NULL), ACL_ERROR_RT_SYS_DMA);
     CHECK(dev_is(d, 0x11));
     EXPECT_ERR(aclrtMemsetAsync(d, N, 0x22, N, NULL), ACL_ERROR_RT_SYS_DMA);
+    EXPECT_ERR(aclrtSynchronizeStream(s), ACL_ERROR_RT_SYS_DMA);    /* the context stopped */
     EXPECT_OK(aclrtDestroyNotify(gate));
     /* Explicit CONTINUE on a first call: a stream of a context in continue mode. */
     EXPECT_OK(aclrtDestroyStream(s));

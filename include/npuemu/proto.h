@@ -28,7 +28,7 @@
 #include <stdint.h>
 
 #define EMU_PROTO_MAGIC   0x4e505545u /* "NPUE" */
-#define EMU_PROTO_VERSION 3u
+#define EMU_PROTO_VERSION 4u
 
 /* Device virtual-address window: real device pointers look like 0x12c041200000. */
 #define EMU_VA_WINDOW_LO    0x100000000000ull /* 16 TiB */
@@ -313,7 +313,9 @@ typedef struct EmuRespEvent {
 } EmuRespEvent;
 
 /* EmuReqStreamCtl.op */
-#define EMU_STREAM_SET_MODE 1u  /* value: 1 stop on failure, 0 continue */
+#define EMU_STREAM_SET_MODE 1u  /* value bit 0: 1 stop on failure, 0 continue; bits 32-63:
+                                 * a group (the context): in stop mode the first failure
+                                 * of any stream of the group stops them all */
 #define EMU_STREAM_ABORT    2u  /* drop the queued tasks, interrupt a waiting one */
 #define EMU_STREAM_STOP     3u  /* interrupt the task running now (if it waits) */
 
