@@ -90,6 +90,10 @@ aclError rt_stream_submit(RtStream *s, const EmuTask *t)
     return rt_stream_submit_seq(s, t, &seq);
 }
 
+/* The number of the last task this thread put on a stream it created
+ * (aclrtGetThreadLastTaskId); 0 before the first. */
+static __thread uint32_t t_last_task;
+
 aclError rt_stream_submit_seq(RtStream *s, const EmuTask *t, uint32_t *seq)
 {
     if (s->flags & RT_STREAM_NO_HOST_TASKS)
@@ -116,6 +120,17 @@ aclError rt_stream_submit_seq(RtStream *s, const EmuTask *t, uint32_t *seq)
                                         __ATOMIC_RELAXED))
         ;
     *seq = r.seq;
+    if (!s->is_default)
+        t_last_task = r.seq;
+    return ACL_SUCCESS;
+}
+
+RT_EXPORT aclError aclrtGetThreadLastTaskId(uint32_t *taskId)
+{
+    RT_CHECK_INIT();
+    if (!taskId)
+        return RT_FAIL(ACL_ERROR_RT_PARAM_INVALID, "taskId must not be NULL");
+    *taskId = t_last_task;
     return ACL_SUCCESS;
 }
 

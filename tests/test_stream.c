@@ -698,6 +698,54 @@ typedef struct TestDef {
 
 #define T(f) { #f, f }
 
+/* ---- aclrtGetThreadLastTaskId ---- */
+
+static gpointer last_task_thread(gpointer data)
+{
+    aclrtStream s = data;
+    uint32_t id = 1;
+    if (aclrtSetCurrentContext(g_ctx) != ACL_SUCCESS ||
+        aclrtGetThreadLastTaskId(&id) != ACL_SUCCESS)
+        return GUINT_TO_POINTER(0xdead);
+    if (id != 0)
+        return GUINT_TO_POINTER(0xbad);        /* another thread's task */
+    void *d = NULL;
+    if (aclrtMalloc(&d, N, ACL_MEM_MALLOC_HUGE_FIRST) != ACL_SUCCESS)
+        return GUINT_TO_POINTER(0xdead);
+    aclError e = aclrtMemsetAsync(d, N, 1, N, s);
+    e = e ? e : aclrtSynchronizeStream(s);
+    e = e ? e : aclrtGetThreadLastTaskId(&id);
+    aclrtFree(d);
+    return GUINT_TO_POINTER(e ? 0xdead : id);
+}
+
+TEST(test_thread_last_task_id)
+{
+    aclrtStream s = NULL;
+    uint32_t a = 0, b = 0, c = 0;
+    EXPECT_ERR(aclrtGetThreadLastTaskId(NULL), ACL_ERROR_RT_PARAM_INVALID);
+    EXPECT_OK(aclrtCreateStream(&s));
+    void *d = dev_filled(0);
+    EXPECT_OK(aclrtMemsetAsync(d, N, 1, N, s));
+    EXPECT_OK(aclrtGetThreadLastTaskId(&a));
+    EXPECT_OK(aclrtMemsetAsync(d, N, 2, N, s));
+    EXPECT_OK(aclrtGetThreadLastTaskId(&b));
+    CHECKF(b == a + 1, "task ids %u then %u", a, b);
+    /* Only tasks on streams the user created count, not the default stream's. */
+    EXPECT_OK(aclrtMemsetAsync(d, N, 3, N, NULL));
+    EXPECT_OK(aclrtGetThreadLastTaskId(&c));
+    CHECK(c == b);
+    /* Per thread: another thread starts at 0 and sees its own task. */
+    GThread *t = g_thread_new("last-task", last_task_thread, s);
+    uint32_t theirs = GPOINTER_TO_UINT(g_thread_join(t));
+    CHECKF(theirs == b + 1, "the other thread's task id is %#x, expected %u", theirs, b + 1);
+    EXPECT_OK(aclrtGetThreadLastTaskId(&c));
+    CHECK(c == b);
+    EXPECT_OK(aclrtSynchronizeDevice());
+    EXPECT_OK(aclrtDestroyStream(s));
+    EXPECT_OK(aclrtFree(d));
+}
+
 int main(void)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -712,7 +760,7 @@ int main(void)
         T(test_query), T(test_id_flags_priority), T(test_attributes_and_overflow),
         T(test_stop_on_failure), T(test_failure_mode_default_stream), T(test_abort),
         T(test_stop), T(test_persistent), T(test_model_stream_calls),
-        T(test_state_callbacks), T(test_stream_limit),
+        T(test_state_callbacks), T(test_stream_limit), T(test_thread_last_task_id),
     };
     CU_pSuite s = CU_add_suite("streams", NULL, NULL);
     bool ok = s != NULL;
