@@ -502,14 +502,17 @@ static gpointer stream_worker(gpointer data)
         int err = drop ? ACL_SUCCESS : run_queued(s, q);
         g_mutex_lock(&s->lock);
         s->running = false;
-        /* Interrupted: by abort / stop, or by a failure of its group. */
-        if (s->running_cancelled && !drop)
+        /* Interrupted: by abort / stop (107023, which the user asked for: not
+         * a failure that stops the stream), or by a failure of its group. */
+        bool interrupted = s->running_cancelled && !drop;
+        if (interrupted)
             err = s->failed ? __atomic_load_n(&s->state->stopped, __ATOMIC_ACQUIRE)
                             : ACL_ERROR_RT_STREAM_ABORT;
         if (aborted)
             err = ACL_ERROR_RT_STREAM_ABORT;
         EngineGroup *spread = NULL;
-        if (err != ACL_SUCCESS && s->stop_on_failure && !s->failed && !aborted) {
+        if (err != ACL_SUCCESS && s->stop_on_failure && !s->failed && !aborted &&
+            !interrupted) {
             s->failed = true;
             __atomic_store_n(&s->state->stopped, err, __ATOMIC_RELEASE);
             spread = s->group;

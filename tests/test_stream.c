@@ -698,6 +698,48 @@ typedef struct TestDef {
 
 #define T(f) { #f, f }
 
+/* An abort or stop is asked for, not a failure: in a stop-on-failure context
+ * it stops neither the stream nor its siblings. */
+TEST(test_abort_in_stop_mode)
+{
+    aclrtContext ctx = NULL;
+    aclrtStream s = NULL, sib = NULL;
+    EXPECT_OK(aclrtCreateContext(&ctx, 0));
+    EXPECT_OK(aclrtCreateStream(&s));
+    EXPECT_OK(aclrtCreateStream(&sib));
+    EXPECT_OK(aclrtSetStreamFailureMode(s, ACL_STOP_ON_FAILURE));
+    void *d = dev_filled(0x11);
+    aclrtNotify gate = close_gate(s);
+    EXPECT_OK(aclrtMemsetAsync(d, N, 0x22, N, s));
+    EXPECT_OK(aclrtStreamAbort(s));
+    EXPECT_ERR(aclrtSynchronizeStream(s), ACL_ERROR_RT_STREAM_ABORT);
+    CHECK(dev_is(d, 0x11));
+    EXPECT_OK(aclrtWaitAndResetNotify(gate, s, 0));
+    EXPECT_OK(aclrtMemsetAsync(d, N, 0x33, N, s));
+    /* The wait may not have started yet: stop until the stream gets past it. */
+    aclError err = ACL_ERROR_RT_STREAM_SYNC_TIMEOUT;
+    for (int i = 0; i < 50 && err == ACL_ERROR_RT_STREAM_SYNC_TIMEOUT; i++) {
+        EXPECT_OK(aclrtStreamStop(s));
+        err = aclrtSynchronizeStreamWithTimeout(s, 100);
+        drain_errors();
+    }
+    CHECKF(err == ACL_ERROR_RT_STREAM_ABORT, "synchronise after stop: %d", err);
+    CHECK(dev_is(d, 0x33));                 /* stop interrupts only the wait */
+    /* Both streams still take work. */
+    EXPECT_OK(aclrtMemsetAsync(d, N, 0x44, N, s));
+    EXPECT_OK(aclrtSynchronizeStream(s));
+    CHECK(dev_is(d, 0x44));
+    EXPECT_OK(aclrtMemsetAsync(d, N, 0x55, N, sib));
+    EXPECT_OK(aclrtSynchronizeStream(sib));
+    CHECK(dev_is(d, 0x55));
+    EXPECT_OK(aclrtDestroyNotify(gate));
+    EXPECT_OK(aclrtDestroyStream(s));
+    EXPECT_OK(aclrtDestroyStream(sib));
+    EXPECT_OK(aclrtDestroyContext(ctx));
+    EXPECT_OK(aclrtSetCurrentContext(g_ctx));
+    EXPECT_OK(aclrtFree(d));
+}
+
 /* ---- aclrtGetThreadLastTaskId ---- */
 
 static gpointer last_task_thread(gpointer data)
@@ -759,6 +801,7 @@ int main(void)
     static const TestDef tests[] = {
         T(test_query), T(test_id_flags_priority), T(test_attributes_and_overflow),
         T(test_stop_on_failure), T(test_failure_mode_default_stream), T(test_abort),
+        T(test_abort_in_stop_mode),
         T(test_stop), T(test_persistent), T(test_model_stream_calls),
         T(test_state_callbacks), T(test_stream_limit), T(test_thread_last_task_id),
     };
