@@ -13,6 +13,7 @@
 #include "event.h"
 #include "notify.h"
 #include "npuemu/futex.h"
+#include "reduce.h"
 
 typedef struct QueuedTask {
     EmuTask task;
@@ -269,6 +270,53 @@ static int run_memcpy_ptr(const EmuTask *t, int device, EngineResolve resolve, v
     return engine_run_task(&copy, device, resolve, opaque);
 }
 
+/* Moves n bytes between a side and a host buffer (true: to the buffer). */
+static bool side_io(Side *s, uint64_t va, uint8_t *buf, uint64_t n, bool read)
+{
+    while (n > 0) {
+        uint64_t c = n;
+        uint8_t *p = side_get(s, va, &c);
+        if (!p)
+            return false;
+        if (read)
+            memcpy(buf, p, c);
+        else
+            memcpy(p, buf, c);
+        va += c;
+        buf += c;
+        n -= c;
+    }
+    return true;
+}
+
+/* aclrtReduceAsync: dst = dst op src, in chunks through two buffers so that
+ * an element split across pages (or handles) is combined whole. */
+#define REDUCE_CHUNK (64u << 10)
+
+static int run_reduce(const EmuTask *t, int device, EngineResolve resolve, void *opaque)
+{
+    size_t es = reduce_elem_size(t->flags);
+    if (!es || !reduce_kind_valid(t->value) || t->size % es)
+        return ACL_ERROR_RT_PARAM_INVALID;
+    Side d = side_new(resolve, opaque, device, ENGINE_READ | ENGINE_WRITE, t->dst, t->size);
+    Side s = side_new(resolve, opaque, device, ENGINE_READ, t->src, t->size);
+    bool ok = side_check(&d, t->dst, t->size) && side_check(&s, t->src, t->size);
+    uint8_t *bd = ok ? g_malloc(REDUCE_CHUNK) : NULL, *bs = ok ? g_malloc(REDUCE_CHUNK) : NULL;
+    for (uint64_t off = 0; ok && off < t->size; off += REDUCE_CHUNK) {
+        uint64_t n = t->size - off < REDUCE_CHUNK ? t->size - off : REDUCE_CHUNK;
+        ok = side_io(&s, t->src + off, bs, n, true) && side_io(&d, t->dst + off, bd, n, true);
+        if (ok) {
+            reduce_apply(t->value, t->flags, bd, bs, n / es);
+            ok = side_io(&d, t->dst + off, bd, n, false);
+        }
+    }
+    g_free(bd);
+    g_free(bs);
+    side_done(&d);
+    side_done(&s);
+    return ok ? ACL_SUCCESS : ACL_ERROR_RT_SYS_DMA;
+}
+
 int engine_run_task(const EmuTask *t, int device, EngineResolve resolve, void *opaque)
 {
     if (t->type == EMU_TASK_MEMCPY2D)
@@ -277,6 +325,8 @@ int engine_run_task(const EmuTask *t, int device, EngineResolve resolve, void *o
         return ACL_SUCCESS;
     if (t->type == EMU_TASK_MEMCPY_PTR)
         return run_memcpy_ptr(t, device, resolve, opaque);
+    if (t->type == EMU_TASK_REDUCE)
+        return run_reduce(t, device, resolve, opaque);
     if (t->type != EMU_TASK_MEMCPY && t->type != EMU_TASK_MEMSET && t->type != EMU_TASK_MEMSET32)
         return ACL_ERROR_RT_PARAM_INVALID;
     Side d = side_new(resolve, opaque, device, ENGINE_WRITE, t->dst, t->size);

@@ -18,6 +18,7 @@
 #include "devmodel/engine.h"
 #include "devmodel/event.h"
 #include "devmodel/notify.h"
+#include "devmodel/reduce.h"
 #include "npuemu/futex.h"
 #include "npuemu/u64tree.h"
 
@@ -709,6 +710,12 @@ static int handle_stream_submit(Session *s, const void *req, uint32_t len, Reply
         if (q->task.flags & ~(EMU_TASK_DST_INDIRECT | EMU_TASK_SRC_INDIRECT))
             return ACL_ERROR_RT_PARAM_INVALID;
         break;
+    case EMU_TASK_REDUCE: {
+        size_t es = reduce_elem_size(task.flags);
+        if (!es || !reduce_kind_valid(task.value) || task.size % es)
+            return ACL_ERROR_RT_PARAM_INVALID;
+        break;
+    }
     case EMU_TASK_NOTIFY_RECORD:
     case EMU_TASK_NOTIFY_WAIT: {
         Notify *n = NULL;

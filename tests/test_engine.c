@@ -7,10 +7,12 @@
  * observe concurrency, waiter wake-ups and forced destruction.
  */
 #include "devmodel/engine.h"
+#include "devmodel/reduce.h"
 
 #include <CUnit/Basic.h>
 #include "cu_run.h"
 #include <glib.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -171,6 +173,116 @@ static EmuTask t_memset32(uint64_t dst, uint64_t size, uint64_t v)
 static EmuTask t_memcpy(uint64_t dst, uint64_t src, uint64_t size)
 {
     return (EmuTask){ .type = EMU_TASK_MEMCPY, .dst = dst, .src = src, .size = size };
+}
+
+/* ---- EMU_TASK_REDUCE (aclrtReduceAsync) ---- */
+
+static EmuTask t_reduce(uint64_t dst, uint64_t src, uint64_t size, uint64_t kind, uint32_t dtype)
+{
+    return (EmuTask){ .type = EMU_TASK_REDUCE, .dst = dst, .src = src, .size = size,
+                      .value = kind, .flags = dtype };
+}
+
+/* dst = dst op src on n 16-bit values; returns dst[0]. */
+static uint16_t reduce16(uint64_t kind, uint32_t dtype, uint16_t a, uint16_t b)
+{
+    uint8_t d[2], s[2];
+    memcpy(d, &a, 2);
+    memcpy(s, &b, 2);
+    reduce_apply(kind, dtype, d, s, 1);
+    uint16_t r;
+    memcpy(&r, d, 2);
+    return r;
+}
+
+static void test_run_reduce(void)
+{
+    clear_bufs();
+    /* fp32 over a whole buffer (more than one chunk's worth of elements). */
+    float *d = (float *)(void *)bufs[0]->map, *s = (float *)(void *)bufs[1]->map;
+    size_t n = BUF_SIZE / 4;
+    for (size_t i = 0; i < n; i++) {
+        d[i] = (float)i;
+        s[i] = 0.5f * (float)(n - i);
+    }
+    EmuTask t = t_reduce(addr_of(0, 0), addr_of(1, 0), BUF_SIZE, REDUCE_SUM, ACL_FLOAT);
+    CU_ASSERT_EQUAL(engine_run_task(&t, 0, resolve_cb, NULL), ACL_SUCCESS);
+    bool ok = true;
+    for (size_t i = 0; i < n; i++)
+        ok = ok && d[i] == (float)i + 0.5f * (float)(n - i);
+    CU_ASSERT_TRUE(ok);
+    d[0] = 1.0f, d[1] = -3.0f, d[2] = NAN;
+    s[0] = 2.0f, s[1] = -4.0f, s[2] = 7.0f;
+    t = t_reduce(addr_of(0, 0), addr_of(1, 0), 12, REDUCE_MAX, ACL_FLOAT);
+    CU_ASSERT_EQUAL(engine_run_task(&t, 0, resolve_cb, NULL), ACL_SUCCESS);
+    CU_ASSERT(d[0] == 2.0f && d[1] == -3.0f && isnan(d[2]));    /* NaN propagates */
+    t.value = REDUCE_MIN;
+    CU_ASSERT_EQUAL(engine_run_task(&t, 0, resolve_cb, NULL), ACL_SUCCESS);
+    CU_ASSERT(d[0] == 2.0f && d[1] == -4.0f && isnan(d[2]));
+    t.value = REDUCE_EQUAL;
+    CU_ASSERT_EQUAL(engine_run_task(&t, 0, resolve_cb, NULL), ACL_SUCCESS);
+    CU_ASSERT(d[0] == 2.0f && d[1] == -4.0f && d[2] == 7.0f);
+    /* Integers: sums wrap, signed comparisons. */
+    int8_t *d8 = (int8_t *)bufs[2]->map, *s8 = (int8_t *)bufs[3]->map;
+    d8[0] = 127, s8[0] = 1, d8[1] = -5, s8[1] = 3;
+    t = t_reduce(addr_of(2, 0), addr_of(3, 0), 2, REDUCE_SUM, ACL_INT8);
+    CU_ASSERT_EQUAL(engine_run_task(&t, 0, resolve_cb, NULL), ACL_SUCCESS);
+    CU_ASSERT(d8[0] == -128 && d8[1] == -2);
+    int32_t a32[2] = { -7, 9 }, b32[2] = { 3, -11 };
+    memcpy(bufs[2]->map + 64, a32, 8);
+    memcpy(bufs[3]->map + 64, b32, 8);
+    t = t_reduce(addr_of(2, 64), addr_of(3, 64), 8, REDUCE_MIN, ACL_INT32);
+    CU_ASSERT_EQUAL(engine_run_task(&t, 0, resolve_cb, NULL), ACL_SUCCESS);
+    memcpy(a32, bufs[2]->map + 64, 8);
+    CU_ASSERT(a32[0] == -7 && a32[1] == -11);
+    CU_ASSERT_EQUAL(reduce16(REDUCE_MAX, ACL_INT16, 0xfffe, 0x0001), 0x0001);   /* -2 vs 1 */
+    CU_ASSERT_EQUAL(reduce16(REDUCE_SUM, ACL_INT16, 0x7fff, 0x0001), 0x8000);
+    /* Refused before anything is touched: size not whole elements, unknown
+     * type or kind; a footprint that faults leaves dst as it was. */
+    memset(bufs[2]->map, 0x5a, 256);
+    const EmuTask bad[] = {
+        t_reduce(addr_of(2, 0), addr_of(3, 0), 6, REDUCE_SUM, ACL_FLOAT),
+        t_reduce(addr_of(2, 0), addr_of(3, 0), 8, REDUCE_SUM, ACL_UINT32),
+        t_reduce(addr_of(2, 0), addr_of(3, 0), 8, REDUCE_SUM, ACL_DOUBLE),
+        t_reduce(addr_of(2, 0), addr_of(3, 0), 8, 9, ACL_FLOAT),
+        t_reduce(addr_of(2, 0), addr_of(3, 0), 8, 14, ACL_FLOAT),
+    };
+    for (unsigned i = 0; i < G_N_ELEMENTS(bad); i++)
+        CU_ASSERT_EQUAL(engine_run_task(&bad[i], 0, resolve_cb, NULL), ACL_ERROR_RT_PARAM_INVALID);
+    t = t_reduce(addr_of(2, 0), addr_of(3, BUF_SIZE - 128), 256, REDUCE_SUM, ACL_INT8);
+    CU_ASSERT_EQUAL(engine_run_task(&t, 0, resolve_cb, NULL), ACL_ERROR_RT_SYS_DMA);
+    t = t_reduce(addr_of(2, 0), BAD_ADDR, 256, REDUCE_SUM, ACL_INT8);
+    CU_ASSERT_EQUAL(engine_run_task(&t, 0, resolve_cb, NULL), ACL_ERROR_RT_SYS_DMA);
+    CU_ASSERT_TRUE(all_bytes(bufs[2]->map, 256, 0x5a));
+    check_refs();
+}
+
+/* Half precision: every value survives the widening and the rounding back,
+ * and sums round to nearest-even, overflow to infinity, reach subnormals. */
+static void test_reduce_half_rounding(void)
+{
+    unsigned bad = 0;
+    for (uint32_t h = 0; h < 0x10000; h++) {
+        bool nan = (h & 0x7c00) == 0x7c00 && (h & 0x3ff);
+        if (!nan && reduce16(REDUCE_MAX, ACL_FLOAT16, (uint16_t)h, (uint16_t)h) != h)
+            bad++;
+        if (nan && (reduce16(REDUCE_MAX, ACL_FLOAT16, (uint16_t)h, 0x3c00) & 0x7fff) <= 0x7c00)
+            bad++;
+    }
+    CU_ASSERT_EQUAL(bad, 0);
+    CU_ASSERT_EQUAL(reduce16(REDUCE_SUM, ACL_FLOAT16, 0x3c00, 0x4000), 0x4200);  /* 1 + 2 = 3 */
+    CU_ASSERT_EQUAL(reduce16(REDUCE_SUM, ACL_FLOAT16, 0x6800, 0x3c00), 0x6800);  /* 2048 + 1 */
+    CU_ASSERT_EQUAL(reduce16(REDUCE_SUM, ACL_FLOAT16, 0x6801, 0x3c00), 0x6802);  /* 2050 + 1 */
+    CU_ASSERT_EQUAL(reduce16(REDUCE_SUM, ACL_FLOAT16, 0x7bff, 0x4b80), 0x7bff);  /* 65504 + 15 */
+    CU_ASSERT_EQUAL(reduce16(REDUCE_SUM, ACL_FLOAT16, 0x7bff, 0x4c00), 0x7c00);  /* 65504 + 16 */
+    CU_ASSERT_EQUAL(reduce16(REDUCE_SUM, ACL_FLOAT16, 0x0001, 0x0001), 0x0002);  /* 2^-24 * 2 */
+    CU_ASSERT_EQUAL(reduce16(REDUCE_SUM, ACL_FLOAT16, 0x03ff, 0x0001), 0x0400);  /* to normal */
+    CU_ASSERT_EQUAL(reduce16(REDUCE_MIN, ACL_FLOAT16, 0xbc00, 0x3c00), 0xbc00);  /* -1, 1 */
+    /* bf16: 7 stored mantissa bits */
+    CU_ASSERT_EQUAL(reduce16(REDUCE_SUM, ACL_BF16, 0x3f80, 0x3f80), 0x4000);     /* 1 + 1 */
+    CU_ASSERT_EQUAL(reduce16(REDUCE_SUM, ACL_BF16, 0x3f80, 0x3b80), 0x3f80);     /* 1 + 2^-8 */
+    CU_ASSERT_EQUAL(reduce16(REDUCE_SUM, ACL_BF16, 0x3f81, 0x3b80), 0x3f82);
+    CU_ASSERT_EQUAL(reduce16(REDUCE_MAX, ACL_BF16, 0x7fc0, 0x3f80) & 0x7fc0, 0x7fc0);
 }
 
 /* ---- engine_run_task ---- */
@@ -918,6 +1030,8 @@ int main(void)
         !CU_add_test(s, "run: memcpy2d errors", test_run_memcpy2d_errors) ||
         !CU_add_test(s, "run: memcpy through stored bases", test_run_memcpy_ptr) ||
         !CU_add_test(s, "run: memcpy through stored bases, errors", test_run_memcpy_ptr_errors) ||
+        !CU_add_test(s, "run: reduce", test_run_reduce) ||
+        !CU_add_test(s, "reduce: half precision rounding", test_reduce_half_rounding) ||
         !CU_add_test(s, "stream: 2D and stored-base copies in order", test_stream_2d_and_ptr) ||
         !CU_add_test(s, "stream: tasks run in order", test_stream_in_order) ||
         !CU_add_test(s, "stream: seq wrap-around", test_stream_seq_wrap) ||

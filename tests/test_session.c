@@ -2162,6 +2162,14 @@ static uint32_t fz_valid(Fuzz *f, uint8_t *req, uint32_t *len)
         q.task.dst = fz_addr(f, touch);
         q.task.src = fz_addr(f, touch);
         q.task.value = rnd();
+        if (rnd_below(8) == 0) {    /* a reduce: mostly valid kinds and types */
+            static const uint32_t types[] = { 0, 1, 2, 3, 6, 27, 8, 11 };
+            q.task.type = EMU_TASK_REDUCE;
+            q.task.flags = rnd_below(8) ? types[rnd_below(G_N_ELEMENTS(types))] : (uint32_t)rnd();
+            q.task.value = rnd_below(8) ? 10 + rnd_below(4) : rnd();
+            if (rnd_below(4))
+                q.task.size &= ~3ull;
+        }
         if (rnd_below(6) == 0)
             fz_notify_task(f, &q);
         else if (rnd_below(5) == 0)

@@ -740,6 +740,74 @@ TEST(test_abort_in_stop_mode)
     EXPECT_OK(aclrtFree(d));
 }
 
+/* ---- aclrtReduceAsync ---- */
+
+TEST(test_reduce_async)
+{
+    aclrtStream s = NULL;
+    EXPECT_OK(aclrtCreateStream(&s));
+    float hd[N / 4], hs[N / 4];
+    for (int i = 0; i < N / 4; i++) {
+        hd[i] = (float)i;
+        hs[i] = (float)(3 * i) - 100.0f;
+    }
+    void *d = NULL, *src = NULL;
+    EXPECT_OK(aclrtMalloc(&d, N, ACL_MEM_MALLOC_HUGE_FIRST));
+    EXPECT_OK(aclrtMalloc(&src, N, ACL_MEM_MALLOC_HUGE_FIRST));
+    EXPECT_OK(aclrtMemcpy(d, N, hd, N, ACL_MEMCPY_HOST_TO_DEVICE));
+    EXPECT_OK(aclrtMemcpy(src, N, hs, N, ACL_MEMCPY_HOST_TO_DEVICE));
+    /* In stream order: a sum, then a max against what the sum left. */
+    EXPECT_OK(aclrtReduceAsync(d, src, N, ACL_RT_MEMCPY_SDMA_AUTOMATIC_SUM, ACL_FLOAT, s, NULL));
+    EXPECT_OK(aclrtMemsetAsync(src, N, 0, N / 2, s));       /* the first half: 0.0f */
+    EXPECT_OK(aclrtReduceAsync(d, src, N, ACL_RT_MEMCPY_SDMA_AUTOMATIC_MAX, ACL_FLOAT, s, NULL));
+    EXPECT_OK(aclrtSynchronizeStream(s));
+    float out[N / 4];
+    EXPECT_OK(aclrtMemcpy(out, N, d, N, ACL_MEMCPY_DEVICE_TO_HOST));
+    int wrong = 0;
+    for (int i = 0; i < N / 4; i++) {
+        float sum = hd[i] + hs[i];
+        float other = i < N / 8 ? 0.0f : hs[i];
+        wrong += out[i] != (sum > other ? sum : other);
+    }
+    CHECKF(wrong == 0, "%d of %d elements wrong", wrong, N / 4);
+    EXPECT_OK(aclrtReduceAsync(d, src, 0, ACL_RT_MEMCPY_SDMA_AUTOMATIC_SUM, ACL_FLOAT, s, NULL));
+
+    /* Refused at the call. */
+    void *d1 = NULL, *pinned = NULL;
+    EXPECT_OK(aclrtMallocHost(&pinned, N));
+    EXPECT_OK(aclrtSetDevice(1));
+    EXPECT_OK(aclrtMalloc(&d1, N, ACL_MEM_MALLOC_HUGE_FIRST));
+    EXPECT_OK(aclrtSetCurrentContext(g_ctx));
+    const aclrtReduceKind sum = ACL_RT_MEMCPY_SDMA_AUTOMATIC_SUM;
+    EXPECT_ERR(aclrtReduceAsync(NULL, src, N, sum, ACL_FLOAT, s, NULL), ACL_ERROR_RT_PARAM_INVALID);
+    EXPECT_ERR(aclrtReduceAsync(d, NULL, N, sum, ACL_FLOAT, s, NULL), ACL_ERROR_RT_PARAM_INVALID);
+    EXPECT_ERR(aclrtReduceAsync(d, src, N, sum, ACL_FLOAT, s, d), ACL_ERROR_RT_PARAM_INVALID);
+    EXPECT_ERR(aclrtReduceAsync(d, src, N, (aclrtReduceKind)9, ACL_FLOAT, s, NULL),
+               ACL_ERROR_RT_PARAM_INVALID);
+    EXPECT_ERR(aclrtReduceAsync(d, src, N, (aclrtReduceKind)14, ACL_FLOAT, s, NULL),
+               ACL_ERROR_RT_PARAM_INVALID);
+    EXPECT_ERR(aclrtReduceAsync(d, src, N, sum, ACL_UINT32, s, NULL), ACL_ERROR_RT_PARAM_INVALID);
+    EXPECT_ERR(aclrtReduceAsync(d, src, 6, sum, ACL_FLOAT, s, NULL), ACL_ERROR_RT_PARAM_INVALID);
+    EXPECT_ERR(aclrtReduceAsync(d, pinned, N, sum, ACL_FLOAT, s, NULL),
+               ACL_ERROR_RT_PARAM_INVALID);         /* host memory */
+    EXPECT_ERR(aclrtReduceAsync(d, d1, N, sum, ACL_FLOAT, s, NULL),
+               ACL_ERROR_RT_PARAM_INVALID);         /* another device's memory */
+    EXPECT_ERR(aclrtReduceAsync(d1, src, N, sum, ACL_FLOAT, s, NULL),
+               ACL_ERROR_RT_PARAM_INVALID);
+    EXPECT_ERR(aclrtReduceAsync(d, src, N, sum, ACL_FLOAT, (aclrtStream)&wrong, NULL),
+               ACL_ERROR_RT_INVALID_HANDLE);
+    EXPECT_OK(aclrtSynchronizeStream(s));
+    EXPECT_OK(aclrtMemcpy(hd, N, d, N, ACL_MEMCPY_DEVICE_TO_HOST));
+    CHECK(memcmp(hd, out, N) == 0);                 /* nothing refused ran */
+    EXPECT_OK(aclrtFree(d1));
+    EXPECT_OK(aclrtFreeHost(pinned));
+    EXPECT_OK(aclrtResetDevice(1));
+    EXPECT_OK(aclrtSetCurrentContext(g_ctx));
+    EXPECT_OK(aclrtDestroyStream(s));
+    EXPECT_OK(aclrtFree(d));
+    EXPECT_OK(aclrtFree(src));
+}
+
 /* ---- aclrtGetThreadLastTaskId ---- */
 
 static gpointer last_task_thread(gpointer data)
@@ -804,6 +872,7 @@ int main(void)
         T(test_abort_in_stop_mode),
         T(test_stop), T(test_persistent), T(test_model_stream_calls),
         T(test_state_callbacks), T(test_stream_limit), T(test_thread_last_task_id),
+        T(test_reduce_async),
     };
     CU_pSuite s = CU_add_suite("streams", NULL, NULL);
     bool ok = s != NULL;
