@@ -31,6 +31,8 @@ struct EngineStream {
     GCond cond;
     GQueue queue;           /* QueuedTask * */
     uint32_t last_seq;
+    int pending;            /* tasks queued (atomic: the idle worker polls it) */
+    bool sleeping;          /* the worker waits on cond: a submission must signal */
     bool stopping;
     bool drop;
     int cancel;             /* interrupts a wait: forced destroy, abort, stop */
@@ -42,6 +44,9 @@ struct EngineStream {
     bool running;           /* a task is running now */
     GThread *worker;
 };
+
+/* An idle worker polls its queue this long before it sleeps on its condition. */
+#define ENGINE_IDLE_SPIN_NS 30000ull
 
 /* ---- value waits: woken by the engine's writes, and checked every slice ---- */
 
@@ -537,11 +542,25 @@ static gpointer stream_worker(gpointer data)
     EngineStream *s = data;
     g_mutex_lock(&s->lock);
     for (;;) {
-        while (g_queue_is_empty(&s->queue) && !s->stopping)
+        if (g_queue_is_empty(&s->queue) && !s->stopping) {
+            /* Tasks come in bursts: look again for a moment before sleeping, so
+             * that a task queued meanwhile costs its submitter no wake-up. */
+            g_mutex_unlock(&s->lock);
+            uint64_t until = emu_now_ns() + ENGINE_IDLE_SPIN_NS;
+            while (!__atomic_load_n(&s->pending, __ATOMIC_ACQUIRE) &&
+                   !__atomic_load_n(&s->stopping, __ATOMIC_ACQUIRE) && emu_poll_step(until))
+                ;
+            g_mutex_lock(&s->lock);
+        }
+        while (g_queue_is_empty(&s->queue) && !s->stopping) {
+            s->sleeping = true;
             g_cond_wait(&s->cond, &s->lock);
+            s->sleeping = false;
+        }
         QueuedTask *q = g_queue_pop_head(&s->queue);
         if (!q)
             break;      /* stopping and drained */
+        __atomic_sub_fetch(&s->pending, 1, __ATOMIC_RELEASE);
         bool aborted = emu_seq_reached(s->abort_upto, q->seq) && s->abort_upto != 0;
         bool drop = s->drop || s->failed || aborted;
         s->running_cancelled = false;
@@ -622,7 +641,9 @@ bool engine_stream_submit(EngineStream *s, const EmuTask *t, void *obj, uint32_t
      * and free the task. */
     *seq = q->seq = ++s->last_seq;
     g_queue_push_tail(&s->queue, q);
-    g_cond_signal(&s->cond);
+    __atomic_add_fetch(&s->pending, 1, __ATOMIC_RELEASE);
+    if (s->sleeping)        /* a futex wake only when the worker sleeps */
+        g_cond_signal(&s->cond);
     g_mutex_unlock(&s->lock);
     return true;
 }
@@ -733,7 +754,7 @@ void engine_stream_destroy(EngineStream *s, bool force)
         return;
     group_leave(s);
     g_mutex_lock(&s->lock);
-    s->stopping = true;
+    __atomic_store_n(&s->stopping, true, __ATOMIC_RELEASE);
     s->drop = force;
     if (force)
         __atomic_store_n(&s->cancel, 1, __ATOMIC_RELEASE);
