@@ -1,6 +1,15 @@
-/* Element-wise reductions of the stream engine (EMU_TASK_REDUCE). */
-#ifndef NPUEMU_DEVMODEL_REDUCE_H
-#define NPUEMU_DEVMODEL_REDUCE_H
+/*
+ * reduce.h - the element-wise reductions of the SDMA engine
+ * (aclrtReduceAsync, EMU_TASK_REDUCE).
+ *
+ * Concepts: a reduce combines a source into a destination element by element,
+ * dst = dst op src, for the operations and data types A2 / A3 list.  This
+ * module only does the arithmetic on host buffers; the engine checks both
+ * footprints, translates them and moves the bytes.  Pure functions,
+ * thread-safe.
+ */
+#ifndef DEVMODEL_REDUCE_H
+#define DEVMODEL_REDUCE_H
 
 #include <stdbool.h>
 #include <stddef.h>
