@@ -22,6 +22,7 @@ struct Event {
     uint64_t ran;           /* the highest record that ran */
     uint64_t ts_us;         /* when it ran */
     uint64_t base;          /* reset: records up to here are forgotten */
+    bool set;               /* the hardware flag: a record ran since the last reset */
 };
 
 Event *event_new(Device *d)
@@ -96,6 +97,7 @@ void event_record_ran(Event *e, uint64_t gen, uint64_t ts_us)
         e->ran = gen;
         e->ts_us = ts_us;
     }
+    e->set = true;
     g_cond_broadcast(&e->cond);
     g_mutex_unlock(&e->lock);
 }
@@ -115,7 +117,9 @@ void event_record_dropped(Event *e, uint64_t gen)
 uint64_t event_latest(Event *e)
 {
     g_mutex_lock(&e->lock);
-    uint64_t gen = e->queued > e->base ? e->queued : 0;
+    /* After a reset with nothing recorded since, `base`: a record that was
+     * reset away, which waits for the flag (wait_released). */
+    uint64_t gen = e->queued;
     g_mutex_unlock(&e->lock);
     return gen;
 }
@@ -124,6 +128,20 @@ uint64_t event_latest(Event *e)
 static bool record_pending(Event *e, uint64_t gen)
 {
     return gen > e->base && g_hash_table_contains(e->pending, GSIZE_TO_POINTER(gen));
+}
+
+/* Whether a wait for record `gen` may go on (lock held).  Nothing captured:
+ * at once.  Its own record: once it ran (a later record on another stream does
+ * not release it).  A record that a reset forgot since: the hardware's flag,
+ * which the reset cleared, so the wait holds until a record runs again (the
+ * reference warns that waits after a reset "无法成功"). */
+static bool wait_released(Event *e, uint64_t gen)
+{
+    if (gen == 0)
+        return true;
+    if (gen > e->base)
+        return !record_pending(e, gen);
+    return e->set;
 }
 
 bool event_record_done(Event *e, uint64_t gen)
@@ -142,16 +160,13 @@ int event_wait(Event *e, uint64_t gen, uint64_t timeout_ns, const int *cancel)
     bool pending = true;
     do {
         g_mutex_lock(&e->lock);
-        pending = record_pending(e, gen);
+        pending = !wait_released(e, gen);
         g_mutex_unlock(&e->lock);
     } while (pending && emu_poll_step(spin_until));
     gint64 deadline = timeout_ns ? g_get_monotonic_time() + (gint64)(timeout_ns / 1000) : 0;
     int err = ACL_SUCCESS;
     g_mutex_lock(&e->lock);
-    /* Record `gen` itself: a later record (on another stream) that ran
-     * first does not release the wait.  A reset after the wait was queued
-     * releases it too. */
-    while (record_pending(e, gen)) {
+    while (!wait_released(e, gen)) {
         if (cancel && __atomic_load_n(cancel, __ATOMIC_ACQUIRE)) {
             err = -1;
             break;
@@ -176,6 +191,7 @@ void event_reset(Event *e)
     e->base = e->queued;
     e->ran = e->queued;
     e->ts_us = 0;
+    e->set = false;
     g_cond_broadcast(&e->cond);
     g_mutex_unlock(&e->lock);
 }

@@ -9,7 +9,10 @@
  * moment (the timestamp).  A wait captures the latest record at the time it is
  * queued and blocks its stream until that record ran (a condition variable
  * wakes it; no polling); an event never recorded does not block.  Reset
- * forgets the records.  A device has DEV_EVENT_MAX (65536) events, shared by
+ * forgets the records and clears the event's flag (`set`, raised by every
+ * record that runs): a wait whose record a reset forgot, or that was queued
+ * after a reset, waits for the next record to run, as hardware waits on the
+ * flag.  A device has DEV_EVENT_MAX (65536) events, shared by
  * every process.  Reference counted like notifies.  Thread-safe.
  */
 #ifndef DEVMODEL_EVENT_H

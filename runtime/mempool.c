@@ -14,8 +14,8 @@
  *    free).  Another stream may take it only once S has run up to `seq`, and
  *    only when the pool learns so: when S is synchronised (rt_mempool_synced),
  *    by looking at S's progress (REUSE_ALLOW_OPPORTUNISTIC), or by waiting for
- *    S (REUSE_ALLOW_INTERNAL_DEPENDENCIES; the engine has no cross-stream wait
- *    task, so the runtime waits, and only after growing the pool failed).
+ *    S (REUSE_ALLOW_INTERNAL_DEPENDENCIES: the runtime waits for S on the host,
+ *    and only after growing the pool failed; no wait task is queued).
  *  - Memory goes back to the device (aclrtFree of a chunk) only for a chunk
  *    whose blocks are all FREE or completed frees: aclrtMemPoolTrimTo, and each
  *    synchronise down to the release threshold.

@@ -685,22 +685,25 @@ TEST(test_reset)
     CHECK(es == ACL_EVENT_STATUS_COMPLETE);
     /* no record any more: no timestamp */
     EXPECT_ERR(aclrtEventGetTimestamp(e, &ts), NOT_COMPLETE);
-    /* a wait after the reset does not block, even while a stream that
-     * recorded before is busy */
-    gate_block(&g, s[0]);
+    /* A wait queued after the reset holds its stream until the event is
+     * recorded again: the reset cleared the flag (the reference warns that
+     * another stream's wait after a reset "无法成功"). */
     EXPECT_OK(aclrtStreamWaitEvent(s[2], e));
     EXPECT_OK(aclrtMemsetAsync(w.dst[0], TAIL, 0x71, TAIL, s[2]));
-    EXPECT_OK(aclrtSynchronizeStreamWithTimeout(s[2], 5000 * (int32_t)slow));
-    CHECK(dst_is(&w, 0, 0x71));
-    /* recording again works as before: the record behind the gate blocks */
+    EXPECT_ERR(aclrtSynchronizeStreamWithTimeout(s[2], 200), ACL_ERROR_RT_STREAM_SYNC_TIMEOUT);
+    CHECKF(dst_is(&w, 0, 0xee), "a wait after a reset did not wait for a new record");
+    /* Recording again releases it once the record runs (behind the gate). */
+    gate_block(&g, s[0]);
     fill_async(&w, s[0], 0x72);
     EXPECT_OK(aclrtRecordEvent(e, s[0]));
     EXPECT_OK(aclrtStreamWaitEvent(s[2], e));
     copy_tail_async(&w, 1, s[2]);
     g_usleep(100 * 1000);
+    CHECK(dst_is(&w, 0, 0xee));
     CHECK(dst_is(&w, 1, 0xee));
     gate_open(&g);
     EXPECT_OK(aclrtSynchronizeStreamWithTimeout(s[2], 10000 * (int32_t)slow));
+    CHECK(dst_is(&w, 0, 0x71));
     CHECK(dst_is(&w, 1, 0x72));
     EXPECT_OK(aclrtSynchronizeStream(s[0]));
     EXPECT_OK(aclrtEventGetTimestamp(e, &ts));
