@@ -5,7 +5,7 @@
  *
  * The emulator owns the events (devmodel/event.h) and numbers the records; a
  * stream's wait captures the latest record when it is queued.  The client
- * keeps, per event, where its last record and its last wait were queued
+ * keeps, per event, where its last record and its last wait in each stream were queued
  * (stream and task number), so that host synchronisation and the wait status
  * are futex waits and reads of the shared stream state, with no request.
  * Events another process recorded (IPC) are synchronised by asking the
@@ -38,8 +38,8 @@ typedef struct RtEvent {
     bool exported;
     bool recorded;              /* a record of ours is queued (since the last reset) */
     RtStreamMark record;        /* where it is */
-    bool waited;
-    RtStreamMark wait;          /* where our last wait on it is */
+    GArray *waits;              /* RtStreamMark: our last wait on it in each stream
+                                 * (NULL: none); guarded by event_lock */
 } RtEvent;
 
 /* The 64-byte aclrtIpcEventHandle. */
@@ -62,6 +62,35 @@ static bool event_get(aclrtEvent e, RtEvent *out)
         *out = *(RtEvent *)e;
     pthread_mutex_unlock(&event_lock);
     return ok;
+}
+
+/* Out of `live` (event_lock held): the handle is never reused. */
+static void event_retire(RtEvent *e)
+{
+    if (e->waits)
+        g_array_free(e->waits, TRUE);
+    e->waits = NULL;
+    rt_retire_handle(e);
+}
+
+static bool mark_done(const RtStreamMark *m)
+{
+    return emu_seq_reached(__atomic_load_n(&g_rt.conn.states[m->id].done, __ATOMIC_ACQUIRE),
+                           m->seq);
+}
+
+/* A wait was queued at m: it replaces an earlier wait in the same stream
+ * (streams run in order), and waits that ran are forgotten (event_lock held). */
+static void note_wait(RtEvent *e, RtStreamMark m)
+{
+    if (!e->waits)
+        e->waits = g_array_new(FALSE, FALSE, sizeof(RtStreamMark));
+    for (guint i = e->waits->len; i-- > 0;) {
+        RtStreamMark *w = &g_array_index(e->waits, RtStreamMark, i);
+        if (w->id == m.id || mark_done(w))
+            g_array_remove_index_fast(e->waits, i);
+    }
+    g_array_append_val(e->waits, m);
 }
 
 static aclError dead(const char *api, aclrtEvent e)
@@ -130,13 +159,14 @@ RT_EXPORT aclError aclrtDestroyEvent(aclrtEvent event)
     RT_CHECK_INIT();
     pthread_mutex_lock(&event_lock);
     bool ok = event && live && g_hash_table_remove(live, event);
+    EmuReqNotify q = { .handle = ok ? ((RtEvent *)event)->handle : 0 };
+    if (ok)
+        event_retire(event);
     pthread_mutex_unlock(&event_lock);
     if (!ok)
         return dead(__func__, event);
     /* Queued tasks hold their own references: nothing waits here. */
-    EmuReqNotify q = { .handle = ((RtEvent *)event)->handle };
     aclError err = rt_call(EMU_CMD_EVENT_DESTROY, &q, sizeof(q), NULL, 0, NULL);
-    rt_retire_handle(event);
     return err == ACL_SUCCESS ? ACL_SUCCESS : RT_FAIL(err, "the emulator refused the destroy");
 }
 
@@ -165,8 +195,7 @@ static aclError queue(const char *api, aclrtEvent event, const RtEvent *e, aclrt
             le->recorded = true;
             le->record = m;
         } else if (type == EMU_TASK_EVENT_WAIT) {
-            le->waited = true;
-            le->wait = m;
+            note_wait(le, m);
         } else {
             le->recorded = false;
         }
@@ -275,10 +304,13 @@ RT_EXPORT aclError aclrtQueryEventWaitStatus(aclrtEvent event, aclrtEventWaitSta
     if (e.kind == EVENT_EX || is_ipc(&e))
         return RT_FAIL(ACL_ERROR_RT_PARAM_INVALID,
                        "not for events of aclrtCreateEventExWithFlag or IPC events");
-    bool done = !e.waited ||
-                emu_seq_reached(__atomic_load_n(&g_rt.conn.states[e.wait.id].done,
-                                                __ATOMIC_ACQUIRE),
-                                e.wait.seq);
+    /* "等待任务是否都执行完成": every wait of ours, in every stream. */
+    bool done = true;
+    pthread_mutex_lock(&event_lock);
+    GArray *waits = live && g_hash_table_contains(live, event) ? ((RtEvent *)event)->waits : NULL;
+    for (guint i = 0; waits && i < waits->len && done; i++)
+        done = mark_done(&g_array_index(waits, RtStreamMark, i));
+    pthread_mutex_unlock(&event_lock);
     *status = done ? ACL_EVENT_WAIT_STATUS_COMPLETE : ACL_EVENT_WAIT_STATUS_NOT_READY;
     return ACL_SUCCESS;
 }
@@ -531,7 +563,7 @@ void rt_event_drop_device(int32_t device)
         while (g_hash_table_iter_next(&it, &key, NULL)) {
             if (((RtEvent *)key)->device == device) {
                 g_hash_table_iter_remove(&it);
-                rt_retire_handle(key);
+                event_retire(key);
             }
         }
     }
@@ -546,7 +578,7 @@ void rt_event_release(void)
         gpointer key;
         g_hash_table_iter_init(&it, live);
         while (g_hash_table_iter_next(&it, &key, NULL))
-            rt_retire_handle(key);
+            event_retire(key);
         g_hash_table_destroy(live);
         live = NULL;
     }

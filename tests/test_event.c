@@ -764,6 +764,32 @@ TEST(test_query_status)
     streams_free(s, 2);
 }
 
+/* The wait status covers every wait queued on the event, not only the last. */
+TEST(test_wait_status_all_waits)
+{
+    Gate g;
+    aclrtStream s[3] = { NULL, NULL, NULL };
+    aclrtEvent e = NULL;
+    streams_new(s, 3);
+    gate_new(&g);
+    EXPECT_OK(aclrtCreateEventWithFlag(&e, ACL_EVENT_SYNC));
+    EXPECT_OK(aclrtRecordEvent(e, s[0]));
+    EXPECT_OK(aclrtSynchronizeStream(s[0]));
+    /* s[1]'s wait sits behind a closed gate; s[2]'s, queued later, runs at once. */
+    gate_block(&g, s[1]);
+    EXPECT_OK(aclrtStreamWaitEvent(s[1], e));
+    EXPECT_OK(aclrtStreamWaitEvent(s[2], e));
+    EXPECT_OK(aclrtSynchronizeStream(s[2]));
+    CHECKF(wait_status(e) == ACL_EVENT_WAIT_STATUS_NOT_READY,
+           "a wait still queued behind the gate was reported done");
+    gate_open(&g);
+    EXPECT_OK(aclrtSynchronizeStream(s[1]));
+    CHECK(wait_status(e) == ACL_EVENT_WAIT_STATUS_COMPLETE);
+    EXPECT_OK(aclrtDestroyEvent(e));
+    gate_free(&g);
+    streams_free(s, 3);
+}
+
 /* Host synchronisation: returns once the record ran (checked by data), or
  * 507047 on a short timeout. */
 TEST(test_synchronize_event)
@@ -1747,7 +1773,8 @@ int main(void)
     static const TestDef tests[] = {
         T(test_create_flags), T(test_bad_arguments), T(test_ids_and_avail),
         T(test_wait_blocks), T(test_many_waiters), T(test_wait_unrecorded),
-        T(test_rerecord), T(test_reset), T(test_query_status), T(test_synchronize_event),
+        T(test_rerecord), T(test_reset), T(test_query_status), T(test_wait_status_all_waits),
+        T(test_synchronize_event),
         T(test_wait_timeout_breaks_deadlock), T(test_op_wait_timeout),
         T(test_elapsed_and_timestamps), T(test_destroy_while_queued),
         T(test_record_stream_destroyed), T(test_limit),
