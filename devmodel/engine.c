@@ -47,6 +47,8 @@ struct EngineStream {
 
 /* An idle worker polls its queue this long before it sleeps on its condition. */
 #define ENGINE_IDLE_SPIN_NS 30000ull
+/* A wait on a futex looks at the stream's cancel flag this often. */
+#define CANCEL_SLICE_NS 50000000ll
 
 /* ---- value waits: woken by the engine's writes, and checked every slice ---- */
 
@@ -378,6 +380,8 @@ static bool is_event_task(uint32_t type)
 
 static void sync_unref(QueuedTask *q)
 {
+    if (q->task.type == EMU_TASK_STREAM_WAIT)
+        return;         /* obj is the other stream's state, owned by the session */
     if (is_event_task(q->task.type))
         event_unref(q->obj);
     else
@@ -453,7 +457,7 @@ static int run_host_func(EngineStream *s, uint32_t seq)
             break;
         if (__atomic_load_n(&s->cancel, __ATOMIC_ACQUIRE))
             break;
-        emu_futex_wait(&s->state->cb_done, done, 50000000);
+        emu_futex_wait(&s->state->cb_done, done, CANCEL_SLICE_NS);
     }
     __atomic_store_n(&s->state->cb_seq, 0, __ATOMIC_RELEASE);
     return ACL_SUCCESS;
@@ -499,6 +503,29 @@ static void group_fail(EngineGroup *g, EngineStream *from, int err)
     g_mutex_unlock(&g->lock);
 }
 
+/* Until the other stream (its shared state in obj) has run task `size`: a
+ * futex wait on its `done`, as a client waits, looking at the cancel flag
+ * between slices.  The state lives in the client's channel, so a client can
+ * only confuse its own streams' waits. */
+static int run_stream_wait(EngineStream *s, const QueuedTask *q)
+{
+    EmuStreamState *st = q->obj;
+    uint32_t seq = (uint32_t)q->task.size;
+    uint64_t spin_until = emu_now_ns() + ENGINE_IDLE_SPIN_NS;
+    while (!emu_seq_reached(__atomic_load_n(&st->done, __ATOMIC_ACQUIRE), seq) &&
+           emu_poll_step(spin_until))
+        ;
+    __atomic_add_fetch(&st->waiters, 1, __ATOMIC_SEQ_CST);
+    for (;;) {
+        uint32_t done = __atomic_load_n(&st->done, __ATOMIC_SEQ_CST);
+        if (emu_seq_reached(done, seq) || __atomic_load_n(&s->cancel, __ATOMIC_ACQUIRE))
+            break;
+        emu_futex_wait(&st->done, done, CANCEL_SLICE_NS);
+    }
+    __atomic_sub_fetch(&st->waiters, 1, __ATOMIC_SEQ_CST);
+    return ACL_SUCCESS;
+}
+
 /* A queued task: synchronisation tasks here, data tasks by engine_run_task. */
 static int run_queued(EngineStream *s, QueuedTask *q)
 {
@@ -529,6 +556,8 @@ static int run_queued(EngineStream *s, QueuedTask *q)
         return run_value_wait(s, &q->task);
     case EMU_TASK_HOST_FUNC:
         return run_host_func(s, q->seq);
+    case EMU_TASK_STREAM_WAIT:
+        return run_stream_wait(s, q);
     default: {
         int err = engine_run_task(&q->task, s->device, s->resolve, s->opaque);
         value_changed();

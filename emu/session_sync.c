@@ -343,6 +343,13 @@ int handle_stream_submit(Session *s, const void *req, uint32_t len, Reply *r)
         if (task.flags)
             return ACL_ERROR_RT_PARAM_INVALID;
         break;
+    case EMU_TASK_STREAM_WAIT:
+        /* Another live stream of this session; a stream never waits for itself. */
+        if (task.flags || task.value >= EMU_CHAN_STREAMS || task.value == q->stream ||
+            task.size > UINT32_MAX || !session_stream(s, (uint32_t)task.value))
+            return ACL_ERROR_RT_PARAM_INVALID;
+        obj = &s->states[task.value];
+        break;
     case EMU_TASK_VALUE_WRITE:
     case EMU_TASK_VALUE_WAIT:
         if (task.dst % 8 || (task.type == EMU_TASK_VALUE_WRITE && task.flags) ||
@@ -372,7 +379,7 @@ int handle_stream_submit(Session *s, const void *req, uint32_t len, Reply *r)
     if (obj && (task.type == EMU_TASK_EVENT_RECORD || task.type == EMU_TASK_EVENT_WAIT ||
                 task.type == EMU_TASK_EVENT_RESET))
         event_unref(obj);
-    else if (obj)
+    else if (obj && task.type != EMU_TASK_STREAM_WAIT)
         notify_unref(obj);
     return stopped != ACL_SUCCESS ? stopped : ACL_ERROR_RT_STREAM_TASK_FULL;
 }

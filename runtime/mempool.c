@@ -14,8 +14,9 @@
  *    free).  Another stream may take it only once S has run up to `seq`, and
  *    only when the pool learns so: when S is synchronised (rt_mempool_synced),
  *    by looking at S's progress (REUSE_ALLOW_OPPORTUNISTIC), or by waiting for
- *    S (REUSE_ALLOW_INTERNAL_DEPENDENCIES: the runtime waits for S on the host,
- *    and only after growing the pool failed; no wait task is queued).
+ *    S (REUSE_ALLOW_INTERNAL_DEPENDENCIES, only after growing the pool failed:
+ *    the taking stream gets a task that waits in the engine until S has run
+ *    the free, EMU_TASK_STREAM_WAIT; the caller never waits).
  *  - Memory goes back to the device (aclrtFree of a chunk) only for a chunk
  *    whose blocks are all FREE or completed frees: aclrtMemPoolTrimTo, and each
  *    synchronise down to the release threshold.
@@ -187,6 +188,22 @@ static void pool_promote(RtMemPool *p, RtStream *s)
             }
         if (any)
             chunk_coalesce(c);
+    }
+}
+
+/* Stream `to` now runs after task `seq` of stream `from` (its task `to_seq`
+ * waits for it): blocks `from` freed up to `seq` become frees of `to` at
+ * `to_seq`, free for `to` at once and for the others once `to` passed it. */
+static void pool_adopt(RtMemPool *p, RtStream *from, uint32_t seq, RtStream *to, uint32_t to_seq)
+{
+    for (guint i = 0; i < p->chunks->len; i++) {
+        PoolChunk *c = g_ptr_array_index(p->chunks, i);
+        for (PoolBlock *b = c->first; b; b = b->next)
+            if (b->state == BLOCK_PENDING && b->stream == from && emu_seq_reached(seq, b->seq)) {
+                b->stream = to;
+                b->sid = to->id;
+                b->seq = to_seq;
+            }
     }
 }
 
@@ -558,17 +575,19 @@ static aclError pool_take(const char *api, RtMemPool **pp, aclrtMemPool handle, 
                            ", in use %" PRIu64 ", maximum %" PRIu64 " (0: the device's "
                            "memory)), and nothing freed that this stream may reuse", need,
                            p->reserved, p->used, p->max_size);
-        /* Make the dependency on the freeing stream by waiting for it here. */
+        /* Make the dependency on the freeing stream: s waits (in the engine)
+         * until that stream has run the free; the caller does not wait. */
         RtStream *ws = w->stream;
-        uint32_t sid = w->sid, seq = w->seq;
-        pthread_mutex_unlock(&pool_lock);
-        aclError err = rt_wait_stream(sid, seq, -1);
+        uint32_t sid = w->sid, seq = w->seq, wait_seq = 0;
+        EmuTask t = { .type = EMU_TASK_STREAM_WAIT, .value = sid, .size = seq };
+        pthread_mutex_unlock(&pool_lock);   /* a full queue makes the submit wait */
+        aclError err = rt_stream_submit_seq(s, &t, &wait_seq);
         pthread_mutex_lock(&pool_lock);
         if (err != ACL_SUCCESS)
-            return rt_fail(err, api, "cannot wait for the stream that freed the memory");
+            return rt_fail(err, api, "cannot queue the wait for the stream that freed the memory");
         if (!(p = *pp = pool_get(api, handle, &err)))
             return err;
-        pool_promote(p, ws);
+        pool_adopt(p, ws, seq, s, wait_seq);
     }
 }
 

@@ -482,7 +482,9 @@ typedef struct CrossStream {
 
 #define XSIZE (3 * MiB / 2)
 
-static void cross_begin(CrossStream *c, uint32_t opportunistic, uint32_t internal)
+/* gate (may be NULL): A waits for it before anything else. */
+static void cross_begin(CrossStream *c, uint32_t opportunistic, uint32_t internal,
+                        aclrtNotify gate)
 {
     c->pool = make_pool(0, 2 * MiB);
     set64(c->pool, ACL_RT_MEM_POOL_ATTR_RELEASE_THRESHOLD, UINT64_MAX);
@@ -498,6 +500,8 @@ static void cross_begin(CrossStream *c, uint32_t opportunistic, uint32_t interna
     memset(c->out, 0, XSIZE);
     memset(c->out2, 0, XSIZE);
     c->x = NULL;
+    if (gate)
+        EXPECT_OK(aclrtWaitAndResetNotify(gate, c->a, 0));
     EXPECT_OK(aclrtMemPoolMallocAsync(&c->x, XSIZE, c->pool, c->a));
     EXPECT_OK(aclrtMemcpyAsync(c->x, XSIZE, c->src, XSIZE, ACL_MEMCPY_HOST_TO_DEVICE, c->a));
     busy_queue(&c->busy, c->a);
@@ -528,17 +532,29 @@ static void cross_end(CrossStream *c, void *y)
     EXPECT_OK(aclrtDestroyStream(c->b));
 }
 
-/* Default attributes: B gets X, but only after A has reached the free. */
+/* Default attributes: B gets X at once, and B's stream waits in the engine
+ * until A has run the free.  A is held at a gate meanwhile: a call that waited
+ * for A on the host would not return, and a B that did not wait would write
+ * X before A has read it. */
 static void test_cross_stream_waits(void)
 {
     CrossStream c;
-    cross_begin(&c, 1, 1);
+    aclrtNotify gate = NULL;
+    EXPECT_OK(aclrtCreateNotify(&gate, 0));
+    cross_begin(&c, 1, 1, gate);
     void *y = NULL;
     EXPECT_OK(aclrtMemPoolMallocAsync(&y, XSIZE, c.pool, c.b));
     CHECKF(y == c.x, "the only block that fits is X=%p, got %p", c.x, y);
-    /* A's D2H of X, queued before the free, has run. */
-    CHECK(checksum(c.out, XSIZE) == checksum(c.src, XSIZE));
-    cross_end(&c, y);
+    EXPECT_OK(aclrtMemsetAsync(y, XSIZE, 0xee, XSIZE, c.b));
+    usleep(50000);
+    aclrtStreamStatus st = ACL_STREAM_STATUS_RESERVED;
+    EXPECT_OK(aclrtStreamQuery(c.b, &st));
+    CHECKF(st == ACL_STREAM_STATUS_NOT_READY, "B ran while A, which still uses X, is held");
+    CHECK(all_bytes(c.out, XSIZE, 0));
+    EXPECT_OK(aclrtRecordNotify(gate, NULL));
+    EXPECT_OK(aclrtSynchronizeStream(NULL));
+    cross_end(&c, y);       /* A's copy of X is intact, B's memset landed */
+    EXPECT_OK(aclrtDestroyNotify(gate));
 }
 
 /* No reuse across streams allowed: B fails while A's free is pending, and gets
@@ -546,7 +562,7 @@ static void test_cross_stream_waits(void)
 static void test_cross_stream_no_reuse(void)
 {
     CrossStream c;
-    cross_begin(&c, 0, 0);
+    cross_begin(&c, 0, 0, NULL);
     void *y = NULL;
     EXPECT_ERR(aclrtMemPoolMallocAsync(&y, XSIZE, c.pool, c.b), ACL_ERROR_RT_MEMORY_ALLOCATION);
     CHECK(y == NULL);
@@ -561,7 +577,7 @@ static void test_cross_stream_no_reuse(void)
 static void test_cross_stream_opportunistic(void)
 {
     CrossStream c;
-    cross_begin(&c, 1, 0);
+    cross_begin(&c, 1, 0, NULL);
     void *y = NULL;
     EXPECT_ERR(aclrtMemPoolMallocAsync(&y, XSIZE, c.pool, c.b), ACL_ERROR_RT_MEMORY_ALLOCATION);
     /* A's last task fills `out`; wait for it from the host side only. */

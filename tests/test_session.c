@@ -829,6 +829,24 @@ static void test_streams_end_to_end(void)
     CU_ASSERT_EQUAL(submit(&c, UINT32_MAX, (EmuTask){ .type = EMU_TASK_MEMSET }, NULL),
                     ACL_ERROR_RT_PARAM_INVALID);
 
+    /* a wait for another live stream of the session, never for itself */
+    uint32_t m = 0;
+    CU_ASSERT_EQUAL(submit(&c, sid2, (EmuTask){ .type = EMU_TASK_MEMSET, .dst = a.va,
+                                                .size = 64, .value = 0x98 }, &m),
+                    ACL_SUCCESS);
+    CU_ASSERT_EQUAL(submit(&c, sid, (EmuTask){ .type = EMU_TASK_STREAM_WAIT, .value = sid2,
+                                               .size = m }, NULL),
+                    ACL_SUCCESS);
+    const EmuTask bad_waits[] = {
+        { .type = EMU_TASK_STREAM_WAIT, .value = sid, .size = 0 },
+        { .type = EMU_TASK_STREAM_WAIT, .value = sid + 100, .size = 0 },
+        { .type = EMU_TASK_STREAM_WAIT, .value = EMU_CHAN_STREAMS, .size = 0 },
+        { .type = EMU_TASK_STREAM_WAIT, .value = sid2, .size = 0, .flags = 1 },
+        { .type = EMU_TASK_STREAM_WAIT, .value = sid2, .size = 1ull << 32 },
+    };
+    for (unsigned i = 0; i < G_N_ELEMENTS(bad_waits); i++)
+        CU_ASSERT_EQUAL(submit(&c, sid, bad_waits[i], NULL), ACL_ERROR_RT_PARAM_INVALID);
+
     /* destroy runs what is queued and publishes the last seq */
     uint32_t last = 0;
     for (int i = 0; i < 64; i++)
@@ -2162,7 +2180,12 @@ static uint32_t fz_valid(Fuzz *f, uint8_t *req, uint32_t *len)
         q.task.dst = fz_addr(f, touch);
         q.task.src = fz_addr(f, touch);
         q.task.value = rnd();
-        if (rnd_below(8) == 0) {    /* a reduce: mostly valid kinds and types */
+        if (rnd_below(16) == 0) {   /* a wait for another stream: already reached, or refused */
+            q.task.type = EMU_TASK_STREAM_WAIT;
+            q.task.flags = rnd_below(8) ? 0 : (uint32_t)rnd();
+            q.task.value = rnd_below(8) ? fz_stream(f) : rnd();
+            q.task.size = rnd_below(4) ? 0 : rnd() | (1ull << 32);
+        } else if (rnd_below(8) == 0) {    /* a reduce: mostly valid kinds and types */
             static const uint32_t types[] = { 0, 1, 2, 3, 6, 27, 8, 11 };
             q.task.type = EMU_TASK_REDUCE;
             q.task.flags = rnd_below(8) ? types[rnd_below(G_N_ELEMENTS(types))] : (uint32_t)rnd();

@@ -460,6 +460,9 @@ typedef enum EmuTaskType {
     EMU_TASK_HOST_FUNC = 13,  /* a host callback: the stream publishes cb_seq, bumps the
                                * channel's cb_doorbell and waits until cb_done == its seq
                                * (the client runs the function it keeps for that seq) */
+    EMU_TASK_STREAM_WAIT = 15, /* until stream `value` of the session (not this one) has
+                               * run task `size`: a dependency the runtime makes (a
+                               * stream-ordered pool's reuse) */
     EMU_TASK_REDUCE = 14,     /* dst = dst op src over size bytes: value the op
                                * (aclrtReduceKind), flags the aclDataType */
     EMU_TASK_MEMCPY_PTR = 5,  /* MEMCPY to dst + doff from src + soff, where a side
