@@ -4,8 +4,10 @@
 #define _GNU_SOURCE
 #include "harness.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <glib.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,7 +16,13 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
+
+#include "acl/acl.h"
+#include "acl_check.h"
+
+static const unsigned slow = TEST_SLOW;
 
 static bool can_connect(void *arg)
 {
@@ -171,4 +179,282 @@ char *emu_gone_line(const TestEmu *e, pid_t pid)
 bool emu_running(const TestEmu *e)
 {
     return e->pid > 0 && waitpid(e->pid, NULL, WNOHANG) == 0;
+}
+
+int64_t clock_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- agents: the pipes ---- */
+
+static bool write_full(int fd, const void *buf, size_t n)
+{
+    const uint8_t *p = buf;
+    while (n > 0) {
+        ssize_t k = write(fd, p, n);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0)
+            return false;
+        p += k;
+        n -= (size_t)k;
+    }
+    return true;
+}
+
+/* False when the n bytes are not all there within timeout_ms, or the writer
+ * closed its end. */
+static bool read_full(int fd, void *buf, size_t n, int timeout_ms)
+{
+    uint8_t *p = buf;
+    int64_t end = clock_ms() + timeout_ms;
+    while (n > 0) {
+        int64_t left = end - clock_ms();
+        if (left <= 0)
+            return false;
+        struct pollfd pf = { .fd = fd, .events = POLLIN };
+        int r = poll(&pf, 1, (int)left);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return false;
+        ssize_t k = read(fd, p, n);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0)
+            return false;
+        p += k;
+        n -= (size_t)k;
+    }
+    return true;
+}
+
+/* The parent's ends of every live agent's pipes.  A new agent closes them all:
+ * an agent holding another's write end would keep that one from seeing EOF
+ * when the parent goes away. */
+static int g_parent_fds[64];
+static int g_nparent_fds;
+
+static void parent_fd_add(int fd)
+{
+    if (g_nparent_fds < (int)G_N_ELEMENTS(g_parent_fds))
+        g_parent_fds[g_nparent_fds++] = fd;
+}
+
+static void parent_fd_del(int fd)
+{
+    for (int i = 0; i < g_nparent_fds; i++)
+        if (g_parent_fds[i] == fd)
+            g_parent_fds[i] = g_parent_fds[--g_nparent_fds];
+    close(fd);
+}
+
+/* ---- agents: the child side ---- */
+
+/* Messages are the files' own types: the header is read and written as bytes. */
+static AgentHdr hdr_of(const void *msg)
+{
+    AgentHdr h;
+    memcpy(&h, msg, sizeof(h));
+    return h;
+}
+
+static void hdr_set_rc(void *msg, int32_t rc)
+{
+    memcpy((char *)msg + offsetof(AgentHdr, rc), &rc, sizeof(rc));
+}
+
+/* Points this process's aclInit at emulator e and server `server`. */
+static void use_emu(const TestEmu *e, int server)
+{
+    setenv("NPU_EMU_SOCKET", e->sock, 1);
+    if (server >= 0) {
+        char s[16];
+        snprintf(s, sizeof(s), "%d", server);
+        setenv("NPU_EMU_SERVER", s, 1);
+    } else {
+        unsetenv("NPU_EMU_SERVER");
+    }
+}
+
+static int child_status(void)
+{
+    fflush(NULL);
+    return g_child_fails > 100 ? 100 : g_child_fails;
+}
+
+/* The agent's life: read a command, run it, answer, until op_exit, a quiet
+ * parent or a closed pipe.  Returns the exit status (the failure count). */
+static int agent_serve(const AgentDef *def, int rd, int wr)
+{
+    g_in_child = true;
+    g_child_fails = 0;
+    alarm(120 * slow);
+    bool inited = false;
+    void *m = g_malloc(def->size);
+    void *r = g_malloc(def->size);
+    for (;;) {
+        if (!read_full(rd, m, def->size, 60000 * slow)) {
+            CHECKF(false, "agent %d: no command within %u s", (int)getpid(), 60 * slow);
+            break;
+        }
+        int32_t op = hdr_of(m).op;
+        memcpy(r, m, def->size);
+        hdr_set_rc(r, 0);
+        if (op == def->op_exit) {
+            if (inited)
+                hdr_set_rc(r, agent_expect(aclFinalize(), ACL_SUCCESS, "aclFinalize()", __FILE__,
+                                           __LINE__));
+            write_full(wr, r, def->size);
+            break;
+        }
+        def->run(m, r);
+        if (op == def->op_init)
+            inited = true;
+        drain_errors();
+        fflush(NULL);
+        if (!write_full(wr, r, def->size))
+            break;
+        if (def->op_quit && op == def->op_quit)
+            _exit(child_status());
+        if (def->op_hang && op == def->op_hang)
+            for (;;)
+                pause();
+    }
+    g_free(m);
+    g_free(r);
+    return child_status();
+}
+
+aclError agent_expect(aclError rc, aclError want, const char *what, const char *file, int line)
+{
+    if (want == ACL_SUCCESS)
+        expect_ok_impl(rc, what, file, line, "agent");
+    else
+        expect_err_impl(rc, want, what, file, line, "agent");
+    return rc;
+}
+
+/* ---- agents: the parent side ---- */
+
+Agent agent_spawn(const char *name, const AgentDef *def, const TestEmu *e, int server)
+{
+    Agent a;
+    memset(&a, 0, sizeof(a));
+    g_strlcpy(a.name, name, sizeof(a.name));
+    a.def = def;
+    int down[2], up[2];
+    if (pipe2(down, O_CLOEXEC) < 0 || pipe2(up, O_CLOEXEC) < 0) {
+        CHECKF(false, "pipe2: %s", g_strerror(errno));
+        a.pid = -1;
+        return a;
+    }
+    fflush(NULL);
+    a.pid = fork();
+    if (a.pid == 0) {
+        for (int i = 0; i < g_nparent_fds; i++)
+            close(g_parent_fds[i]);
+        close(down[1]);
+        close(up[0]);
+        if (e)
+            use_emu(e, server);
+        _exit(agent_serve(def, down[0], up[1]));
+    }
+    close(down[0]);
+    close(up[1]);
+    a.rd = up[0];
+    a.wr = down[1];
+    parent_fd_add(a.rd);
+    parent_fd_add(a.wr);
+    CHECKF(a.pid > 0, "cannot fork agent %s", name);
+    return a;
+}
+
+bool agent_call(Agent *a, const void *m, void *r, size_t size)
+{
+    bool ok = a->pid > 0 && !a->done && !a->broken;
+    if (ok && !(write_full(a->wr, m, size) && read_full(a->rd, r, size, 30000 * slow))) {
+        ok = false;
+        a->broken = true;
+    }
+    if (!ok) {
+        memset(r, 0, size);
+        hdr_set_rc(r, AGENT_NO_ANSWER);
+    }
+    return ok;
+}
+
+void agent_do_op(Agent *a, const void *m, void *r, size_t size, const char *text,
+                 const char *file, int line)
+{
+    if (!agent_call(a, m, r, size)) {
+        check_impl(false, file, line, "scenario", "%s: %s: no answer (agent dead?)", a->name,
+                   text);
+        return;
+    }
+    int32_t rc = hdr_of(r).rc, want = hdr_of(m).want;
+    check_impl(rc == want, file, line, "scenario", "%s: %s: returned %d, expected %d", a->name,
+               text, rc, want);
+}
+
+int agent_reap(Agent *a)
+{
+    if (a->pid <= 0 || a->done)
+        return -1;
+    int st = 0, res = -1;
+    int64_t end = clock_ms() + 15000 * (int64_t)slow;
+    for (;;) {
+        pid_t w = waitpid(a->pid, &st, WNOHANG);
+        if (w == a->pid) {
+            res = WIFSIGNALED(st) ? 128 + WTERMSIG(st) : WEXITSTATUS(st);
+            break;
+        }
+        if (w < 0 || clock_ms() > end) {
+            kill(a->pid, SIGKILL);
+            waitpid(a->pid, &st, 0);
+            res = 255;
+            break;
+        }
+        g_usleep(5000);
+    }
+    parent_fd_del(a->rd);
+    parent_fd_del(a->wr);
+    a->done = true;
+    return res;
+}
+
+void agent_finish_at(Agent *a, const char *file, int line)
+{
+    if (a->pid <= 0 || a->done)
+        return;
+    void *m = g_malloc0(a->def->size);
+    void *r = g_malloc0(a->def->size);
+    AgentHdr h = { .op = a->def->op_exit };
+    memcpy(m, &h, sizeof(h));
+    agent_call(a, m, r, a->def->size);
+    int32_t rc = hdr_of(r).rc;
+    g_free(m);
+    g_free(r);
+    int st = agent_reap(a);
+    check_impl(rc == 0 && st == 0, file, line, "scenario",
+               "agent %s (pid %d) ended with status %d (its failed checks; 128+ = signal, 255 = "
+               "did not exit)", a->name, (int)a->pid, st);
+}
+
+void agent_kill_at(Agent *a, const TestEmu *e, const char *what, const char *file, int line)
+{
+    kill(a->pid, SIGKILL);
+    int st = agent_reap(a);
+    check_impl(st == 128 + SIGKILL, file, line, "scenario", "agent %s: status %d after SIGKILL",
+               a->name, st);
+    char *gone = emu_gone_line(e, a->pid);
+    check_impl(gone != NULL, file, line, "scenario",
+               "the emulator did not log agent %s (pid %d) gone", a->name, (int)a->pid);
+    if (gone && what)
+        check_impl(strstr(gone, what) != NULL, file, line, "scenario",
+                   "reclaim of %s: \"%s\", expected \"%s\" in it", a->name, gone, what);
+    g_free(gone);
 }

@@ -8,12 +8,39 @@
  * started afterwards (forked or exec'd) talks to it.  Children are plain fork()s
  * that call aclInit themselves.  Nothing here is thread-safe; tests are
  * single-threaded around these calls.
+ *
+ * Agents: when a scenario needs several client processes acting in a set
+ * order, each is an agent, a forked child that runs the commands its parent
+ * sends down one pipe and answers each up another.  A command is a fixed-size
+ * message of the test file's own type that starts with op / want / rc
+ * (AGENT_MSG_HEAD); the file supplies an AgentDef (the size, the function that
+ * runs one command, its op codes for init / exit / hang / quit) and the
+ * harness does the rest.  Both sides check rc against want: the agent in full
+ * (acl_check.h; its failure count is its exit status), the parent at the
+ * scenario's file and line.  Every wait is bounded and scaled by TEST_SLOW.
  */
 #ifndef TESTS_HARNESS_H
 #define TESTS_HARNESS_H
 
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
+
+#include "acl/acl_base.h"
+
+/* Sanitizer builds run several times slower: every time limit is multiplied
+ * by TEST_SLOW. */
+#if defined(__SANITIZE_ADDRESS__)
+#define TEST_SLOW 4u
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define TEST_SLOW 4u
+#endif
+#endif
+#ifndef TEST_SLOW
+#define TEST_SLOW 1u
+#endif
 
 typedef struct TestEmu {
     pid_t pid;
@@ -46,5 +73,67 @@ char *emu_gone_line(const TestEmu *e, pid_t pid);
 
 /* Polls until cond(arg) is true or timeout_ms passes; returns the last result. */
 bool wait_until(bool (*cond)(void *), void *arg, int timeout_ms);
+/* Milliseconds on the monotonic clock. */
+int64_t clock_ms(void);
+
+/* ---- agents ---- */
+
+/* The first fields of every agent message: the command, the code it must
+ * return, and the code it did return.  A macro, not a member of type
+ * AgentHdr, so that scenarios write .op = ... and r.rc like any other field. */
+#define AGENT_MSG_HEAD int32_t op, want, rc
+typedef struct AgentHdr {
+    AGENT_MSG_HEAD;
+} AgentHdr;
+
+/* rc of a command that got no answer: the agent is dead, stuck or gone. */
+#define AGENT_NO_ANSWER (-999)
+
+typedef struct AgentDef {
+    size_t size;                            /* of the file's message type */
+    /* Runs command m in the agent; r is m with rc 0, sent back afterwards. */
+    void (*run)(const void *m, void *r);
+    int32_t op_init;    /* aclInit: from then on op_exit calls aclFinalize */
+    int32_t op_exit;    /* answered by the loop itself, then the agent exits */
+    int32_t op_hang;    /* if not 0: answered, then the agent waits to be killed */
+    int32_t op_quit;    /* if not 0: answered, then _exit with no cleanup at all */
+} AgentDef;
+
+/* The parent's handle on one agent. */
+typedef struct Agent {
+    pid_t pid;
+    int rd, wr;                 /* the parent's ends */
+    char name[8];
+    bool done;                  /* reaped */
+    bool broken;                /* it stopped answering: no more waiting for it */
+    const AgentDef *def;
+} Agent;
+
+/* Forks agent `name` serving def; it uses emulator e and server `server`
+ * (NPU_EMU_SERVER, -1 for none), or with e NULL the environment as it is. */
+Agent agent_spawn(const char *name, const AgentDef *def, const TestEmu *e, int server);
+/* Sends m (size bytes) and reads the answer into r; false, with r zeroed but
+ * rc AGENT_NO_ANSWER, when none comes (a is then broken). */
+bool agent_call(Agent *a, const void *m, void *r, size_t size);
+/* agent_call, then a check that rc is m's want, failing at file:line; each
+ * file wraps it in its own DO(agent, want, fields...) on its message type. */
+void agent_do_op(Agent *a, const void *m, void *r, size_t size, const char *text,
+                 const char *file, int line);
+/* Waits (bounded) for a to exit and closes its pipes; its exit status, 128 +
+ * signal, 255 if it had to be killed, -1 if there was none to wait for. */
+int agent_reap(Agent *a);
+/* op_exit, then a check at file:line that a exited with no failed checks. */
+void agent_finish_at(Agent *a, const char *file, int line);
+/* SIGKILLs a (parked in op_hang) and checks at file:line that emulator e logs
+ * it gone, with `what` in the line when not NULL. */
+void agent_kill_at(Agent *a, const TestEmu *e, const char *what, const char *file, int line);
+
+/* In an agent: checks the result rc of API call `what` against want in full
+ * (acl_check.h: code, last error, message), failing at file:line; returns rc. */
+aclError agent_expect(aclError rc, aclError want, const char *what, const char *file, int line);
+
+/* The usual spellings in a scenario, for an Agent variable a. */
+#define AGENT_FINISH(a) agent_finish_at(&(a), __FILE__, __LINE__)
+#define AGENT_KILL(a, e, what) agent_kill_at(&(a), (e), (what), __FILE__, __LINE__)
 
 #endif

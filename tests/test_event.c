@@ -17,43 +17,28 @@
  *    did not block copies the old bytes.  Where a stream must stay busy for
  *    as long as the test likes, it waits on a notify first ("gate") that the
  *    test records when it wants the stream to go on.
- *  - The multi-process tests use agents as test_notify.c does: forked
- *    children that call aclInit themselves and run the commands (Msg) the
- *    parent sends over a pipe, each answered with its return code, checked
- *    against the expected code in the agent (code, last error, message).
- *    Every wait is bounded (alarm(), poll() deadlines, killed agents).
+ *  - The multi-process tests use agents (harness.h) as test_notify.c does:
+ *    forked children that call aclInit themselves and run the commands (Msg)
+ *    the parent sends over a pipe, each answered with its return code,
+ *    checked against the expected code in the agent (code, last error,
+ *    message).  Every wait is bounded (alarm(), poll() deadlines, killed
+ *    agents).
  *  - EVENT_ONLY=word runs only the tests whose name contains it.
  */
 #define _GNU_SOURCE
 #include <CUnit/Basic.h>
-#include <errno.h>
-#include <fcntl.h>
 #include <glib.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "acl/acl.h"
 #include "acl_check.h"
 #include "cu_run.h"
 #include "harness.h"
-
-#if defined(__SANITIZE_ADDRESS__)
-#define TEST_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define TEST_ASAN 1
-#endif
-#endif
-#ifndef TEST_ASAN
-#define TEST_ASAN 0
-#endif
 
 #define KiB (1ull << 10)
 #define MiB (1ull << 20)
@@ -66,16 +51,9 @@
 #define NOT_COMPLETE ACL_ERROR_RT_EVENT_NOT_COMPLETE
 #define SYNC_TIMEOUT ACL_ERROR_RT_EVENT_SYNC_TIMEOUT
 
-static const unsigned slow = TEST_ASAN ? 4 : 1;
+static const unsigned slow = TEST_SLOW;
 
 static TestEmu g_emu;
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static bool emu_alive(void)
 {
@@ -514,7 +492,7 @@ TEST(test_wait_blocks)
             break;
         }
         uint8_t v = (uint8_t)(0x30 + kind);
-        int64_t t0 = now_ms();
+        int64_t t0 = clock_ms();
         fill_async(&w, s[0], v);
         EXPECT_OK(aclrtRecordEvent(e, s[0]));
         if (kind % 2)
@@ -523,7 +501,7 @@ TEST(test_wait_blocks)
             EXPECT_OK(aclrtStreamWaitEventWithTimeout(s[1], e, 60 * (int32_t)slow));
         copy_tail_async(&w, 0, s[1]);
         EXPECT_OK(aclrtSynchronizeStream(s[1]));
-        int64_t dt = now_ms() - t0;
+        int64_t dt = clock_ms() - t0;
         CHECKF(dst_is(&w, 0, v), "%s: stream 2 copied the tail before stream 1's memset "
                "wrote it (%lld ms): the wait did not block", what, (long long)dt);
         EXPECT_OK(aclrtSynchronizeStream(s[0]));
@@ -820,9 +798,9 @@ TEST(test_synchronize_event)
     /* a short timeout on a busy stream */
     gate_block(&g, s);
     EXPECT_OK(aclrtRecordEvent(e, s));
-    int64_t t0 = now_ms();
+    int64_t t0 = clock_ms();
     EXPECT_ERR(aclrtSynchronizeEventWithTimeout(e, 100), SYNC_TIMEOUT);
-    int64_t dt = now_ms() - t0;
+    int64_t dt = clock_ms() - t0;
     CHECKF(dt >= 90 && dt < 3000 * (int64_t)slow, "a 100 ms timeout took %lld ms",
            (long long)dt);
     /* the stream itself has no error from it */
@@ -854,12 +832,12 @@ TEST(test_wait_timeout_breaks_deadlock)
     EXPECT_OK(aclrtWaitAndResetNotify(n, s[0], 0));
     EXPECT_OK(aclrtRecordEvent(e, s[0]));
     EXPECT_OK(aclrtMemsetAsync(w.dst[0], TAIL, 0x91, TAIL, s[0]));
-    int64_t t0 = now_ms();
+    int64_t t0 = clock_ms();
     EXPECT_OK(aclrtStreamWaitEventWithTimeout(s[1], e, 1));
     EXPECT_OK(aclrtRecordNotify(n, s[1]));
     EXPECT_OK(aclrtMemsetAsync(w.dst[1], TAIL, 0x92, TAIL, s[1]));
     EXPECT_ERR(aclrtSynchronizeStream(s[1]), TIMEOUT);
-    int64_t dt = now_ms() - t0;
+    int64_t dt = clock_ms() - t0;
     CHECKF(dt >= 900 && dt < 5000 * (int64_t)slow, "the 1 s wait timed out after %lld ms",
            (long long)dt);
     /* the error is reported once, the stream went on: its notify freed s0 */
@@ -914,10 +892,10 @@ TEST(test_op_wait_timeout)
     /* now a wait times out after 1 s */
     gate_block(&g, s[0]);
     EXPECT_OK(aclrtRecordEvent(e, s[0]));
-    int64_t t0 = now_ms();
+    int64_t t0 = clock_ms();
     EXPECT_OK(aclrtStreamWaitEvent(s[1], e));
     EXPECT_ERR(aclrtSynchronizeStream(s[1]), TIMEOUT);
-    int64_t dt = now_ms() - t0;
+    int64_t dt = clock_ms() - t0;
     CHECKF(dt >= 900 && dt < 5000 * (int64_t)slow, "timed out after %lld ms", (long long)dt);
     /* aclrtStreamWaitEventWithTimeout keeps its own timeout (0: forever) */
     EXPECT_OK(aclrtStreamWaitEventWithTimeout(s[1], e, 0));
@@ -1054,9 +1032,9 @@ TEST(test_destroy_while_queued)
     EXPECT_OK(aclrtMemsetAsync(w.dst[0], TAIL, 0xc2, TAIL, s[0]));
     EXPECT_OK(aclrtStreamWaitEvent(s[1], e));
     copy_tail_async(&w, 1, s[1]);
-    int64_t t0 = now_ms();
+    int64_t t0 = clock_ms();
     EXPECT_OK(aclrtDestroyEvent(e));
-    int64_t dt = now_ms() - t0;
+    int64_t dt = clock_ms() - t0;
     CHECKF(dt < 500 * (int64_t)slow, "aclrtDestroyEvent with a queued record took %lld ms",
            (long long)dt);
     EXPECT_ERR(aclrtRecordEvent(e, s[0]), PARAM);
@@ -1116,7 +1094,7 @@ TEST(test_limit)
     aclrtEvent *all = g_new0(aclrtEvent, (size_t)max);
     uint32_t n = 0;
     EXPECT_OK(aclrtSetDevice(5));
-    int64_t t0 = now_ms();
+    int64_t t0 = clock_ms();
     int got = 0;
     aclError rc = ACL_SUCCESS;
     while (got < max) {
@@ -1152,7 +1130,7 @@ TEST(test_limit)
             break;
         }
     drain_errors();
-    int64_t dt = now_ms() - t0;
+    int64_t dt = clock_ms() - t0;
     printf("\n    %d creates and destroys: %lld ms ", got, (long long)dt);
     EXPECT_OK(aclrtGetEventAvailNum(&n));
     CHECKF(n == EVENT_MAX, "%u available after destroying all", n);
@@ -1204,64 +1182,14 @@ enum Op {
 };
 
 typedef struct Msg {
-    int32_t op, want, rc, slot, es, dev;
+    AGENT_MSG_HEAD;
+    int32_t slot, es, dev;
     uint64_t size, flags, arg, val;
     char key[96];
     aclrtIpcEventHandle handle;
 } Msg;
 
-typedef struct Proc {
-    pid_t pid;
-    int rd, wr;
-    char name[8];
-    bool done, broken;
-} Proc;
-
-static bool write_full(int fd, const void *buf, size_t n)
-{
-    const uint8_t *p = buf;
-    while (n > 0) {
-        ssize_t k = write(fd, p, n);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k <= 0)
-            return false;
-        p += k;
-        n -= (size_t)k;
-    }
-    return true;
-}
-
-static bool read_full(int fd, void *buf, size_t n, int timeout_ms)
-{
-    uint8_t *p = buf;
-    int64_t end = now_ms() + timeout_ms;
-    while (n > 0) {
-        int64_t left = end - now_ms();
-        if (left <= 0)
-            return false;
-        struct pollfd pf = { .fd = fd, .events = POLLIN };
-        int r = poll(&pf, 1, (int)left);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            return false;
-        ssize_t k = read(fd, p, n);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k <= 0)
-            return false;
-        p += k;
-        n -= (size_t)k;
-    }
-    return true;
-}
-
 #define NSLOT 4
-
-static int g_rd = -1, g_wr = -1;
-static int g_parent_fds[32];
-static int g_nparent_fds;
 
 static struct {
     aclrtStream st;
@@ -1269,19 +1197,13 @@ static struct {
     aclrtEvent ev[NSLOT];
 } A;
 
-static aclError expect_rc(aclError rc, aclError want, const char *what)
-{
-    if (want == ACL_SUCCESS)
-        expect_ok_impl(rc, what, __FILE__, __LINE__, "agent");
-    else
-        expect_err_impl(rc, want, what, __FILE__, __LINE__, "agent");
-    return rc;
-}
+/* A direct API result, checked against want in full (harness.h). */
+#define XRC(call, want) agent_expect((call), (want), #call, __FILE__, __LINE__)
 
-#define XRC(call, want) expect_rc((call), (want), #call)
-
-static void agent_do(const Msg *m, Msg *r)
+static void agent_do(const void *mv, void *rv)
 {
+    const Msg *m = mv;
+    Msg *r = rv;
     int s = m->slot >= 0 && m->slot < NSLOT ? m->slot : 0;
     int es = m->es >= 0 && m->es < NSLOT ? m->es : 0;
     aclError want = m->want;
@@ -1401,109 +1323,16 @@ static void agent_do(const Msg *m, Msg *r)
     }
 }
 
-static int agent_main(void)
-{
-    g_in_child = true;
-    g_child_fails = 0;
-    alarm(120 * slow);
-    bool inited = false;
-    for (;;) {
-        Msg m;
-        if (!read_full(g_rd, &m, sizeof(m), 60000 * (int)slow)) {
-            CHECKF(false, "agent %d: no command within %u s", (int)getpid(), 60 * slow);
-            break;
-        }
-        Msg r = m;
-        r.rc = 0;
-        if (m.op == OP_EXIT) {
-            if (inited)
-                r.rc = XRC(aclFinalize(), ACL_SUCCESS);
-            write_full(g_wr, &r, sizeof(r));
-            break;
-        }
-        agent_do(&m, &r);
-        if (m.op == OP_INIT)
-            inited = true;
-        drain_errors();
-        fflush(NULL);
-        if (!write_full(g_wr, &r, sizeof(r)))
-            break;
-    }
-    fflush(NULL);
-    return g_child_fails > 100 ? 100 : g_child_fails;
-}
+/* The harness's loop around agent_do answers OP_EXIT itself. */
+static const AgentDef g_agent = {
+    .size = sizeof(Msg), .run = agent_do, .op_init = OP_INIT, .op_exit = OP_EXIT,
+};
 
-static void parent_fd_add(int fd)
-{
-    if (g_nparent_fds < (int)G_N_ELEMENTS(g_parent_fds))
-        g_parent_fds[g_nparent_fds++] = fd;
-}
-
-static void parent_fd_del(int fd)
-{
-    for (int i = 0; i < g_nparent_fds; i++)
-        if (g_parent_fds[i] == fd)
-            g_parent_fds[i] = g_parent_fds[--g_nparent_fds];
-    close(fd);
-}
-
-static Proc spawn(const char *name)
-{
-    Proc p;
-    memset(&p, 0, sizeof(p));
-    g_strlcpy(p.name, name, sizeof(p.name));
-    int down[2], up[2];
-    if (pipe2(down, O_CLOEXEC) < 0 || pipe2(up, O_CLOEXEC) < 0) {
-        CU_FAIL("pipe2");
-        p.pid = -1;
-        return p;
-    }
-    g_rd = down[0];
-    g_wr = up[1];
-    fflush(NULL);
-    p.pid = fork();
-    if (p.pid == 0) {
-        for (int i = 0; i < g_nparent_fds; i++)
-            close(g_parent_fds[i]);
-        close(down[1]);
-        close(up[0]);
-        _exit(agent_main());
-    }
-    close(down[0]);
-    close(up[1]);
-    p.rd = up[0];
-    p.wr = down[1];
-    parent_fd_add(p.rd);
-    parent_fd_add(p.wr);
-    CHECKF(p.pid > 0, "cannot fork agent %s", name);
-    return p;
-}
-
-static Msg call(Proc *p, Msg m)
+/* One command to agent a, checked against its want at the scenario's line. */
+static Msg do_op(Agent *a, Msg m, const char *text, int line)
 {
     Msg r;
-    memset(&r, 0, sizeof(r));
-    r.rc = -999;
-    if (p->pid <= 0 || p->done || p->broken)
-        return r;
-    if (!write_full(p->wr, &m, sizeof(m)) ||
-        !read_full(p->rd, &r, sizeof(r), 30000 * (int)slow)) {
-        memset(&r, 0, sizeof(r));
-        r.rc = -999;
-        p->broken = true;
-    }
-    return r;
-}
-
-static Msg do_op(Proc *p, Msg m, const char *text, int line)
-{
-    Msg r = call(p, m);
-    if (r.rc == -999)
-        check_impl(false, __FILE__, line, "scenario", "%s: %s: no answer (agent dead?)", p->name,
-                   text);
-    else
-        check_impl(r.rc == m.want, __FILE__, line, "scenario", "%s: %s: returned %d, expected %d",
-                   p->name, text, r.rc, m.want);
+    agent_do_op(a, &m, &r, sizeof(r), text, __FILE__, line);
     return r;
 }
 
@@ -1526,57 +1355,19 @@ static Msg with_handle(Msg m, const aclrtIpcEventHandle *h, const char *key)
     do_op(&(p), with_handle((Msg){ .want = (want_), __VA_ARGS__ }, NULL, (key_)), \
           #__VA_ARGS__, __LINE__)
 
-static int reap(Proc *p)
+/* An agent on device dev of g_emu, which NPU_EMU_SOCKET already names. */
+static Agent agent(const char *name, int dev)
 {
-    if (p->pid <= 0 || p->done)
-        return -1;
-    int st = 0, res = -1;
-    int64_t end = now_ms() + 15000 * (int64_t)slow;
-    for (;;) {
-        pid_t w = waitpid(p->pid, &st, WNOHANG);
-        if (w == p->pid) {
-            res = WIFSIGNALED(st) ? 128 + WTERMSIG(st) : WEXITSTATUS(st);
-            break;
-        }
-        if (w < 0 || now_ms() > end) {
-            kill(p->pid, SIGKILL);
-            waitpid(p->pid, &st, 0);
-            res = 255;
-            break;
-        }
-        g_usleep(5000);
-    }
-    parent_fd_del(p->rd);
-    parent_fd_del(p->wr);
-    p->done = true;
-    return res;
-}
-
-static void finish_at(Proc *p, int line)
-{
-    if (p->pid <= 0 || p->done)
-        return;
-    Msg r = call(p, (Msg){ .op = OP_EXIT });
-    int st = reap(p);
-    check_impl(r.rc == 0 && st == 0, __FILE__, line, "scenario",
-               "agent %s (pid %d) ended with status %d (its failed checks; 128+ = signal, 255 = "
-               "did not exit)", p->name, (int)p->pid, st);
-}
-
-#define FINISH(p) finish_at(&(p), __LINE__)
-
-static Proc agent(const char *name, int dev)
-{
-    Proc p = spawn(name);
+    Agent p = agent_spawn(name, &g_agent, NULL, -1);
     DO(p, ACL_SUCCESS, .op = OP_INIT, .dev = dev);
     return p;
 }
 
 /* The exporter A on device 0: a big buffer (mem 0, exported without pid
  * validation, key in *mk) and IPC event 0 (its handle in *h). */
-static Proc exporter(Msg *mk, aclrtIpcEventHandle *h)
+static Agent exporter(Msg *mk, aclrtIpcEventHandle *h)
 {
-    Proc a = agent("A", 0);
+    Agent a = agent("A", 0);
     DO(a, 0, .op = OP_MALLOC, .slot = 0, .size = BIG);
     *mk = DO(a, 0, .op = OP_MEMKEY, .slot = 0, .size = BIG);
     DO(a, 0, .op = OP_CREATE, .es = 0, .flags = ACL_EVENT_IPC);
@@ -1587,9 +1378,9 @@ static Proc exporter(Msg *mk, aclrtIpcEventHandle *h)
 
 /* B on `dev` with A's buffer imported (mem 0), its own destination (mem 1)
  * and A's event opened (event 0). */
-static Proc importer(const char *name, int dev, const Msg *mk, const aclrtIpcEventHandle *h)
+static Agent importer(const char *name, int dev, const Msg *mk, const aclrtIpcEventHandle *h)
 {
-    Proc b = agent(name, dev);
+    Agent b = agent(name, dev);
     DOK(b, 0, mk->key, .op = OP_MEMIMPORT, .slot = 0,
         .flags = dev ? ACL_RT_IPC_MEM_IMPORT_FLAG_ENABLE_PEER_ACCESS : 0);
     DO(b, 0, .op = OP_MALLOC, .slot = 1, .size = TAIL);
@@ -1599,7 +1390,7 @@ static Proc importer(const char *name, int dev, const Msg *mk, const aclrtIpcEve
 
 /* One round: A fills its buffer with v behind a long memset and records; B
  * waits on the event and copies the tail: B must see v. */
-static void ipc_round(Proc *a, Proc *b, uint8_t v, int line)
+static void ipc_round(Agent *a, Agent *b, uint8_t v, int line)
 {
     do_op(a, (Msg){ .op = OP_FILL_RECORD, .slot = 0, .size = BIG, .val = v, .es = 0 },
           "fill + record", line);
@@ -1618,8 +1409,8 @@ static void ipc_scenario(int bdev)
 {
     Msg mk;
     aclrtIpcEventHandle h;
-    Proc a = exporter(&mk, &h);
-    Proc b = importer("B", bdev, &mk, &h);
+    Agent a = exporter(&mk, &h);
+    Agent b = importer("B", bdev, &mk, &h);
     ROUND(a, b, 0x11);
     ROUND(a, b, 0x12);
     /* B's event synchronisation and status follow A's record */
@@ -1661,12 +1452,12 @@ static void ipc_scenario(int bdev)
     DO(b, 0, .op = OP_RECORD, .es = 0);
     DO(b, 0, .op = OP_WAITCOPY, .es = 0, .arg = 5 * slow);
     DO(b, 0, .op = OP_SYNC);
-    Proc c = agent("C", 0);
+    Agent c = agent("C", 0);
     DOH(c, PARAM, h, .op = OP_OPEN, .es = 0);
     DO(b, 0, .op = OP_DESTROY, .es = 0);
-    FINISH(c);
-    FINISH(b);
-    FINISH(a);
+    AGENT_FINISH(c);
+    AGENT_FINISH(b);
+    AGENT_FINISH(a);
 }
 
 TEST(test_ipc_same_device)
@@ -1684,9 +1475,9 @@ TEST(test_ipc_open_refused)
 {
     Msg mk;
     aclrtIpcEventHandle h, forged;
-    Proc a = exporter(&mk, &h);
-    Proc b = importer("B", 0, &mk, &h);
-    Proc c = importer("C", 2, &mk, &h);
+    Agent a = exporter(&mk, &h);
+    Agent b = importer("B", 0, &mk, &h);
+    Agent c = importer("C", 2, &mk, &h);
     DO(a, 0, .op = OP_FILL_RECORD, .slot = 0, .size = BIG, .val = 0x21, .es = 0);
     DO(b, 0, .op = OP_WAITCOPY, .es = 0, .size = BIG);
     DO(c, 0, .op = OP_WAITCOPY, .es = 0, .size = BIG);
@@ -1729,9 +1520,9 @@ TEST(test_ipc_open_refused)
     DO(c, 0, .op = OP_DESTROY, .es = 0);
     DO(b, 0, .op = OP_DESTROY, .es = 0);
     DO(a, 0, .op = OP_DESTROY, .es = 0);
-    FINISH(c);
-    FINISH(b);
-    FINISH(a);
+    AGENT_FINISH(c);
+    AGENT_FINISH(b);
+    AGENT_FINISH(a);
 }
 
 /* ---- main ---- */

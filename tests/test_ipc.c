@@ -11,14 +11,14 @@
  *    reads aclrtGetMemInfo of devices 0 and 1 to see HBM come back to its
  *    baseline after every scenario) and profile a3 with two servers (--servers
  *    2; a client picks its server with NPU_EMU_SERVER before aclInit).
- *  - Every other process is an "agent": a forked child that calls aclInit
- *    itself and then executes commands (Msg) the parent sends it over a pipe,
- *    answering each with the return code and what it read.  A scenario is a
- *    script in the parent (DO(proc, expected code, command...)), so the order
- *    of the steps across processes is exactly the one written.  The agent also
- *    checks every direct API result against the expected code the parent gives
- *    it (acl_check.h: code, last error, message); its failure count is its
- *    exit status.
+ *  - Every other process is an "agent" (harness.h): a forked child that calls
+ *    aclInit itself and then executes commands (Msg) the parent sends it over
+ *    a pipe, answering each with the return code and what it read.  A
+ *    scenario is a script in the parent (DO(proc, expected code, command...)),
+ *    so the order of the steps across processes is exactly the one written.
+ *    The agent also checks every direct API result against the expected code
+ *    the parent gives it (acl_check.h: code, last error, message); its
+ *    failure count is its exit status.
  *  - Every wait is bounded: agents run under alarm() and give up when no
  *    command comes; the parent reads replies with poll() deadlines and kills an
  *    agent that does not exit.
@@ -27,17 +27,13 @@
  */
 #define _GNU_SOURCE
 #include <CUnit/Basic.h>
-#include <errno.h>
-#include <fcntl.h>
 #include <glib.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "acl/acl.h"
@@ -45,22 +41,11 @@
 #include "cu_run.h"
 #include "harness.h"
 
-#if defined(__SANITIZE_ADDRESS__)
-#define TEST_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define TEST_ASAN 1
-#endif
-#endif
-#ifndef TEST_ASAN
-#define TEST_ASAN 0
-#endif
-
 #define KiB (1ull << 10)
 #define MiB (1ull << 20)
 #define A3_DEVS 16          /* devices per a3 server: sdid = server * 16 + device */
 
-static const unsigned slow = TEST_ASAN ? 4 : 1;
+static const unsigned slow = TEST_SLOW;
 
 static TestEmu g_emu;       /* a2: this process and most agents */
 static TestEmu g_emu3;      /* a3, two servers */
@@ -100,81 +85,19 @@ enum Op {
 };
 
 typedef struct Msg {
-    int32_t op, want, rc, slot, dev, pid, pid2, how;
+    AGENT_MSG_HEAD;
+    int32_t slot, dev, pid, pid2, how;
     uint32_t seed, pad;
     uint64_t size, flags, arg, val, sum;
     char key[96];
     aclrtMemFabricHandle fabric;
 } Msg;
 
-typedef struct Proc {
-    pid_t pid;
-    int rd, wr;             /* the parent's ends */
-    char name[8];
-    bool done;
-    bool broken;            /* it stopped answering: no more waiting for it */
-} Proc;
-
-/* The parent's pipe ends, closed in every new agent. */
-static int g_parent_fds[64];
-static int g_nparent_fds;
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static bool write_full(int fd, const void *buf, size_t n)
-{
-    const uint8_t *p = buf;
-    while (n > 0) {
-        ssize_t k = write(fd, p, n);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k <= 0)
-            return false;
-        p += k;
-        n -= (size_t)k;
-    }
-    return true;
-}
-
-static bool read_full(int fd, void *buf, size_t n, int timeout_ms)
-{
-    uint8_t *p = buf;
-    int64_t end = now_ms() + timeout_ms;
-    while (n > 0) {
-        int64_t left = end - now_ms();
-        if (left <= 0)
-            return false;
-        struct pollfd pf = { .fd = fd, .events = POLLIN };
-        int r = poll(&pf, 1, (int)left);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            return false;
-        ssize_t k = read(fd, p, n);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k <= 0)
-            return false;
-        p += k;
-        n -= (size_t)k;
-    }
-    return true;
-}
-
 /* ------------------------------------------------------------------------- */
 /* the agent (child side)                                                    */
 /* ------------------------------------------------------------------------- */
 
 #define NSLOT 4
-
-static int g_rd = -1, g_wr = -1;            /* the agent's ends */
-static const TestEmu *g_agent_emu;
-static int g_agent_server;
 
 static struct {
     int32_t dev;
@@ -193,17 +116,8 @@ static uint64_t pattern_sum(size_t n, uint32_t seed)
     return s;
 }
 
-/* A direct API result: checked against want in full (acl_check.h). */
-static aclError expect_rc(aclError rc, aclError want, const char *what)
-{
-    if (want == ACL_SUCCESS)
-        expect_ok_impl(rc, what, __FILE__, __LINE__, "agent");
-    else
-        expect_err_impl(rc, want, what, __FILE__, __LINE__, "agent");
-    return rc;
-}
-
-#define XRC(call, want) expect_rc((call), (want), #call)
+/* A direct API result, checked against want in full (harness.h). */
+#define XRC(call, want) agent_expect((call), (want), #call, __FILE__, __LINE__)
 
 /* Where the last async copy of agent_read / agent_write failed: 1 at the
  * submission, 2 at aclrtSynchronizeStream (replied in Msg.pad). */
@@ -368,15 +282,19 @@ static aclrtMemSharedHandleType share_type(int how)
     return how == 2 ? ACL_MEM_SHARE_HANDLE_TYPE_FABRIC : ACL_MEM_SHARE_HANDLE_TYPE_DEFAULT;
 }
 
-static void *share_ptr(Msg *m)
+/* Where m holds the handle of kind `how`.  Not const: the API takes a void *,
+ * though it only reads through it except when an export fills the reply. */
+static void *share_ptr(const Msg *m)
 {
     return m->how == 2 ? (void *)&m->fabric : (void *)&m->val;
 }
 
 static int agent_fork_import(const Msg *m);
 
-static void agent_do(Msg *m, Msg *r)
+static void agent_do(const void *mv, void *rv)
 {
+    const Msg *m = mv;
+    Msg *r = rv;
     int s = m->slot >= 0 && m->slot < NSLOT ? m->slot : 0;
     aclError want = m->want;
     int32_t pids[2] = { m->pid, m->pid2 };
@@ -566,11 +484,11 @@ static int agent_fork_import(const Msg *m)
         _exit(g_child_fails > 100 ? 100 : g_child_fails);
     }
     int st = 0;
-    for (int64_t end = now_ms() + 20000 * slow; c > 0;) {
+    for (int64_t end = clock_ms() + 20000 * slow; c > 0;) {
         pid_t w = waitpid(c, &st, WNOHANG);
         if (w == c)
             return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-        if (now_ms() > end) {
+        if (clock_ms() > end) {
             kill(c, SIGKILL);
             waitpid(c, &st, 0);
             return 200;
@@ -580,195 +498,31 @@ static int agent_fork_import(const Msg *m)
     return -1;
 }
 
-static int agent_main(void)
-{
-    g_in_child = true;
-    g_child_fails = 0;
-    alarm(120 * slow);
-    setenv("NPU_EMU_SOCKET", g_agent_emu->sock, 1);
-    if (g_agent_server >= 0) {
-        char s[16];
-        snprintf(s, sizeof(s), "%d", g_agent_server);
-        setenv("NPU_EMU_SERVER", s, 1);
-    } else {
-        unsetenv("NPU_EMU_SERVER");
-    }
-    bool inited = false;
-    for (;;) {
-        Msg m;
-        if (!read_full(g_rd, &m, sizeof(m), 60000 * slow)) {
-            CHECKF(false, "agent %d: no command within %u s", (int)getpid(), 60 * slow);
-            break;
-        }
-        Msg r = m;
-        r.rc = 0;
-        if (m.op == OP_EXIT) {
-            if (inited)
-                r.rc = XRC(aclFinalize(), ACL_SUCCESS);
-            write_full(g_wr, &r, sizeof(r));
-            break;
-        }
-        agent_do(&m, &r);
-        if (m.op == OP_INIT)
-            inited = true;
-        drain_errors();
-        fflush(NULL);
-        if (!write_full(g_wr, &r, sizeof(r)))
-            break;
-        if (m.op == OP_QUIT)
-            _exit(g_child_fails > 100 ? 100 : g_child_fails);
-        if (m.op == OP_HANG)
-            for (;;)
-                pause();
-    }
-    fflush(NULL);
-    return g_child_fails > 100 ? 100 : g_child_fails;
-}
+/* The harness's loop around agent_do answers OP_EXIT itself, parks the agent
+ * after OP_HANG and ends it at once after OP_QUIT. */
+static const AgentDef g_agent = {
+    .size = sizeof(Msg), .run = agent_do,
+    .op_init = OP_INIT, .op_exit = OP_EXIT, .op_hang = OP_HANG, .op_quit = OP_QUIT,
+};
 
 /* ------------------------------------------------------------------------- */
 /* the parent's side                                                         */
 /* ------------------------------------------------------------------------- */
 
-static void parent_fd_add(int fd)
-{
-    if (g_nparent_fds < (int)G_N_ELEMENTS(g_parent_fds))
-        g_parent_fds[g_nparent_fds++] = fd;
-}
-
-static void parent_fd_del(int fd)
-{
-    for (int i = 0; i < g_nparent_fds; i++)
-        if (g_parent_fds[i] == fd)
-            g_parent_fds[i] = g_parent_fds[--g_nparent_fds];
-    close(fd);
-}
-
-/* Starts an agent for emulator e (server: NPU_EMU_SERVER, -1 for none). */
-static Proc spawn(const char *name, const TestEmu *e, int server)
-{
-    Proc p;
-    memset(&p, 0, sizeof(p));
-    g_strlcpy(p.name, name, sizeof(p.name));
-    int down[2], up[2];
-    if (pipe2(down, O_CLOEXEC) < 0 || pipe2(up, O_CLOEXEC) < 0) {
-        CU_FAIL("pipe2");
-        p.pid = -1;
-        return p;
-    }
-    g_agent_emu = e;
-    g_agent_server = server;
-    g_rd = down[0];
-    g_wr = up[1];
-    fflush(NULL);
-    p.pid = fork();
-    if (p.pid == 0) {
-        for (int i = 0; i < g_nparent_fds; i++)
-            close(g_parent_fds[i]);
-        close(down[1]);
-        close(up[0]);
-        _exit(agent_main());
-    }
-    close(down[0]);
-    close(up[1]);
-    p.rd = up[0];
-    p.wr = down[1];
-    parent_fd_add(p.rd);
-    parent_fd_add(p.wr);
-    CHECKF(p.pid > 0, "cannot fork agent %s", name);
-    return p;
-}
-
-/* Sends m and waits for the answer (rc -999 if none comes). */
-static Msg call(Proc *p, Msg m)
+/* One command to agent a, checked against its want at the scenario's line. */
+static Msg do_op(Agent *a, Msg m, const char *text, int line)
 {
     Msg r;
-    memset(&r, 0, sizeof(r));
-    r.rc = -999;
-    if (p->pid <= 0 || p->done || p->broken)
-        return r;
-    if (!write_full(p->wr, &m, sizeof(m)) || !read_full(p->rd, &r, sizeof(r), 30000 * slow)) {
-        memset(&r, 0, sizeof(r));
-        r.rc = -999;
-        p->broken = true;
-    }
+    agent_do_op(a, &m, &r, sizeof(r), text, __FILE__, line);
     return r;
 }
 
-static Msg do_op(Proc *p, Msg m, const char *text, int line)
-{
-    Msg r = call(p, m);
-    if (r.rc == -999)
-        check_impl(false, __FILE__, line, "scenario", "%s: %s: no answer (agent dead?)", p->name,
-                   text);
-    else
-        check_impl(r.rc == m.want, __FILE__, line, "scenario", "%s: %s: returned %d, expected %d",
-                   p->name, text, r.rc, m.want);
-    return r;
-}
-
-/* One command to agent p that must return want. */
 #define DO(p, want_, ...) do_op(&(p), (Msg){ .want = (want_), __VA_ARGS__ }, #__VA_ARGS__, __LINE__)
 
-/* Waits (bounded) for p to exit; kills it when it does not. Returns its status. */
-static int reap(Proc *p)
-{
-    if (p->pid <= 0 || p->done)
-        return -1;
-    int st = 0, res = -1;
-    int64_t end = now_ms() + 15000 * slow;
-    for (;;) {
-        pid_t w = waitpid(p->pid, &st, WNOHANG);
-        if (w == p->pid) {
-            res = WIFSIGNALED(st) ? 128 + WTERMSIG(st) : WEXITSTATUS(st);
-            break;
-        }
-        if (w < 0 || now_ms() > end) {
-            kill(p->pid, SIGKILL);
-            waitpid(p->pid, &st, 0);
-            res = 255;
-            break;
-        }
-        g_usleep(5000);
-    }
-    parent_fd_del(p->rd);
-    parent_fd_del(p->wr);
-    p->done = true;
-    return res;
-}
-
-/* OP_EXIT, then the agent must exit with no failed checks. */
-static void finish_at(Proc *p, int line)
-{
-    if (p->pid <= 0 || p->done)
-        return;
-    Msg r = call(p, (Msg){ .op = OP_EXIT });
-    int st = reap(p);
-    check_impl(r.rc == 0 && st == 0, __FILE__, line, "scenario",
-               "agent %s (pid %d) ended with status %d (its failed checks; 128+ = signal, 255 = "
-               "did not exit)", p->name, (int)p->pid, st);
-}
-
-#define FINISH(p) finish_at(&(p), __LINE__)
-
-/* SIGKILL p (parked in OP_HANG); the emulator must log it gone, with `what`
- * in the line when not NULL. */
-static void kill_agent(Proc *p, const TestEmu *e, const char *what)
-{
-    kill(p->pid, SIGKILL);
-    int st = reap(p);
-    CHECKF(st == 128 + SIGKILL, "agent %s: status %d after SIGKILL", p->name, st);
-    char *line = emu_gone_line(e, p->pid);
-    CHECKF(line != NULL, "the emulator did not log agent %s (pid %d) gone", p->name, (int)p->pid);
-    if (line && what)
-        CHECKF(strstr(line, what) != NULL, "reclaim of %s: \"%s\", expected \"%s\" in it",
-               p->name, line, what);
-    g_free(line);
-}
-
 /* An agent of the a2 emulator, initialised on device dev. */
-static Proc agent(const char *name, int dev)
+static Agent agent(const char *name, int dev)
 {
-    Proc p = spawn(name, &g_emu, -1);
+    Agent p = agent_spawn(name, &g_agent, &g_emu, -1);
     Msg r = DO(p, ACL_SUCCESS, .op = OP_INIT, .dev = dev);
     CHECKF(r.pid == p.pid, "%s: aclrtDeviceGetBareTgid %d, fork gave %d", name, r.pid,
            (int)p.pid);
@@ -776,9 +530,9 @@ static Proc agent(const char *name, int dev)
 }
 
 /* An agent of the a3 emulator on server `server`, device dev. */
-static Proc agent3(const char *name, int server, int dev)
+static Agent agent3(const char *name, int server, int dev)
 {
-    Proc p = spawn(name, &g_emu3, server);
+    Agent p = agent_spawn(name, &g_agent, &g_emu3, server);
     Msg r = DO(p, ACL_SUCCESS, .op = OP_INIT, .dev = dev);
     CHECKF(r.pid == p.pid, "%s: aclrtDeviceGetBareTgid %d, fork gave %d", name, r.pid,
            (int)p.pid);
@@ -861,18 +615,18 @@ static long long hbm_used(const Hbm *b, int dev)
 
 /* ---- a3: HBM through an observer agent on (server, device) ---- */
 
-static size_t obs_free(Proc *o)
+static size_t obs_free(Agent *o)
 {
     Msg r = DO(*o, ACL_SUCCESS, .op = OP_MEMINFO);
     return (size_t)r.val;
 }
 
-static void obs_back_at(Proc *o, size_t base, int line)
+static void obs_back_at(Agent *o, size_t base, int line)
 {
     size_t f = 0;
-    for (int64_t end = now_ms() + 5000 * slow;;) {
+    for (int64_t end = clock_ms() + 5000 * slow;;) {
         f = obs_free(o);
-        if (f == base || now_ms() > end)
+        if (f == base || clock_ms() > end)
             break;
         g_usleep(10000);
     }
@@ -913,7 +667,7 @@ static bool emu3_alive(void)
 static void ipc_reference_flow(uint32_t seed)
 {
     Hbm base = hbm_now();
-    Proc a = agent("A", 0), b = agent("B", 0);
+    Agent a = agent("A", 0), b = agent("B", 0);
     Msg m = DO(a, 0, .op = OP_MALLOC, .slot = 0, .size = SZ, .arg = HUGE_FIRST, .seed = seed);
     uint64_t sum_a = m.sum;
     Msg k = DO(a, 0, .op = OP_KEY, .slot = 0, .size = SZ, .flags = 0);
@@ -952,8 +706,8 @@ static void ipc_reference_flow(uint32_t seed)
     DOK(b, 0, k.key, .op = OP_CLOSE);
     DOK(a, 0, k.key, .op = OP_CLOSE);
     DO(a, 0, .op = OP_FREE, .slot = 0);
-    FINISH(b);
-    FINISH(a);
+    AGENT_FINISH(b);
+    AGENT_FINISH(a);
     HBM_BACK(base);
 }
 
@@ -965,7 +719,7 @@ TEST(test_ipc_reference_flow)
 TEST(test_ipc_disable_pid_validation)
 {
     Hbm base = hbm_now();
-    Proc a = agent("A", 0), b = agent("B", 0), c = agent("C", 0);
+    Agent a = agent("A", 0), b = agent("B", 0), c = agent("C", 0);
     Msg m = DO(a, 0, .op = OP_MALLOC, .slot = 0, .size = SZ, .arg = HUGE_FIRST, .seed = 110);
     Msg k = DO(a, 0, .op = OP_KEY, .slot = 0, .size = SZ, .flags = NO_PID);
     /* Nobody whitelisted: any process of the server may import. */
@@ -979,16 +733,16 @@ TEST(test_ipc_disable_pid_validation)
     DOK(b, 0, k.key, .op = OP_CLOSE);
     DOK(a, 0, k.key, .op = OP_CLOSE);
     DO(a, 0, .op = OP_FREE, .slot = 0);
-    FINISH(a);
-    FINISH(b);
-    FINISH(c);
+    AGENT_FINISH(a);
+    AGENT_FINISH(b);
+    AGENT_FINISH(c);
     HBM_BACK(base);
 }
 
 TEST(test_ipc_not_whitelisted)
 {
     Hbm base = hbm_now();
-    Proc a = agent("A", 0), b = agent("B", 0), c = agent("C", 0);
+    Agent a = agent("A", 0), b = agent("B", 0), c = agent("C", 0);
     DO(a, 0, .op = OP_MALLOC, .slot = 0, .size = SZ, .arg = HUGE_FIRST, .seed = 120);
     Msg k = DO(a, 0, .op = OP_KEY, .slot = 0, .size = SZ, .flags = 0);
     /* Pid validation on, empty whitelist. */
@@ -1003,9 +757,9 @@ TEST(test_ipc_not_whitelisted)
     DOK(c, 0, k.key, .op = OP_CLOSE);
     DOK(a, 0, k.key, .op = OP_CLOSE);
     DO(a, 0, .op = OP_FREE, .slot = 0);
-    FINISH(a);
-    FINISH(b);
-    FINISH(c);
+    AGENT_FINISH(a);
+    AGENT_FINISH(b);
+    AGENT_FINISH(c);
     HBM_BACK(base);
 }
 
@@ -1015,7 +769,7 @@ TEST(test_ipc_not_whitelisted)
 TEST(test_ipc_whitelist_kernel_pid)
 {
     Hbm base = hbm_now();
-    Proc a = agent("A", 0), b = agent("B", 0), c = agent("C", 0);
+    Agent a = agent("A", 0), b = agent("B", 0), c = agent("C", 0);
     Msg m = DO(a, 0, .op = OP_MALLOC, .slot = 0, .size = SZ, .arg = HUGE_FIRST, .seed = 130);
     Msg k = DO(a, 0, .op = OP_KEY, .slot = 0, .size = SZ, .flags = 0);
     DOK(a, 0, k.key, .op = OP_SETPID, .pid = b.pid);
@@ -1029,9 +783,9 @@ TEST(test_ipc_whitelist_kernel_pid)
     DOK(b, 0, k.key, .op = OP_CLOSE);
     DOK(a, 0, k.key, .op = OP_CLOSE);
     DO(a, 0, .op = OP_FREE, .slot = 0);
-    FINISH(a);
-    FINISH(b);
-    FINISH(c);
+    AGENT_FINISH(a);
+    AGENT_FINISH(b);
+    AGENT_FINISH(c);
     char *log = emu_log_text(&g_emu);
     char *needle = g_strdup_printf("pid %d refused an IPC key", (int)c.pid);
     CHECKF(strstr(log, needle) != NULL, "the emulator did not log the refusal of C (%d)",
@@ -1044,7 +798,7 @@ TEST(test_ipc_whitelist_kernel_pid)
 TEST(test_ipc_bad_keys)
 {
     Hbm base = hbm_now();
-    Proc a = agent("A", 0), b = agent("B", 0);
+    Agent a = agent("A", 0), b = agent("B", 0);
     DO(a, 0, .op = OP_MALLOC, .slot = 0, .size = SZ, .arg = HUGE_FIRST, .seed = 140);
     /* len must hold 65 bytes. */
     DO(a, ACL_ERROR_RT_PARAM_INVALID, .op = OP_KEY, .slot = 0, .size = SZ, .how = 64);
@@ -1094,8 +848,8 @@ TEST(test_ipc_bad_keys)
     DO(a, 0, .op = OP_FREE, .slot = 0);
     DOK(b, ACL_ERROR_RT_PARAM_INVALID, k2.key, .op = OP_IMPORT, .slot = 0);
     DOK(a, 0, k2.key, .op = OP_CLOSE);
-    FINISH(a);
-    FINISH(b);
+    AGENT_FINISH(a);
+    AGENT_FINISH(b);
     HBM_BACK(base);
 }
 
@@ -1104,7 +858,7 @@ TEST(test_ipc_bad_keys)
 TEST(test_ipc_page_alignment)
 {
     Hbm base = hbm_now();
-    Proc a = agent("A", 0), b = agent("B", 0);
+    Agent a = agent("A", 0), b = agent("B", 0);
     DO(a, 0, .op = OP_MALLOC, .slot = 0, .size = 1 * KiB, .arg = HUGE_FIRST, .seed = 150);
     DO(a, ACL_ERROR_RT_PARAM_INVALID, .op = OP_KEY, .slot = 0, .size = 1 * KiB, .flags = NO_PID);
     Msg m = DO(a, 0, .op = OP_MALLOC, .slot = 1, .size = 4 * KiB, .arg = HUGE_FIRST, .seed = 151);
@@ -1128,8 +882,8 @@ TEST(test_ipc_page_alignment)
     DO(a, 0, .op = OP_FREE, .slot = 0);
     DO(a, 0, .op = OP_FREE, .slot = 1);
     DO(a, 0, .op = OP_FREE, .slot = 2);
-    FINISH(a);
-    FINISH(b);
+    AGENT_FINISH(a);
+    AGENT_FINISH(b);
     HBM_BACK(base);
 }
 
@@ -1139,7 +893,7 @@ TEST(test_ipc_page_alignment)
 TEST(test_ipc_other_device)
 {
     Hbm base = hbm_now();
-    Proc a = agent("A", 0), b = agent("B", 1), c = agent("C", 1);
+    Agent a = agent("A", 0), b = agent("B", 1), c = agent("C", 1);
     Msg m = DO(a, 0, .op = OP_MALLOC, .slot = 0, .size = SZ, .arg = HUGE_FIRST, .seed = 160);
     Msg k = DO(a, 0, .op = OP_KEY, .slot = 0, .size = SZ, .flags = 0);
     DOK(a, 0, k.key, .op = OP_SETPID, .pid = b.pid, .pid2 = c.pid);
@@ -1177,9 +931,9 @@ TEST(test_ipc_other_device)
     DOK(b, 0, k.key, .op = OP_CLOSE);
     DOK(a, 0, k.key, .op = OP_CLOSE);
     DO(a, 0, .op = OP_FREE, .slot = 0);
-    FINISH(a);
-    FINISH(b);
-    FINISH(c);
+    AGENT_FINISH(a);
+    AGENT_FINISH(b);
+    AGENT_FINISH(c);
     HBM_BACK(base);
 }
 
@@ -1187,7 +941,7 @@ TEST(test_ipc_other_device)
 TEST(test_ipc_two_importers)
 {
     Hbm base = hbm_now();
-    Proc a = agent("A", 0), b = agent("B", 0), c = agent("C", 0);
+    Agent a = agent("A", 0), b = agent("B", 0), c = agent("C", 0);
     Msg m = DO(a, 0, .op = OP_MALLOC, .slot = 0, .size = 2 * SZ, .arg = HUGE_FIRST, .seed = 170);
     Msg k = DO(a, 0, .op = OP_KEY, .slot = 0, .size = 2 * SZ, .flags = 0);
     long long used = hbm_used(&base, 0);
@@ -1213,9 +967,9 @@ TEST(test_ipc_two_importers)
     DOK(c, 0, k.key, .op = OP_CLOSE);
     DOK(a, 0, k.key, .op = OP_CLOSE);
     DO(a, 0, .op = OP_FREE, .slot = 0);
-    FINISH(a);
-    FINISH(b);
-    FINISH(c);
+    AGENT_FINISH(a);
+    AGENT_FINISH(b);
+    AGENT_FINISH(c);
     HBM_BACK(base);
 }
 
@@ -1223,7 +977,7 @@ TEST(test_ipc_two_importers)
 TEST(test_ipc_a2_unsupported)
 {
     Hbm base = hbm_now();
-    Proc a = agent("A", 0), b = agent("B", 0);
+    Agent a = agent("A", 0), b = agent("B", 0);
     DO(a, 0, .op = OP_MALLOC, .slot = 0, .size = SZ, .arg = HUGE_FIRST, .seed = 180);
     Msg k = DO(a, 0, .op = OP_KEY, .slot = 0, .size = SZ, .flags = 0);
     DOK(a, ACL_ERROR_RT_FEATURE_NOT_SUPPORT, k.key, .op = OP_INTERSERVER, .arg = 0, .pid = b.pid);
@@ -1235,8 +989,8 @@ TEST(test_ipc_a2_unsupported)
     DOK(b, ACL_ERROR_RT_NO_PERMISSION, k.key, .op = OP_IMPORT, .slot = 0);
     DOK(a, 0, k.key, .op = OP_CLOSE);
     DO(a, 0, .op = OP_FREE, .slot = 0);
-    FINISH(a);
-    FINISH(b);
+    AGENT_FINISH(a);
+    AGENT_FINISH(b);
     HBM_BACK(base);
 }
 
@@ -1245,9 +999,9 @@ TEST(test_ipc_a2_unsupported)
  * exporter whitelisted on that server. */
 TEST3(test_ipc_a3)
 {
-    Proc o = agent3("O", 0, 0);
+    Agent o = agent3("O", 0, 0);
     size_t f0 = obs_free(&o);
-    Proc a = agent3("A", 0, 0), b = agent3("B", 1, 0), c = agent3("C", 0, 3);
+    Agent a = agent3("A", 0, 0), b = agent3("B", 1, 0), c = agent3("C", 0, 3);
     Msg m = DO(a, 0, .op = OP_MALLOC, .slot = 0, .size = SZ, .arg = HUGE_FIRST, .seed = 190);
     Msg k = DO(a, 0, .op = OP_KEY, .slot = 0, .size = SZ, .flags = 0);
     DOK(a, 0, k.key, .op = OP_SETATTR, .arg = ACL_RT_IPC_MEM_ATTR_ACCESS_LINK_HCCS);
@@ -1283,11 +1037,11 @@ TEST3(test_ipc_a3)
     DOK(a, 0, k.key, .op = OP_CLOSE);
     DOK(a, 0, k2.key, .op = OP_CLOSE);
     DO(a, 0, .op = OP_FREE, .slot = 0);
-    FINISH(a);
-    FINISH(b);
-    FINISH(c);
+    AGENT_FINISH(a);
+    AGENT_FINISH(b);
+    AGENT_FINISH(c);
     OBS_BACK(o, f0);
-    FINISH(o);
+    AGENT_FINISH(o);
 }
 
 /* ------------------------------------------------------------------------- */
@@ -1299,7 +1053,7 @@ TEST3(test_ipc_a3)
 static void handle_flow(int how, uint64_t flags, uint32_t seed)
 {
     Hbm base = hbm_now();
-    Proc a = agent("A", 0), b = agent("B", 0), c = agent("C", 0);
+    Agent a = agent("A", 0), b = agent("B", 0), c = agent("C", 0);
     Msg m = DO(a, 0, .op = OP_PHYS, .slot = 0, .size = SZ, .seed = seed);
     CHECKF(hbm_used(&base, 0) == (long long)SZ, "the handle took %lld bytes", hbm_used(&base, 0));
     Msg e = DO(a, 0, .op = OP_EXPORT_H, .slot = 0, .how = how, .flags = flags);
@@ -1348,9 +1102,9 @@ static void handle_flow(int how, uint64_t flags, uint32_t seed)
     DO(b, 0, .op = OP_FREEPHYS, .slot = 0);
     DO(a, 0, .op = OP_UNMAP, .slot = 0);
     DO(a, 0, .op = OP_FREEPHYS, .slot = 0);
-    FINISH(a);
-    FINISH(b);
-    FINISH(c);
+    AGENT_FINISH(a);
+    AGENT_FINISH(b);
+    AGENT_FINISH(c);
     HBM_BACK(base);
 }
 
@@ -1379,7 +1133,7 @@ TEST(test_handle_v2_no_pid)
 TEST(test_handle_v1_other_device)
 {
     Hbm base = hbm_now();
-    Proc a = agent("A", 0), b = agent("B", 1);
+    Agent a = agent("A", 0), b = agent("B", 1);
     Msg m = DO(a, 0, .op = OP_PHYS, .slot = 0, .size = SZ, .seed = 240);
     Msg e = DO(a, 0, .op = OP_EXPORT_H, .slot = 0, .how = V1, .flags = 0);
     DO(a, 0, .op = OP_SETPID_H, .how = V1, .val = e.val, .pid = b.pid);
@@ -1399,8 +1153,8 @@ TEST(test_handle_v1_other_device)
     DO(b, 0, .op = OP_FREEPHYS, .slot = 0);
     DO(a, 0, .op = OP_UNMAP, .slot = 0);
     DO(a, 0, .op = OP_FREEPHYS, .slot = 0);
-    FINISH(a);
-    FINISH(b);
+    AGENT_FINISH(a);
+    AGENT_FINISH(b);
     HBM_BACK(base);
 }
 
@@ -1408,7 +1162,7 @@ TEST(test_handle_v1_other_device)
 TEST(test_handle_fabric_a2)
 {
     Hbm base = hbm_now();
-    Proc a = agent("A", 0), b = agent("B", 0);
+    Agent a = agent("A", 0), b = agent("B", 0);
     DO(a, 0, .op = OP_PHYS, .slot = 0, .size = SZ, .seed = 250);
     DO(a, ACL_ERROR_RT_FEATURE_NOT_SUPPORT, .op = OP_EXPORT_H, .slot = 0, .how = FABRIC);
     aclrtMemFabricHandle f;
@@ -1421,17 +1175,17 @@ TEST(test_handle_fabric_a2)
     DO(b, 0, .op = OP_FREEPHYS, .slot = 0);
     DO(a, 0, .op = OP_UNMAP, .slot = 0);
     DO(a, 0, .op = OP_FREEPHYS, .slot = 0);
-    FINISH(a);
-    FINISH(b);
+    AGENT_FINISH(a);
+    AGENT_FINISH(b);
     HBM_BACK(base);
 }
 
 /* A3 with two servers: DEFAULT stays within a server, FABRIC crosses. */
 TEST3(test_handle_a3_servers)
 {
-    Proc o = agent3("O", 0, 0);
+    Agent o = agent3("O", 0, 0);
     size_t f0 = obs_free(&o);
-    Proc a = agent3("A", 0, 0), b = agent3("B", 1, 0), c = agent3("C", 1, 2),
+    Agent a = agent3("A", 0, 0), b = agent3("B", 1, 0), c = agent3("C", 1, 2),
          d = agent3("D", 0, 0);
     Msg m0 = DO(a, 0, .op = OP_PHYS, .slot = 0, .size = SZ, .seed = 260);
     Msg m1 = DO(a, 0, .op = OP_PHYS, .slot = 1, .size = SZ, .seed = 261);
@@ -1481,12 +1235,12 @@ TEST3(test_handle_a3_servers)
     DO(d, 0, .op = OP_FREEPHYS, .slot = 0);
     DO(a, 0, .op = OP_UNMAP, .slot = 0);
     DO(a, 0, .op = OP_FREEPHYS, .slot = 0);
-    FINISH(a);
-    FINISH(b);
-    FINISH(c);
-    FINISH(d);
+    AGENT_FINISH(a);
+    AGENT_FINISH(b);
+    AGENT_FINISH(c);
+    AGENT_FINISH(d);
     OBS_BACK(o, f0);
-    FINISH(o);
+    AGENT_FINISH(o);
 }
 
 /* ------------------------------------------------------------------------- */
@@ -1498,7 +1252,7 @@ TEST3(test_handle_a3_servers)
 static void exporter_leaves(bool killed)
 {
     Hbm base = hbm_now();
-    Proc a = agent("A", 0), b = agent("B", 0);
+    Agent a = agent("A", 0), b = agent("B", 0);
     DO(a, 0, .op = OP_MALLOC, .slot = 0, .size = SZ, .arg = HUGE_FIRST, .seed = 300);
     Msg k = DO(a, 0, .op = OP_KEY, .slot = 0, .size = SZ, .flags = 0);
     DOK(a, 0, k.key, .op = OP_SETPID, .pid = b.pid);
@@ -1509,10 +1263,10 @@ static void exporter_leaves(bool killed)
     CHECKF(hbm_used(&base, 0) == used + (long long)SZ, "A took %lld bytes", hbm_used(&base, 0));
     if (killed) {
         DO(a, 0, .op = OP_HANG);
-        kill_agent(&a, &g_emu, "2 exports");
+        AGENT_KILL(a, &g_emu, "2 exports");
     } else {
         DO(a, 0, .op = OP_QUIT);
-        int st = reap(&a);
+        int st = agent_reap(&a);
         CHECKF(st == 0, "A's status %d", st);
         char *line = emu_gone_line(&g_emu, a.pid);
         CHECKF(line != NULL, "the emulator did not log A (%d) gone", (int)a.pid);
@@ -1523,7 +1277,7 @@ static void exporter_leaves(bool killed)
     DOK(b, ACL_ERROR_RT_PARAM_INVALID, k.key, .op = OP_IMPORT, .slot = 0);
     DO(b, ACL_ERROR_RT_PARAM_INVALID, .op = OP_IMPORT_H, .slot = 1, .how = V1, .dev = 0,
        .val = e.val);
-    FINISH(b);
+    AGENT_FINISH(b);
     HBM_BACK(base);
 }
 
@@ -1542,7 +1296,7 @@ TEST(test_exporter_killed_before_import)
 TEST(test_importer_killed)
 {
     Hbm base = hbm_now();
-    Proc a = agent("A", 0), b = agent("B", 0);
+    Agent a = agent("A", 0), b = agent("B", 0);
     Msg m = DO(a, 0, .op = OP_MALLOC, .slot = 0, .size = SZ, .arg = HUGE_FIRST, .seed = 310);
     Msg k = DO(a, 0, .op = OP_KEY, .slot = 0, .size = SZ, .flags = NO_PID);
     Msg p = DO(a, 0, .op = OP_PHYS, .slot = 1, .size = SZ, .seed = 311);
@@ -1557,7 +1311,7 @@ TEST(test_importer_killed)
     CHECK(r.sum == p.sum);
     DO(b, 0, .op = OP_HANG);
     /* Its imported handle (2 MiB, mapped), no allocations, no exports. */
-    kill_agent(&b, &g_emu, "0 allocations (0 bytes of HBM), 1 physical handles (2097152 bytes)");
+    AGENT_KILL(b, &g_emu, "0 allocations (0 bytes of HBM), 1 physical handles (2097152 bytes)");
     /* A's memory and data are untouched and usable. */
     r = DO(a, 0, .op = OP_READ, .slot = 0, .size = SZ);
     CHECKF(r.sum == m.sum, "A's IPC memory changed when B died");
@@ -1569,7 +1323,7 @@ TEST(test_importer_killed)
     CHECKF(hbm_used(&base, 0) == used, "%lld bytes used after B died, %lld before",
            hbm_used(&base, 0), used);
     /* The exports are still there for a new importer. */
-    Proc c = agent("C", 0);
+    Agent c = agent("C", 0);
     DOK(c, 0, k.key, .op = OP_IMPORT, .slot = 0);
     r = DO(c, 0, .op = OP_READ, .slot = 0, .size = SZ);
     CHECK(r.sum == pattern_sum(SZ, 312));
@@ -1578,8 +1332,8 @@ TEST(test_importer_killed)
     DO(a, 0, .op = OP_FREE, .slot = 0);
     DO(a, 0, .op = OP_UNMAP, .slot = 1);
     DO(a, 0, .op = OP_FREEPHYS, .slot = 1);
-    FINISH(a);
-    FINISH(c);
+    AGENT_FINISH(a);
+    AGENT_FINISH(c);
     HBM_BACK(base);
     /* The emulator keeps serving. */
     CHECK(emu_alive());
@@ -1592,7 +1346,7 @@ TEST(test_importer_killed)
 TEST(test_ipc_exporter_frees_first)
 {
     Hbm base = hbm_now();
-    Proc a = agent("A", 0), b = agent("B", 0), c = agent("C", 0);
+    Agent a = agent("A", 0), b = agent("B", 0), c = agent("C", 0);
     Msg m = DO(a, 0, .op = OP_MALLOC, .slot = 0, .size = SZ, .arg = HUGE_FIRST, .seed = 320);
     Msg k = DO(a, 0, .op = OP_KEY, .slot = 0, .size = SZ, .flags = NO_PID);
     long long used = hbm_used(&base, 0);
@@ -1614,9 +1368,9 @@ TEST(test_ipc_exporter_frees_first)
     DO(a, 0, .op = OP_FREE, .slot = 1);
     DOK(a, 0, k.key, .op = OP_CLOSE);     /* closing after the free is fine */
     DOK(b, 0, k.key, .op = OP_CLOSE);
-    FINISH(a);
-    FINISH(b);
-    FINISH(c);
+    AGENT_FINISH(a);
+    AGENT_FINISH(b);
+    AGENT_FINISH(c);
     HBM_BACK(base);
 }
 
@@ -1625,7 +1379,7 @@ TEST(test_ipc_exporter_frees_first)
 TEST(test_handle_exporter_frees_first)
 {
     Hbm base = hbm_now();
-    Proc a = agent("A", 0), b = agent("B", 0), c = agent("C", 0), d = agent("D", 0);
+    Agent a = agent("A", 0), b = agent("B", 0), c = agent("C", 0), d = agent("D", 0);
     Msg m = DO(a, 0, .op = OP_PHYS, .slot = 0, .size = SZ, .seed = 330);
     Msg e = DO(a, 0, .op = OP_EXPORT_H, .slot = 0, .how = V2, .flags = 0);
     DO(a, 0, .op = OP_SETPID_H, .how = V2, .val = e.val, .pid = b.pid, .pid2 = c.pid);
@@ -1659,10 +1413,10 @@ TEST(test_handle_exporter_frees_first)
     r = DO(c, 0, .op = OP_READ, .slot = 0, .size = SZ);
     CHECK(r.sum == pattern_sum(SZ, 332));
     DO(c, 0, .op = OP_UNMAP, .slot = 0);
-    FINISH(a);
-    FINISH(b);
-    FINISH(c);
-    FINISH(d);
+    AGENT_FINISH(a);
+    AGENT_FINISH(b);
+    AGENT_FINISH(c);
+    AGENT_FINISH(d);
     HBM_BACK(base);
 }
 
@@ -1672,7 +1426,7 @@ TEST(test_handle_exporter_frees_first)
 TEST(test_handle_freed_while_mapped)
 {
     Hbm base = hbm_now();
-    Proc a = agent("A", 0), b = agent("B", 0);
+    Agent a = agent("A", 0), b = agent("B", 0);
     Msg m = DO(a, 0, .op = OP_PHYS, .slot = 0, .size = SZ, .seed = 350);
     Msg e = DO(a, 0, .op = OP_EXPORT_H, .slot = 0, .how = V2, .flags = NO_PID);
     DO(a, 0, .op = OP_FREEPHYS, .slot = 0);
@@ -1681,8 +1435,8 @@ TEST(test_handle_freed_while_mapped)
     DO(b, ACL_ERROR_RT_PARAM_INVALID, .op = OP_IMPORT_H, .slot = 0, .how = V2, .val = e.val);
     DO(a, 0, .op = OP_UNMAP, .slot = 0);
     DO(b, ACL_ERROR_RT_PARAM_INVALID, .op = OP_IMPORT_H, .slot = 0, .how = V2, .val = e.val);
-    FINISH(a);
-    FINISH(b);
+    AGENT_FINISH(a);
+    AGENT_FINISH(b);
     HBM_BACK(base);
 }
 
@@ -1690,7 +1444,7 @@ TEST(test_handle_freed_while_mapped)
 TEST(test_exporter_killed_while_imported)
 {
     Hbm base = hbm_now();
-    Proc a = agent("A", 0), b = agent("B", 0);
+    Agent a = agent("A", 0), b = agent("B", 0);
     Msg m = DO(a, 0, .op = OP_MALLOC, .slot = 0, .size = SZ, .arg = HUGE_FIRST, .seed = 340);
     Msg k = DO(a, 0, .op = OP_KEY, .slot = 0, .size = SZ, .flags = NO_PID);
     Msg p = DO(a, 0, .op = OP_PHYS, .slot = 1, .size = SZ, .seed = 341);
@@ -1700,7 +1454,7 @@ TEST(test_exporter_killed_while_imported)
     DO(b, 0, .op = OP_IMPORT_H, .slot = 1, .how = V1, .dev = 0, .val = e.val);
     DO(b, 0, .op = OP_MAP, .slot = 1, .size = SZ);
     DO(a, 0, .op = OP_HANG);
-    kill_agent(&a, &g_emu, "2 exports");
+    AGENT_KILL(a, &g_emu, "2 exports");
     CHECKF(hbm_used(&base, 0) == used, "%lld bytes in use after A died, %lld before",
            hbm_used(&base, 0), used);
     Msg r = DO(b, 0, .op = OP_READ, .slot = 0, .size = SZ);
@@ -1713,7 +1467,7 @@ TEST(test_exporter_killed_while_imported)
     DOK(b, 0, k.key, .op = OP_CLOSE);
     DO(b, 0, .op = OP_UNMAP, .slot = 1);
     DO(b, 0, .op = OP_FREEPHYS, .slot = 1);
-    FINISH(b);
+    AGENT_FINISH(b);
     HBM_BACK(base);
 }
 

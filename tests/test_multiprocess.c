@@ -39,7 +39,6 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "acl/acl.h"
@@ -48,17 +47,6 @@
 #include "npuemu/futex.h"
 #include "npuemu/proto.h"
 
-#if defined(__SANITIZE_ADDRESS__)
-#define TEST_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define TEST_ASAN 1
-#endif
-#endif
-#ifndef TEST_ASAN
-#define TEST_ASAN 0
-#endif
-
 #define KiB (1ull << 10)
 #define MiB (1ull << 20)
 #define GiB (1ull << 30)
@@ -66,8 +54,7 @@
 #define NDEV 8                      /* a2: 8 x Ascend 910B */
 #define HBM_TOTAL (64ull * GiB)
 
-/* Sanitizer builds are several times slower: scale every time limit. */
-static unsigned slow = TEST_ASAN ? 4 : 1;
+static const unsigned slow = TEST_SLOW;
 
 static TestEmu g_emu;               /* the shared emulator */
 static bool g_emu_ok;
@@ -138,13 +125,6 @@ static size_t first_not(const void *p, size_t n, uint8_t value)
         if (b[i] != value)
             return i;
     return n;
-}
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static void sleep_ms(int ms)
@@ -290,9 +270,9 @@ static bool make_pipe(int p[2])
 /* Reads one byte within timeout_ms; returns it, or -1 (timeout / EOF / error). */
 static int read_byte(int fd, int timeout_ms)
 {
-    int64_t deadline = now_ms() + timeout_ms;
+    int64_t deadline = clock_ms() + timeout_ms;
     for (;;) {
-        int left = (int)(deadline - now_ms());
+        int left = (int)(deadline - clock_ms());
         if (left < 0)
             return -1;
         struct pollfd p = { .fd = fd, .events = POLLIN };
@@ -352,13 +332,13 @@ static bool wait_log(const char *path, int timeout_ms, const char *fmt, ...)
     va_start(ap, fmt);
     char *needle = g_strdup_vprintf(fmt, ap);
     va_end(ap);
-    int64_t deadline = now_ms() + timeout_ms;
+    int64_t deadline = clock_ms() + timeout_ms;
     bool ok = false, shared = strcmp(path, g_emu.log) == 0;
     for (;;) {
         char *t = log_text_of(path);
         ok = strstr(t, needle) != NULL;
         g_free(t);
-        if (ok || now_ms() > deadline || (shared && !emu_alive()))
+        if (ok || clock_ms() > deadline || (shared && !emu_alive()))
             break;
         sleep_ms(5);
     }
@@ -455,7 +435,7 @@ static bool dev_mem(int dev, uint64_t *free_b, uint64_t *total_b)
  * the emulator does not answer. */
 static bool wait_free(int dev, uint64_t want, int timeout_ms)
 {
-    int64_t deadline = now_ms() + timeout_ms;
+    int64_t deadline = clock_ms() + timeout_ms;
     uint64_t last = 0;
     for (;;) {
         if (!dev_mem(dev, &last, NULL)) {
@@ -464,7 +444,7 @@ static bool wait_free(int dev, uint64_t want, int timeout_ms)
         }
         if (last == want)
             return true;
-        if (now_ms() > deadline)
+        if (clock_ms() > deadline)
             break;
         sleep_ms(5);
     }
@@ -478,9 +458,9 @@ static bool wait_free(int dev, uint64_t want, int timeout_ms)
  * within one overall deadline. */
 static bool wait_all_idle(int timeout_ms)
 {
-    int64_t deadline = now_ms() + timeout_ms;
+    int64_t deadline = clock_ms() + timeout_ms;
     for (int d = 0; d < NDEV; d++) {
-        int left = (int)(deadline - now_ms());
+        int left = (int)(deadline - clock_ms());
         if (!wait_free(d, HBM_TOTAL, left > 0 ? left : 0))
             return false;
     }
@@ -957,10 +937,10 @@ static void test_kill_holder(void)
     kill(pid, SIGKILL);
     CU_ASSERT_EQUAL(kid_finish_expect(&k, 128 + SIGKILL), 128 + SIGKILL);
     /* The emulator notices the closed socket and reclaims everything. */
-    int64_t t0 = now_ms();
+    int64_t t0 = clock_ms();
     CU_ASSERT(wait_free(0, HBM_TOTAL, 5000 * (int)slow));
     CU_ASSERT(wait_free(3, HBM_TOTAL, 5000 * (int)slow));
-    printf(" [reclaimed in %" G_GINT64_FORMAT " ms]", now_ms() - t0);
+    printf(" [reclaimed in %" G_GINT64_FORMAT " ms]", clock_ms() - t0);
     CU_ASSERT(wait_log(g_emu.log, 5000 * (int)slow, "client pid %d gone: reclaimed 7 allocations",
                        (int)pid));
     CU_ASSERT(emu_alive());
@@ -1316,12 +1296,12 @@ static void test_embedded_idle_exit_race(void)
     for (size_t i = 0; i < G_N_ELEMENTS(offsets_ms); i++) {
         int st = kid_run("idle-race first", child_init_exit, NULL, 30);
         CU_ASSERT_EQUAL(st, 0);
-        int64_t t0 = now_ms();
+        int64_t t0 = clock_ms();
         sleep_ms(250);
         int poke = raw_connect();
         if (poke >= 0)
             close(poke);
-        int left = (int)(t0 + offsets_ms[i] - now_ms());
+        int left = (int)(t0 + offsets_ms[i] - clock_ms());
         if (left > 0)
             sleep_ms(left);
         /* Five at once: more chances to be caught in the emulator's exit. */
@@ -1576,9 +1556,9 @@ static int32_t post(EmuChanHeader *hdr, EmuSlot *slots, int sock, unsigned i, ui
     __atomic_or_fetch(&hdr->posted, 1ull << i, __ATOMIC_SEQ_CST);
     __atomic_add_fetch(&hdr->doorbell, 1, __ATOMIC_SEQ_CST);
     emu_futex_wake(&hdr->doorbell, 1);
-    int64_t deadline = now_ms() + 300;
+    int64_t deadline = clock_ms() + 300;
     while (__atomic_load_n(&s->state, __ATOMIC_SEQ_CST) != EMU_SLOT_DONE) {
-        if (now_ms() > deadline) {
+        if (clock_ms() > deadline) {
             drain_fds(sock);
             return INT32_MIN;
         }
@@ -2262,9 +2242,9 @@ static void test_vmm_flows(void)
 #define TIMED(fn)                                                                    \
     static void fn##_timed(void)                                                     \
     {                                                                                \
-        int64_t t0_ = now_ms();                                                      \
+        int64_t t0_ = clock_ms();                                                      \
         fn();                                                                        \
-        printf(" (%.1f s) ", (double)(now_ms() - t0_) / 1000.0);            \
+        printf(" (%.1f s) ", (double)(clock_ms() - t0_) / 1000.0);            \
     }
 TIMED(test_every_device)
 TIMED(test_copy_roundtrips)

@@ -15,46 +15,30 @@
  *    notify and then copies a buffer that the other side fills only after a
  *    delay, just before it records; a wait that did not block copies the old
  *    bytes.
- *  - The multi-process tests use "agents": forked children that call aclInit
- *    themselves and execute the commands (Msg) the parent sends over a pipe,
- *    each answered with its return code.  A scenario is a script in the parent
- *    (DO(proc, expected code, fields...)), so the order of steps across
- *    processes is exactly the one written.  Agents check every API result
- *    against the expected code (code, last error, message); the failure count
- *    is the exit status.  Every wait is bounded (alarm(), poll() deadlines,
- *    killed agents, notify waits with a timeout).
+ *  - The multi-process tests use "agents" (harness.h): forked children that
+ *    call aclInit themselves and execute the commands (Msg) the parent sends
+ *    over a pipe, each answered with its return code.  A scenario is a script
+ *    in the parent (DO(proc, expected code, fields...)), so the order of
+ *    steps across processes is exactly the one written.  Agents check every
+ *    API result against the expected code (code, last error, message); the
+ *    failure count is the exit status.  Every wait is bounded (alarm(),
+ *    poll() deadlines, killed agents, notify waits with a timeout).
  *  - NOTIFY_ONLY=word runs only the tests whose name contains it.
  */
 #define _GNU_SOURCE
 #include <CUnit/Basic.h>
-#include <errno.h>
-#include <fcntl.h>
 #include <glib.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "acl/acl.h"
 #include "acl_check.h"
 #include "cu_run.h"
 #include "harness.h"
-
-#if defined(__SANITIZE_ADDRESS__)
-#define TEST_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define TEST_ASAN 1
-#endif
-#endif
-#ifndef TEST_ASAN
-#define TEST_ASAN 0
-#endif
 
 #define KiB (1ull << 10)
 #define MiB (1ull << 20)
@@ -67,18 +51,11 @@
 #define NO_PID ACL_RT_NOTIFY_EXPORT_FLAG_DISABLE_PID_VALIDATION
 #define PEER_FLAG ACL_RT_NOTIFY_IMPORT_FLAG_ENABLE_PEER_ACCESS
 
-static const unsigned slow = TEST_ASAN ? 4 : 1;
+static const unsigned slow = TEST_SLOW;
 
 static TestEmu g_emu;       /* a2: this process and most agents */
 static TestEmu g_emu3;      /* a3, two servers */
 static bool g_emu3_ok;
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static uint64_t pattern_sum(size_t n, uint32_t seed)
 {
@@ -116,73 +93,19 @@ enum Op {
 };
 
 typedef struct Msg {
-    int32_t op, want, rc, slot, ns, dev, pid;
+    AGENT_MSG_HEAD;
+    int32_t slot, ns, dev, pid;
     uint32_t seed;
     uint64_t size, flags, arg, val, sum;
     char key[96];           /* a notify key */
     char key2[96];          /* a memory key */
 } Msg;
 
-typedef struct Proc {
-    pid_t pid;
-    int rd, wr;             /* the parent's ends */
-    char name[8];
-    bool done;
-    bool broken;
-} Proc;
-
-static int g_parent_fds[64];
-static int g_nparent_fds;
-
-static bool write_full(int fd, const void *buf, size_t n)
-{
-    const uint8_t *p = buf;
-    while (n > 0) {
-        ssize_t k = write(fd, p, n);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k <= 0)
-            return false;
-        p += k;
-        n -= (size_t)k;
-    }
-    return true;
-}
-
-static bool read_full(int fd, void *buf, size_t n, int timeout_ms)
-{
-    uint8_t *p = buf;
-    int64_t end = now_ms() + timeout_ms;
-    while (n > 0) {
-        int64_t left = end - now_ms();
-        if (left <= 0)
-            return false;
-        struct pollfd pf = { .fd = fd, .events = POLLIN };
-        int r = poll(&pf, 1, (int)left);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            return false;
-        ssize_t k = read(fd, p, n);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k <= 0)
-            return false;
-        p += k;
-        n -= (size_t)k;
-    }
-    return true;
-}
-
 /* ------------------------------------------------------------------------- */
 /* the agent (child side)                                                    */
 /* ------------------------------------------------------------------------- */
 
 #define NSLOT 4
-
-static int g_rd = -1, g_wr = -1;
-static const TestEmu *g_agent_emu;
-static int g_agent_server;
 
 static struct {
     int32_t dev;
@@ -191,16 +114,8 @@ static struct {
     aclrtNotify n[NSLOT];
 } A;
 
-static aclError expect_rc(aclError rc, aclError want, const char *what)
-{
-    if (want == ACL_SUCCESS)
-        expect_ok_impl(rc, what, __FILE__, __LINE__, "agent");
-    else
-        expect_err_impl(rc, want, what, __FILE__, __LINE__, "agent");
-    return rc;
-}
-
-#define XRC(call, want) expect_rc((call), (want), #call)
+/* A direct API result, checked against want in full (harness.h). */
+#define XRC(call, want) agent_expect((call), (want), #call, __FILE__, __LINE__)
 
 /* Pattern seed into n bytes at p: host -> own scratch (sync), then an async
  * D2D copy on the agent's stream (memory of another device, with peer access,
@@ -223,8 +138,10 @@ static aclError agent_write(void *p, size_t n, uint32_t seed)
     return rc;
 }
 
-static void agent_do(Msg *m, Msg *r)
+static void agent_do(const void *mv, void *rv)
 {
+    const Msg *m = mv;
+    Msg *r = rv;
     int s = m->slot >= 0 && m->slot < NSLOT ? m->slot : 0;
     int ns = m->ns >= 0 && m->ns < NSLOT ? m->ns : 0;
     aclError want = m->want;
@@ -350,125 +267,22 @@ static void agent_do(Msg *m, Msg *r)
     }
 }
 
-static int agent_main(void)
-{
-    g_in_child = true;
-    g_child_fails = 0;
-    alarm(120 * slow);
-    setenv("NPU_EMU_SOCKET", g_agent_emu->sock, 1);
-    if (g_agent_server >= 0) {
-        char s[16];
-        snprintf(s, sizeof(s), "%d", g_agent_server);
-        setenv("NPU_EMU_SERVER", s, 1);
-    } else {
-        unsetenv("NPU_EMU_SERVER");
-    }
-    bool inited = false;
-    for (;;) {
-        Msg m;
-        if (!read_full(g_rd, &m, sizeof(m), 60000 * slow)) {
-            CHECKF(false, "agent %d: no command within %u s", (int)getpid(), 60 * slow);
-            break;
-        }
-        Msg r = m;
-        r.rc = 0;
-        if (m.op == OP_EXIT) {
-            if (inited)
-                r.rc = XRC(aclFinalize(), ACL_SUCCESS);
-            write_full(g_wr, &r, sizeof(r));
-            break;
-        }
-        agent_do(&m, &r);
-        if (m.op == OP_INIT)
-            inited = true;
-        drain_errors();
-        fflush(NULL);
-        if (!write_full(g_wr, &r, sizeof(r)))
-            break;
-        if (m.op == OP_HANG)
-            for (;;)
-                pause();
-    }
-    fflush(NULL);
-    return g_child_fails > 100 ? 100 : g_child_fails;
-}
+/* The harness's loop around agent_do answers OP_EXIT itself and parks the
+ * agent after OP_HANG. */
+static const AgentDef g_agent = {
+    .size = sizeof(Msg), .run = agent_do,
+    .op_init = OP_INIT, .op_exit = OP_EXIT, .op_hang = OP_HANG,
+};
 
 /* ------------------------------------------------------------------------- */
 /* the parent's side                                                         */
 /* ------------------------------------------------------------------------- */
 
-static void parent_fd_add(int fd)
-{
-    if (g_nparent_fds < (int)G_N_ELEMENTS(g_parent_fds))
-        g_parent_fds[g_nparent_fds++] = fd;
-}
-
-static void parent_fd_del(int fd)
-{
-    for (int i = 0; i < g_nparent_fds; i++)
-        if (g_parent_fds[i] == fd)
-            g_parent_fds[i] = g_parent_fds[--g_nparent_fds];
-    close(fd);
-}
-
-static Proc spawn(const char *name, const TestEmu *e, int server)
-{
-    Proc p;
-    memset(&p, 0, sizeof(p));
-    g_strlcpy(p.name, name, sizeof(p.name));
-    int down[2], up[2];
-    if (pipe2(down, O_CLOEXEC) < 0 || pipe2(up, O_CLOEXEC) < 0) {
-        CU_FAIL("pipe2");
-        p.pid = -1;
-        return p;
-    }
-    g_agent_emu = e;
-    g_agent_server = server;
-    g_rd = down[0];
-    g_wr = up[1];
-    fflush(NULL);
-    p.pid = fork();
-    if (p.pid == 0) {
-        for (int i = 0; i < g_nparent_fds; i++)
-            close(g_parent_fds[i]);
-        close(down[1]);
-        close(up[0]);
-        _exit(agent_main());
-    }
-    close(down[0]);
-    close(up[1]);
-    p.rd = up[0];
-    p.wr = down[1];
-    parent_fd_add(p.rd);
-    parent_fd_add(p.wr);
-    CHECKF(p.pid > 0, "cannot fork agent %s", name);
-    return p;
-}
-
-static Msg call(Proc *p, Msg m)
+/* One command to agent a, checked against its want at the scenario's line. */
+static Msg do_op(Agent *a, Msg m, const char *text, int line)
 {
     Msg r;
-    memset(&r, 0, sizeof(r));
-    r.rc = -999;
-    if (p->pid <= 0 || p->done || p->broken)
-        return r;
-    if (!write_full(p->wr, &m, sizeof(m)) || !read_full(p->rd, &r, sizeof(r), 30000 * slow)) {
-        memset(&r, 0, sizeof(r));
-        r.rc = -999;
-        p->broken = true;
-    }
-    return r;
-}
-
-static Msg do_op(Proc *p, Msg m, const char *text, int line)
-{
-    Msg r = call(p, m);
-    if (r.rc == -999)
-        check_impl(false, __FILE__, line, "scenario", "%s: %s: no answer (agent dead?)", p->name,
-                   text);
-    else
-        check_impl(r.rc == m.want, __FILE__, line, "scenario", "%s: %s: returned %d, expected %d",
-                   p->name, text, r.rc, m.want);
+    agent_do_op(a, &m, &r, sizeof(r), text, __FILE__, line);
     return r;
 }
 
@@ -491,69 +305,16 @@ static Msg with_keys(Msg m, const char *key, const char *key2)
     do_op(&(p), with_keys((Msg){ .want = (want_), __VA_ARGS__ }, NULL, (key_)), #__VA_ARGS__, \
           __LINE__)
 
-static int reap(Proc *p)
+static Agent agent_on(const char *name, const TestEmu *e, int server, int dev)
 {
-    if (p->pid <= 0 || p->done)
-        return -1;
-    int st = 0, res = -1;
-    int64_t end = now_ms() + 15000 * slow;
-    for (;;) {
-        pid_t w = waitpid(p->pid, &st, WNOHANG);
-        if (w == p->pid) {
-            res = WIFSIGNALED(st) ? 128 + WTERMSIG(st) : WEXITSTATUS(st);
-            break;
-        }
-        if (w < 0 || now_ms() > end) {
-            kill(p->pid, SIGKILL);
-            waitpid(p->pid, &st, 0);
-            res = 255;
-            break;
-        }
-        g_usleep(5000);
-    }
-    parent_fd_del(p->rd);
-    parent_fd_del(p->wr);
-    p->done = true;
-    return res;
-}
-
-static void finish_at(Proc *p, int line)
-{
-    if (p->pid <= 0 || p->done)
-        return;
-    Msg r = call(p, (Msg){ .op = OP_EXIT });
-    int st = reap(p);
-    check_impl(r.rc == 0 && st == 0, __FILE__, line, "scenario",
-               "agent %s (pid %d) ended with status %d (its failed checks; 128+ = signal, 255 = "
-               "did not exit)", p->name, (int)p->pid, st);
-}
-
-#define FINISH(p) finish_at(&(p), __LINE__)
-
-/* SIGKILL p (parked in OP_HANG); the emulator must log it gone with `what`. */
-static void kill_agent(Proc *p, const TestEmu *e, const char *what)
-{
-    kill(p->pid, SIGKILL);
-    int st = reap(p);
-    CHECKF(st == 128 + SIGKILL, "agent %s: status %d after SIGKILL", p->name, st);
-    char *line = emu_gone_line(e, p->pid);
-    CHECKF(line != NULL, "the emulator did not log agent %s (pid %d) gone", p->name, (int)p->pid);
-    if (line && what)
-        CHECKF(strstr(line, what) != NULL, "reclaim of %s: \"%s\", expected \"%s\" in it",
-               p->name, line, what);
-    g_free(line);
-}
-
-static Proc agent_on(const char *name, const TestEmu *e, int server, int dev)
-{
-    Proc p = spawn(name, e, server);
+    Agent p = agent_spawn(name, &g_agent, e, server);
     Msg r = DO(p, ACL_SUCCESS, .op = OP_INIT, .dev = dev);
     CHECKF(r.pid == p.pid, "%s: aclrtDeviceGetBareTgid %d, fork gave %d", name, r.pid,
            (int)p.pid);
     return p;
 }
 
-static Proc agent(const char *name, int dev)
+static Agent agent(const char *name, int dev)
 {
     return agent_on(name, &g_emu, -1, dev);
 }
@@ -732,12 +493,12 @@ TEST(test_ids_distinct)
     EXPECT_OK(aclrtGetNotifyId(n[5], &again));
     CHECK(again == id[5]);
     /* another process's notify on the same device: an id of its own */
-    Proc b = agent("B", 0);
+    Agent b = agent("B", 0);
     Msg r = DO(b, 0, .op = OP_NCREATE, .ns = 0);
     for (int i = 0; i < N; i++)
         CHECKF(r.val != id[i], "B's notify has id %u, like notify %d of this process",
                (unsigned)r.val, i);
-    FINISH(b);
+    AGENT_FINISH(b);
     for (int i = 0; i < N; i++)
         EXPECT_OK(aclrtDestroyNotify(n[i]));
 }
@@ -1045,9 +806,9 @@ static void force_destroy_child(void)
     for (int i = 0; i < 4; i++)
         EXPECT_OK(aclrtMemsetAsync(d, SZ, 1, SZ, s));
     g_usleep(100 * 1000);
-    int64_t t0 = now_ms();
+    int64_t t0 = clock_ms();
     EXPECT_OK(aclrtDestroyStreamForce(s));
-    int64_t dt = now_ms() - t0;
+    int64_t dt = clock_ms() - t0;
     CHECKF(dt < 2000 * (int64_t)slow, "aclrtDestroyStreamForce of a waiting stream took %lld ms",
            (long long)dt);
     /* the notify and the device are usable afterwards */
@@ -1075,7 +836,7 @@ TEST(test_destroy_stream_force_while_waiting)
 /* One round of the documented flow: A waits on notify ns and then copies its
  * shared buffer mem[0] into mem[1]; B writes mem[0] (through its import) after
  * a delay and records.  A's copy must hold B's data. */
-static void flow_round(Proc *a, Proc *b, int b_ns, uint32_t seed, int line)
+static void flow_round(Agent *a, Agent *b, int b_ns, uint32_t seed, int line)
 {
     do_op(a, (Msg){ .op = OP_WAITCOPY, .ns = 0, .arg = 10 * slow, .size = SZ }, "wait + copy",
           line);
@@ -1093,9 +854,9 @@ static void flow_round(Proc *a, Proc *b, int b_ns, uint32_t seed, int line)
 
 /* A on device 0 with a shared buffer (exported, no pid validation), a
  * destination buffer and notify 0, exported with `flags`; key in *k. */
-static Proc exporter(uint64_t flags, uint32_t seed, Msg *mk, Msg *k)
+static Agent exporter(uint64_t flags, uint32_t seed, Msg *mk, Msg *k)
 {
-    Proc a = agent("A", 0);
+    Agent a = agent("A", 0);
     DO(a, 0, .op = OP_MALLOC, .slot = 0, .size = SZ, .seed = seed);
     DO(a, 0, .op = OP_MALLOC, .slot = 1, .size = SZ, .seed = seed + 1);
     *mk = DO(a, 0, .op = OP_MEMKEY, .slot = 0, .size = SZ);
@@ -1108,8 +869,8 @@ static Proc exporter(uint64_t flags, uint32_t seed, Msg *mk, Msg *k)
 TEST(test_two_processes_same_device)
 {
     Msg mk, k;
-    Proc a = exporter(0, 200, &mk, &k);
-    Proc b = agent("B", 0);
+    Agent a = exporter(0, 200, &mk, &k);
+    Agent b = agent("B", 0);
     /* B's pid from aclrtDeviceGetBareTgid (OP_INIT checked it is its pid) */
     DO(a, 0, .op = OP_NSETPID, .ns = 0, .pid = b.pid);
     DOM(b, 0, mk.key2, .op = OP_MEMIMPORT, .slot = 0);
@@ -1139,23 +900,23 @@ TEST(test_two_processes_same_device)
     DO(a, 0, .op = OP_SYNC);
     /* the creator destroys: the key is gone, B's imports stay usable */
     DO(a, 0, .op = OP_NDESTROY, .ns = 0);
-    Proc c = agent("C", 0);
+    Agent c = agent("C", 0);
     DO(a, PARAM, .op = OP_NSETPID, .ns = 0, .pid = c.pid);
     DOK(c, PARAM, k.key, .op = OP_NIMPORT, .ns = 0);
     DO(b, 0, .op = OP_RECORD, .ns = 1);
     DO(b, 0, .op = OP_NDESTROY, .ns = 1);
     DO(b, 0, .op = OP_NDESTROY, .ns = 2);
     DO(a, 0, .op = OP_NDESTROY, .ns = 1);
-    FINISH(c);
-    FINISH(b);
-    FINISH(a);
+    AGENT_FINISH(c);
+    AGENT_FINISH(b);
+    AGENT_FINISH(a);
 }
 
 TEST(test_two_processes_two_devices)
 {
     Msg mk, k;
-    Proc a = exporter(0, 210, &mk, &k);
-    Proc b = agent("B", 1), c = agent("C", 1);
+    Agent a = exporter(0, 210, &mk, &k);
+    Agent b = agent("B", 1), c = agent("C", 1);
     DO(a, 0, .op = OP_NSETPID, .ns = 0, .pid = b.pid);
     DO(a, 0, .op = OP_NSETPID, .ns = 0, .pid = c.pid);
     /* the memory with the IPC import flag: that gives no peer access to notifies */
@@ -1178,16 +939,16 @@ TEST(test_two_processes_two_devices)
     DO(c, 0, .op = OP_NDESTROY, .ns = 0);
     DO(b, 0, .op = OP_NDESTROY, .ns = 0);
     DO(a, 0, .op = OP_NDESTROY, .ns = 0);
-    FINISH(c);
-    FINISH(b);
-    FINISH(a);
+    AGENT_FINISH(c);
+    AGENT_FINISH(b);
+    AGENT_FINISH(a);
 }
 
 TEST(test_whitelists)
 {
     Msg mk, k;
-    Proc a = exporter(0, 220, &mk, &k);
-    Proc b = agent("B", 0), c = agent("C", 0);
+    Agent a = exporter(0, 220, &mk, &k);
+    Agent b = agent("B", 0), c = agent("C", 0);
     /* pid validation, nobody whitelisted */
     DOK(b, ACL_ERROR_RT_NO_PERMISSION, k.key, .op = OP_NIMPORT, .ns = 0);
     /* C whitelisted (its aclrtDeviceGetBareTgid): B still refused */
@@ -1207,9 +968,9 @@ TEST(test_whitelists)
     DO(a, PARAM, .op = OP_NKEY, .ns = 1, .flags = NO_PID);
     DO(a, 0, .op = OP_NDESTROY, .ns = 1);
     DO(a, 0, .op = OP_NDESTROY, .ns = 0);
-    FINISH(b);
-    FINISH(c);
-    FINISH(a);
+    AGENT_FINISH(b);
+    AGENT_FINISH(c);
+    AGENT_FINISH(a);
 }
 
 /* The importer dies while the creator waits on the notify: the wait times out
@@ -1217,32 +978,32 @@ TEST(test_whitelists)
 TEST(test_importer_dies_while_waited_on)
 {
     Msg mk, k;
-    Proc a = exporter(NO_PID, 230, &mk, &k);
-    Proc b = agent("B", 0);
+    Agent a = exporter(NO_PID, 230, &mk, &k);
+    Agent b = agent("B", 0);
     DOK(b, 0, k.key, .op = OP_NIMPORT, .ns = 0);
     DO(a, 0, .op = OP_WAITCOPY, .ns = 0, .arg = 2);
     DO(b, 0, .op = OP_HANG);
-    kill_agent(&b, &g_emu, "1 notifies");
+    AGENT_KILL(b, &g_emu, "1 notifies");
     DO(a, TIMEOUT, .op = OP_SYNC);
     /* the notify works on */
-    Proc c = agent("C", 0);
+    Agent c = agent("C", 0);
     DOK(c, 0, k.key, .op = OP_NIMPORT, .ns = 0);
     DO(c, 0, .op = OP_RECORD, .ns = 0);
     DO(a, 0, .op = OP_WAITCOPY, .ns = 0, .arg = 5 * slow);
     DO(a, 0, .op = OP_SYNC);
     /* the creator dies: the importer still records (its reference keeps it) */
     DO(a, 0, .op = OP_HANG);
-    kill_agent(&a, &g_emu, "notifies");
+    AGENT_KILL(a, &g_emu, "notifies");
     DO(c, 0, .op = OP_RECORD, .ns = 0);
     DO(c, 0, .op = OP_NDESTROY, .ns = 0);
-    FINISH(c);
+    AGENT_FINISH(c);
 }
 
 TEST3(test_a3_inter_server)
 {
-    Proc a = agent_on("A", &g_emu3, 0, 0);
-    Proc b = agent_on("B", &g_emu3, 1, 0);
-    Proc c = agent_on("C", &g_emu3, 1, 0);
+    Agent a = agent_on("A", &g_emu3, 0, 0);
+    Agent b = agent_on("B", &g_emu3, 1, 0);
+    Agent c = agent_on("C", &g_emu3, 1, 0);
     DO(a, 0, .op = OP_NCREATE, .ns = 0);
     Msg k = DO(a, 0, .op = OP_NKEY, .ns = 0, .flags = 0);
     /* another server: refused without an inter-server whitelist entry */
@@ -1263,9 +1024,9 @@ TEST3(test_a3_inter_server)
     DO(a, TIMEOUT, .op = OP_SYNC);
     DO(b, 0, .op = OP_NDESTROY, .ns = 0);
     DO(a, 0, .op = OP_NDESTROY, .ns = 0);
-    FINISH(c);
-    FINISH(b);
-    FINISH(a);
+    AGENT_FINISH(c);
+    AGENT_FINISH(b);
+    AGENT_FINISH(a);
 }
 
 /* ---- main ---- */
