@@ -13,7 +13,8 @@
 
 struct Event {
     Device *dev;
-    uint32_t id;
+    uint32_t id;            /* EVENT_NO_ID until the event holds a device event */
+    EventResource res;
     int refs;
     GMutex lock;
     GCond cond;
@@ -25,7 +26,8 @@ struct Event {
     bool set;               /* the hardware flag: a record ran since the last reset */
 };
 
-Event *event_new(Device *d)
+/* One of the device's DEV_EVENT_MAX events, or EVENT_NO_ID when all are taken. */
+static uint32_t take_id(Device *d)
 {
     g_mutex_lock(&d->lock);
     int id = -1;
@@ -37,11 +39,18 @@ Event *event_new(Device *d)
         d->events++;
     }
     g_mutex_unlock(&d->lock);
-    if (id < 0)
+    return id < 0 ? EVENT_NO_ID : (uint32_t)id;
+}
+
+Event *event_new(Device *d, EventResource res)
+{
+    uint32_t id = EVENT_NO_ID;
+    if (res == EVENT_RES_NOW && (id = take_id(d)) == EVENT_NO_ID)
         return NULL;
     Event *e = g_new0(Event, 1);
     e->dev = d;
-    e->id = (uint32_t)id;
+    e->id = id;
+    e->res = res;
     e->refs = 1;
     g_mutex_init(&e->lock);
     g_cond_init(&e->cond);
@@ -60,19 +69,35 @@ void event_unref(Event *e)
     if (!e || !g_atomic_int_dec_and_test(&e->refs))
         return;
     Device *d = e->dev;
-    g_mutex_lock(&d->lock);
-    d->event_used[e->id / 64] &= ~(1ull << (e->id % 64));
-    d->events--;
-    g_mutex_unlock(&d->lock);
+    if (e->id != EVENT_NO_ID) {
+        g_mutex_lock(&d->lock);
+        d->event_used[e->id / 64] &= ~(1ull << (e->id % 64));
+        d->events--;
+        g_mutex_unlock(&d->lock);
+    }
     g_hash_table_destroy(e->pending);
     g_mutex_clear(&e->lock);
     g_cond_clear(&e->cond);
     g_free(e);
 }
 
-uint32_t event_id(const Event *e)
+uint32_t event_id(Event *e)
 {
-    return e->id;
+    g_mutex_lock(&e->lock);
+    uint32_t id = e->id;
+    g_mutex_unlock(&e->lock);
+    return id;
+}
+
+int event_acquire(Event *e, bool for_record)
+{
+    g_mutex_lock(&e->lock);
+    bool need = e->id == EVENT_NO_ID && (!for_record || e->res == EVENT_RES_AT_RECORD);
+    if (need)
+        e->id = take_id(e->dev);
+    bool ok = !need || e->id != EVENT_NO_ID;
+    g_mutex_unlock(&e->lock);
+    return ok ? ACL_SUCCESS : ACL_ERROR_RT_NO_EVENT_RESOURCE;
 }
 
 Device *event_device(const Event *e)

@@ -13,7 +13,8 @@
  * record that runs): a wait whose record a reset forgot, or that was queued
  * after a reset, waits for the next record to run, as hardware waits on the
  * flag.  A device has DEV_EVENT_MAX (65536) events, shared by
- * every process.  Reference counted like notifies.  Thread-safe.
+ * every process; an Event holds one from creation, from its first record or
+ * never (EventResource).  Reference counted like notifies.  Thread-safe.
  */
 #ifndef DEVMODEL_EVENT_H
 #define DEVMODEL_EVENT_H
@@ -25,10 +26,27 @@
 
 typedef struct Event Event;
 
-Event *event_new(Device *d);
+/* When an event takes one of its device's DEV_EVENT_MAX events (its id): at
+ * creation, at its first record (a record then may have to wait for one,
+ * as the reference says), or only if its id is asked for. */
+typedef enum EventResource {
+    EVENT_RES_NOW,
+    EVENT_RES_AT_RECORD,
+    EVENT_RES_NONE,
+} EventResource;
+
+#define EVENT_NO_ID UINT32_MAX
+
+/* NULL: EVENT_RES_NOW and the device has no event left. */
+Event *event_new(Device *d, EventResource res);
 Event *event_ref(Event *e);
 void event_unref(Event *e);
-uint32_t event_id(const Event *e);
+/* Its device event, or EVENT_NO_ID while it holds none. */
+uint32_t event_id(Event *e);
+/* Takes a device event if the event needs one and holds none: for a record
+ * (only EVENT_RES_AT_RECORD events) or for its id (any event).
+ * ACL_ERROR_RT_NO_EVENT_RESOURCE when none is free. */
+int event_acquire(Event *e, bool for_record);
 Device *event_device(const Event *e);
 
 /* A record is queued: its number. */
@@ -48,6 +66,7 @@ void event_reset(Event *e);
 bool event_record_done(Event *e, uint64_t gen);
 /* Records queued and ran, and the timestamp of the last one that ran. */
 void event_status(Event *e, uint64_t *queued, uint64_t *ran, uint64_t *ts_us);
+/* Device events held: the ones aclrtGetEventAvailNum does not count. */
 unsigned event_count(Device *d);
 
 #endif

@@ -204,8 +204,12 @@ static int event_task_prepare(Session *s, EmuTask *t, Event **obj)
     if (!sn || t->flags || (t->type == EMU_TASK_EVENT_RESET && sn->imported))
         return ACL_ERROR_RT_PARAM_INVALID;
     Event *e = sn->obj;
-    if (t->type == EMU_TASK_EVENT_RECORD)
+    if (t->type == EMU_TASK_EVENT_RECORD) {
+        int err = event_acquire(e, true);
+        if (err != ACL_SUCCESS)
+            return err;     /* the runtime waits for a device event and tries again */
         t->size = event_record_queued(e);
+    }
     else if (t->type == EMU_TASK_EVENT_WAIT)
         t->size = event_latest(e);
     *obj = event_ref(e);
@@ -214,11 +218,14 @@ static int event_task_prepare(Session *s, EmuTask *t, Event **obj)
 
 int handle_event_create(Session *s, const void *req, uint32_t len, Reply *r)
 {
-    REQ(EmuReqDevice, q);
+    REQ(EmuReqEventCreate, q);
     Device *d = session_device(s, q->device);
     if (!d)
         return ACL_ERROR_RT_INVALID_DEVICEID;
-    Event *e = event_new(d);
+    if (q->resource > EMU_EVENT_RES_NONE)
+        return ACL_ERROR_RT_PARAM_INVALID;
+    static const EventResource res[] = { EVENT_RES_NOW, EVENT_RES_AT_RECORD, EVENT_RES_NONE };
+    Event *e = event_new(d, res[q->resource]);
     if (!e)
         return ACL_ERROR_RT_NO_EVENT_RESOURCE;
     SessNotify *sn = sess_sync_add(s, true, e, q->device, false, false);
@@ -245,9 +252,17 @@ int handle_event_query(Session *s, const void *req, uint32_t len, Reply *r)
     SessNotify *sn = sess_sync(s, q->handle, true);
     if (!sn)
         return ACL_ERROR_RT_PARAM_INVALID;
+    if (q->take_id > 1)
+        return ACL_ERROR_RT_PARAM_INVALID;
+    if (q->take_id) {
+        int err = event_acquire(sn->obj, false);
+        if (err != ACL_SUCCESS)
+            return err;
+    }
     RESP(EmuRespEvent, p);
     event_status(sn->obj, &p->queued, &p->ran, &p->ts_us);
     p->gen_done = q->gen ? event_record_done(sn->obj, q->gen) : 1;
+    p->id = event_id(sn->obj);
     return ACL_SUCCESS;
 }
 

@@ -99,6 +99,22 @@ static aclError dead(const char *api, aclrtEvent e)
                    "%p is not an event of this process (or it was destroyed)", e);
 }
 
+/* When the event takes one of the device's 65536 events.  The reference:
+ * aclrtCreateEvent and Ex events with SYNC take it at aclrtRecordEvent ("并不会
+ * 实际申请Event资源…可能会出现线程阻塞"); WithFlag events with SYNC or EXTERNAL
+ * are limited at creation; other events are not limited.  IPC events are
+ * device objects other processes open: at creation. */
+static uint32_t resource_mode(uint32_t flags, EventKind kind)
+{
+    if (flags == ACL_EVENT_IPC)
+        return EMU_EVENT_RES_NOW;
+    if (kind == EVENT_PLAIN || (kind == EVENT_EX && (flags & ACL_EVENT_SYNC)))
+        return EMU_EVENT_RES_AT_RECORD;
+    if (kind == EVENT_FLAGS && ((flags & ACL_EVENT_SYNC) || flags == ACL_EVENT_EXTERNAL))
+        return EMU_EVENT_RES_NOW;
+    return EMU_EVENT_RES_NONE;
+}
+
 static aclError create(const char *api, aclrtEvent *event, uint32_t flags, EventKind kind)
 {
     RT_CHECK_INIT();
@@ -108,7 +124,8 @@ static aclError create(const char *api, aclrtEvent *event, uint32_t flags, Event
     RtContext *ctx = rt_require_ctx(api, &err);
     if (!ctx)
         return err;
-    EmuReqDevice q = { .device = rt_device_phys(ctx->device) };
+    EmuReqEventCreate q = { .device = rt_device_phys(ctx->device),
+                            .resource = resource_mode(flags, kind) };
     EmuRespNotify r;
     err = rt_call(EMU_CMD_EVENT_CREATE, &q, sizeof(q), &r, sizeof(r), NULL);
     if (err != ACL_SUCCESS)
@@ -185,7 +202,13 @@ static aclError queue(const char *api, aclrtEvent event, const RtEvent *e, aclrt
         return err;
     EmuTask t = { .type = type, .value = e->handle, .height = timeout_s };
     RtStreamMark m = { .id = s->id };
-    err = rt_stream_submit_seq(s, &t, &m.seq);
+    /* A record that must take a device event waits until one is free. */
+    unsigned pause_us = 100;
+    while ((err = rt_stream_submit_seq(s, &t, &m.seq)) == ACL_ERROR_RT_NO_EVENT_RESOURCE &&
+           type == EMU_TASK_EVENT_RECORD) {
+        g_usleep(pause_us);
+        pause_us = pause_us < 10000 ? pause_us * 2 : 10000;
+    }
     if (err != ACL_SUCCESS)
         return rt_fail(err, api, "cannot queue the task");
     pthread_mutex_lock(&event_lock);
@@ -474,6 +497,20 @@ RT_EXPORT aclError aclrtGetEventId(aclrtEvent event, uint32_t *eventId)
         return dead(__func__, event);
     if (is_ipc(&e))
         return RT_FAIL(ACL_ERROR_RT_PARAM_INVALID, "IPC events have no id to give");
+    if (e.id == UINT32_MAX) {
+        /* It holds no device event yet: the id is one, so take it now. */
+        EmuReqEventQuery q = { .handle = e.handle, .take_id = 1 };
+        EmuRespEvent r;
+        aclError err = rt_call(EMU_CMD_EVENT_QUERY, &q, sizeof(q), &r, sizeof(r), NULL);
+        if (err != ACL_SUCCESS)
+            return RT_FAIL(err, "device %d has no event left to give the event an id (65536 "
+                                "per device)", e.device);
+        e.id = r.id;
+        pthread_mutex_lock(&event_lock);
+        if (live && g_hash_table_contains(live, event))
+            ((RtEvent *)event)->id = r.id;
+        pthread_mutex_unlock(&event_lock);
+    }
     *eventId = e.id;
     return ACL_SUCCESS;
 }

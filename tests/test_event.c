@@ -418,16 +418,20 @@ TEST(test_ids_and_avail)
     EXPECT_OK(aclrtGetEventAvailNum(&before));
     CHECKF(before <= EVENT_MAX && before > EVENT_MAX - 64, "%u events available", before);
     for (int i = 0; i < N; i++) {
-        /* every kind of create takes one event of the device */
+        /* A WithFlag(SYNC) event takes one of the device's events when created;
+         * the others when first recorded, or (here) when their id is asked for. */
         aclError rc = i % 3 == 0   ? aclrtCreateEvent(&ev[i])
                       : i % 3 == 1 ? aclrtCreateEventWithFlag(&ev[i], ACL_EVENT_SYNC)
                                    : aclrtCreateEventExWithFlag(&ev[i], ACL_EVENT_SYNC);
         EXPECT_OK(rc);
+        uint32_t want = before - (uint32_t)i - (i % 3 == 1 ? 1 : 0);
         EXPECT_OK(aclrtGetEventAvailNum(&n));
-        CHECKF(n == before - (uint32_t)i - 1, "after %d creates %u available, expected %u",
-               i + 1, n, before - (uint32_t)i - 1);
+        CHECKF(n == want, "after %d creates %u available, expected %u", i + 1, n, want);
         EXPECT_OK(aclrtGetEventId(ev[i], &id[i]));
         CHECKF(id[i] < EVENT_MAX, "event id %u", id[i]);
+        EXPECT_OK(aclrtGetEventAvailNum(&n));
+        CHECKF(n == before - (uint32_t)i - 1, "after %d ids %u available, expected %u",
+               i + 1, n, before - (uint32_t)i - 1);
     }
     int dups = 0;
     for (int i = 0; i < N; i++)
@@ -1088,6 +1092,20 @@ TEST(test_record_stream_destroyed)
 }
 
 /* 65536 events per device, then 207007; all come back. */
+/* Records the event on the default stream (a thread: it may wait for a
+ * device event to come free). */
+static int g_recorded;
+static aclrtContext g_record_ctx;
+
+static gpointer record_lazy(gpointer e)
+{
+    if (aclrtSetCurrentContext(g_record_ctx) != ACL_SUCCESS)
+        return GINT_TO_POINTER(-1);
+    aclError rc = aclrtRecordEvent(e, NULL);
+    __atomic_store_n(&g_recorded, 1, __ATOMIC_RELEASE);
+    return GINT_TO_POINTER(rc);
+}
+
 TEST(test_limit)
 {
     const int max = EVENT_MAX + 4;
@@ -1097,8 +1115,9 @@ TEST(test_limit)
     int64_t t0 = clock_ms();
     int got = 0;
     aclError rc = ACL_SUCCESS;
+    /* WithFlag(SYNC) events are limited when created. */
     while (got < max) {
-        rc = got % 2 ? aclrtCreateEventExWithFlag(&all[got], ACL_EVENT_SYNC)
+        rc = got % 2 ? aclrtCreateEventWithFlag(&all[got], ACL_EVENT_SYNC | ACL_EVENT_TIME_LINE)
                      : aclrtCreateEventWithFlag(&all[got], ACL_EVENT_SYNC);
         if (rc != ACL_SUCCESS)
             break;
@@ -1106,9 +1125,34 @@ TEST(test_limit)
     }
     EXPECT_ERR(rc, ACL_ERROR_RT_NO_EVENT_RESOURCE);
     CHECKF(got == EVENT_MAX, "%d events before 207007, expected %d", got, EVENT_MAX);
-    EXPECT_ERR(aclrtCreateEvent(&all[got]), ACL_ERROR_RT_NO_EVENT_RESOURCE);
     EXPECT_OK(aclrtGetEventAvailNum(&n));
     CHECK(n == 0);
+    /* Events that take theirs at the first record, or never, are still created;
+     * the record waits for a free one ("可能会出现线程阻塞，等待Event资源的释放"). */
+    aclrtEvent lazy = NULL, ex = NULL, timing = NULL;
+    EXPECT_OK(aclrtCreateEvent(&lazy));
+    EXPECT_OK(aclrtCreateEventExWithFlag(&ex, ACL_EVENT_SYNC));
+    EXPECT_OK(aclrtCreateEventWithFlag(&timing, ACL_EVENT_TIME_LINE));
+    EXPECT_OK(aclrtRecordEvent(timing, NULL));             /* never limited */
+    EXPECT_OK(aclrtSynchronizeEvent(timing));
+    EXPECT_OK(aclrtGetCurrentContext(&g_record_ctx));
+    GThread *rec = g_thread_new("record", record_lazy, lazy);
+    g_usleep(100 * 1000);
+    CHECKF(!__atomic_load_n(&g_recorded, __ATOMIC_ACQUIRE),
+           "a record returned while the device had no event left");
+    EXPECT_OK(aclrtDestroyEvent(all[--got]));               /* one comes free */
+    CHECK(GPOINTER_TO_INT(g_thread_join(rec)) == ACL_SUCCESS);
+    CHECK(__atomic_load_n(&g_recorded, __ATOMIC_ACQUIRE));
+    EXPECT_OK(aclrtSynchronizeEvent(lazy));
+    EXPECT_OK(aclrtGetEventAvailNum(&n));
+    CHECK(n == 0);
+    uint32_t lazy_id = 0;
+    EXPECT_OK(aclrtGetEventId(lazy, &lazy_id));
+    CHECK(lazy_id < EVENT_MAX);
+    EXPECT_ERR(aclrtGetEventId(ex, &lazy_id), ACL_ERROR_RT_NO_EVENT_RESOURCE);
+    EXPECT_OK(aclrtDestroyEvent(lazy));
+    EXPECT_OK(aclrtDestroyEvent(ex));
+    EXPECT_OK(aclrtDestroyEvent(timing));
     /* other devices are not affected */
     aclrtEvent other = NULL;
     EXPECT_OK(aclrtSetDevice(6));

@@ -379,7 +379,7 @@ static int req_notify_export(Client *c, uint64_t handle, uint32_t pid_check, Emu
 
 static int req_event_create(Client *c, int32_t dev, EmuRespNotify *out)
 {
-    EmuReqDevice q = { .device = dev };
+    EmuReqEventCreate q = { .device = dev, .resource = EMU_EVENT_RES_NOW };
     memset(out, 0, sizeof(*out));
     return call(c, EMU_CMD_EVENT_CREATE, &q, sizeof(q), out, sizeof(*out), NULL);
 }
@@ -1124,9 +1124,9 @@ static const CmdLen cmd_lens[] = {
     { EMU_CMD_NOTIFY_RESET, sizeof(EmuReqNotify) },
     { EMU_CMD_NOTIFY_EXPORT, sizeof(EmuReqNotify) },
     { EMU_CMD_NOTIFY_IMPORT, sizeof(EmuReqShareImport) },
-    { EMU_CMD_EVENT_CREATE, sizeof(EmuReqDevice) },
+    { EMU_CMD_EVENT_CREATE, sizeof(EmuReqEventCreate) },
     { EMU_CMD_EVENT_DESTROY, sizeof(EmuReqNotify) },
-    { EMU_CMD_EVENT_QUERY, sizeof(EmuReqNotify) },
+    { EMU_CMD_EVENT_QUERY, sizeof(EmuReqEventQuery) },
     { EMU_CMD_EVENT_EXPORT, sizeof(EmuReqNotify) },
     { EMU_CMD_EVENT_IMPORT, sizeof(EmuReqShareImport) },
     { EMU_CMD_EVENT_AVAIL, sizeof(EmuReqDevice) },
@@ -2091,8 +2091,15 @@ static uint32_t fz_valid(Fuzz *f, uint8_t *req, uint32_t *len)
     case EMU_CMD_DEVICE_CLOSE:
     case EMU_CMD_DEVICE_SYNC:
     case EMU_CMD_MEM_USAGE:
+    case EMU_CMD_EVENT_CREATE: {
+        EmuReqEventCreate q = { .device = fz_device(),
+                                .resource = rnd_below(8) ? (uint32_t)rnd_below(3)
+                                                         : (uint32_t)rnd() };
+        memcpy(req, &q, sizeof(q));
+        *len = sizeof(q);
+        break;
+    }
     case EMU_CMD_NOTIFY_CREATE:
-    case EMU_CMD_EVENT_CREATE:
     case EMU_CMD_EVENT_AVAIL: {
         EmuReqDevice q = { .device = fz_device(), .force = (uint32_t)rnd_below(3) };
         memcpy(req, &q, sizeof(q));
@@ -2415,8 +2422,16 @@ static uint32_t fz_valid(Fuzz *f, uint8_t *req, uint32_t *len)
         *len = sizeof(q);
         break;
     }
+    case EMU_CMD_EVENT_QUERY: {
+        EmuReqEventQuery q = { .handle = fz_event_handle(f), .gen = rnd_below(4) ? 0 : rnd(),
+                               .take_id = rnd_below(8) ? (uint32_t)rnd_below(2)
+                                                       : (uint32_t)rnd(),
+                               .pad = (uint32_t)rnd() };
+        memcpy(req, &q, sizeof(q));
+        *len = sizeof(q);
+        break;
+    }
     case EMU_CMD_EVENT_DESTROY:
-    case EMU_CMD_EVENT_QUERY:
     case EMU_CMD_EVENT_EXPORT: {
         EmuReqNotify q = { .handle = fz_event_handle(f), .pad = (uint32_t)rnd() };
         q.flags = rnd_below(8) ? 0 : (uint32_t)rnd();
@@ -2686,7 +2701,7 @@ static void fz_notify_gone(Fuzz *f, unsigned i)
 static void fz_event_add(Fuzz *f, const EmuRespNotify *r, bool imported)
 {
     CU_ASSERT_NOT_EQUAL(r->handle, 0);
-    CU_ASSERT_TRUE(r->id < DEV_EVENT_MAX);
+    CU_ASSERT_TRUE(r->id < DEV_EVENT_MAX || r->id == EVENT_NO_ID);
     CU_ASSERT_TRUE(r->device >= 0 && r->device < ndev);
     CU_ASSERT_PTR_NULL(fz_event_of(f, r->handle));
     CU_ASSERT_PTR_NULL(fz_notify_of(f, r->handle));
@@ -2971,11 +2986,14 @@ static void fz_track(Fuzz *f, uint32_t cmd, const uint8_t *req, const EmuSlot *s
         break;
     }
     case EMU_CMD_EVENT_CREATE: {
-        EmuReqDevice q;
+        EmuReqEventCreate q;
         EmuRespNotify r;
         memcpy(&q, req, sizeof(q));
         memcpy(&r, slot->resp, sizeof(r));
         CU_ASSERT_EQUAL(r.device, q.device);
+        /* a device event at once, or none until a record or an id query */
+        CU_ASSERT_TRUE(q.resource == EMU_EVENT_RES_NOW ? r.id < DEV_EVENT_MAX
+                                                       : r.id == EVENT_NO_ID);
         fz_event_add(f, &r, false);
         break;
     }
@@ -2995,13 +3013,15 @@ static void fz_track(Fuzz *f, uint32_t cmd, const uint8_t *req, const EmuSlot *s
         break;
     }
     case EMU_CMD_EVENT_QUERY: {
-        EmuReqNotify q;
+        EmuReqEventQuery q;
         EmuRespEvent r;
         memcpy(&q, req, sizeof(q));
         memcpy(&r, slot->resp, sizeof(r));
         FzEvent *e = fz_event_of(f, q.handle);
         CU_ASSERT_PTR_NOT_NULL(e);
         CU_ASSERT_TRUE(r.ran <= r.queued);
+        if (q.take_id)
+            CU_ASSERT_TRUE(r.id < DEV_EVENT_MAX);
         if (e && !e->recorded && !e->imported)
             CU_ASSERT_TRUE(r.queued == 0 && r.ran == 0);
         f->event_queries++;

@@ -28,7 +28,7 @@
 #include <stdint.h>
 
 #define EMU_PROTO_MAGIC   0x4e505545u /* "NPUE" */
-#define EMU_PROTO_VERSION 4u
+#define EMU_PROTO_VERSION 5u
 
 /* Device virtual-address window: real device pointers look like 0x12c041200000. */
 #define EMU_VA_WINDOW_LO    0x100000000000ull /* 16 TiB */
@@ -300,9 +300,21 @@ typedef struct EmuRespNotify {
     int32_t device;           /* the device it belongs to */
 } EmuRespNotify;
 
+/* EmuReqEventCreate.resource: when the event takes one of the device's events */
+#define EMU_EVENT_RES_NOW       0u  /* at creation (no event left: 207007) */
+#define EMU_EVENT_RES_AT_RECORD 1u  /* at its first record (none left: that submit 207007) */
+#define EMU_EVENT_RES_NONE      2u  /* never counted (only EVENT_QUERY with take_id takes one) */
+
+typedef struct EmuReqEventCreate {
+    int32_t device;
+    uint32_t resource;        /* EMU_EVENT_RES_* */
+} EmuReqEventCreate;
+
 typedef struct EmuReqEventQuery {
     uint64_t handle;
     uint64_t gen;             /* a record number to ask about (0: none) */
+    uint32_t take_id;         /* 1: take a device event if it holds none (its id) */
+    uint32_t pad;
 } EmuReqEventQuery;
 
 typedef struct EmuRespEvent {
@@ -310,6 +322,8 @@ typedef struct EmuRespEvent {
     uint64_t ran;             /* the highest of them that ran */
     uint64_t ts_us;           /* device clock when it ran (microseconds since boot) */
     uint64_t gen_done;        /* 1: record `gen` of the request ran (or was dropped) */
+    uint32_t id;              /* its device event, or UINT32_MAX while it holds none */
+    uint32_t pad;
 } EmuRespEvent;
 
 /* EmuReqStreamCtl.op */
