@@ -20,9 +20,9 @@
  *  - Every host wait is bounded: aclrtSynchronizeStreamWithTimeout in this
  *    process, alarm() and poll() deadlines in children; a stream left waiting by
  *    a failed check is aborted so that later tests start clean.
- *  - The multi-process tests use "agents" (as test_notify.c): forked children
- *    that call aclInit themselves and execute the commands the parent sends over
- *    a pipe, each answered with its return code, so the order of steps across
+ *  - The multi-process tests use "agents" (harness.h): forked children that
+ *    call aclInit themselves and execute the commands the parent sends over a
+ *    pipe, each answered with its return code, so the order of steps across
  *    processes is exactly the one written.  The exporter A waits on a word of
  *    its own memory (exported by key, no pid validation); the importer B (same
  *    device) or C (device 1, import flag ENABLE_PEER_ACCESS) fills the data with
@@ -37,34 +37,18 @@
  */
 #define _GNU_SOURCE
 #include <CUnit/Basic.h>
-#include <errno.h>
-#include <fcntl.h>
 #include <glib.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "acl/acl.h"
 #include "acl_check.h"
 #include "cu_run.h"
 #include "harness.h"
-
-#if defined(__SANITIZE_ADDRESS__)
-#define TEST_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define TEST_ASAN 1
-#endif
-#endif
-#ifndef TEST_ASAN
-#define TEST_ASAN 0
-#endif
 
 #define KiB (1ull << 10)
 #define MiB (1ull << 20)
@@ -80,7 +64,7 @@
 #define NO_PID ACL_RT_IPC_MEM_EXPORT_FLAG_DISABLE_PID_VALIDATION
 #define PEER_FLAG ACL_RT_IPC_MEM_IMPORT_FLAG_ENABLE_PEER_ACCESS
 
-static const unsigned slow = TEST_ASAN ? 4 : 1;
+static const unsigned slow = TEST_SLOW;
 
 /* How long a blocked wait is watched before it is believed blocked: many times
  * the waiter's longest pause between looks (2 ms). */
@@ -90,13 +74,6 @@ static const unsigned slow = TEST_ASAN ? 4 : 1;
 
 static TestEmu g_emu;
 static aclrtContext g_ctx;
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static uint64_t pattern_sum(size_t n, uint32_t seed)
 {
@@ -260,68 +237,16 @@ enum Op {
 };
 
 typedef struct Msg {
-    int32_t op, want, rc, slot, dev, pid;
+    AGENT_MSG_HEAD;
+    int32_t slot, dev, pid;
     uint32_t seed;
     uint64_t size, flags, arg, val, sum;
     char key2[96];          /* a memory key */
 } Msg;
 
-typedef struct Proc {
-    pid_t pid;
-    int rd, wr;             /* the parent's ends */
-    char name[8];
-    bool done;
-    bool broken;
-} Proc;
-
-static int g_parent_fds[64];
-static int g_nparent_fds;
-
-static bool write_full(int fd, const void *buf, size_t n)
-{
-    const uint8_t *p = buf;
-    while (n > 0) {
-        ssize_t k = write(fd, p, n);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k <= 0)
-            return false;
-        p += k;
-        n -= (size_t)k;
-    }
-    return true;
-}
-
-static bool read_full(int fd, void *buf, size_t n, int timeout_ms)
-{
-    uint8_t *p = buf;
-    int64_t end = now_ms() + timeout_ms;
-    while (n > 0) {
-        int64_t left = end - now_ms();
-        if (left <= 0)
-            return false;
-        struct pollfd pf = { .fd = fd, .events = POLLIN };
-        int r = poll(&pf, 1, (int)left);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            return false;
-        ssize_t k = read(fd, p, n);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k <= 0)
-            return false;
-        p += k;
-        n -= (size_t)k;
-    }
-    return true;
-}
-
 /* ---- the agent (child side) ---- */
 
 #define NSLOT 4
-
-static int g_rd = -1, g_wr = -1;
 
 static struct {
     int32_t dev;
@@ -329,16 +254,8 @@ static struct {
     void *mem[NSLOT];
 } A;
 
-static aclError expect_rc(aclError rc, aclError want, const char *what)
-{
-    if (want == ACL_SUCCESS)
-        expect_ok_impl(rc, what, __FILE__, __LINE__, "agent");
-    else
-        expect_err_impl(rc, want, what, __FILE__, __LINE__, "agent");
-    return rc;
-}
-
-#define XRC(call, want) expect_rc((call), (want), #call)
+/* A direct API result, checked against want in full (harness.h). */
+#define XRC(call, want) agent_expect((call), (want), #call, __FILE__, __LINE__)
 
 /* Pattern seed into n bytes at p with an async D2D copy on the agent's stream
  * from a scratch buffer of its own device, then the word: no synchronise in
@@ -369,8 +286,10 @@ static aclError agent_write_then_value(void *p, size_t n, uint32_t seed, void *w
     return rc;
 }
 
-static void agent_do(Msg *m, Msg *r)
+static void agent_do(const void *mv, void *rv)
 {
+    const Msg *m = mv;
+    Msg *r = rv;
     int s = m->slot >= 0 && m->slot < NSLOT ? m->slot : 0;
     aclError want = m->want;
     switch (m->op) {
@@ -458,114 +377,20 @@ static void agent_do(Msg *m, Msg *r)
     }
 }
 
-static int agent_main(void)
-{
-    g_in_child = true;
-    g_child_fails = 0;
-    alarm(120 * slow);
-    setenv("NPU_EMU_SOCKET", g_emu.sock, 1);
-    bool inited = false;
-    for (;;) {
-        Msg m;
-        if (!read_full(g_rd, &m, sizeof(m), 60000 * slow)) {
-            CHECKF(false, "agent %d: no command within %u s", (int)getpid(), 60 * slow);
-            break;
-        }
-        Msg r = m;
-        r.rc = 0;
-        if (m.op == OP_EXIT) {
-            if (inited)
-                r.rc = XRC(aclFinalize(), ACL_SUCCESS);
-            write_full(g_wr, &r, sizeof(r));
-            break;
-        }
-        agent_do(&m, &r);
-        if (m.op == OP_INIT)
-            inited = true;
-        drain_errors();
-        fflush(NULL);
-        if (!write_full(g_wr, &r, sizeof(r)))
-            break;
-        if (m.op == OP_HANG)
-            for (;;)
-                pause();
-    }
-    fflush(NULL);
-    return g_child_fails > 100 ? 100 : g_child_fails;
-}
+/* The harness's loop around agent_do answers OP_EXIT itself and parks the
+ * agent after OP_HANG. */
+static const AgentDef g_agent = {
+    .size = sizeof(Msg), .run = agent_do,
+    .op_init = OP_INIT, .op_exit = OP_EXIT, .op_hang = OP_HANG,
+};
 
 /* ---- the parent's side ---- */
 
-static void parent_fd_add(int fd)
-{
-    if (g_nparent_fds < (int)G_N_ELEMENTS(g_parent_fds))
-        g_parent_fds[g_nparent_fds++] = fd;
-}
-
-static void parent_fd_del(int fd)
-{
-    for (int i = 0; i < g_nparent_fds; i++)
-        if (g_parent_fds[i] == fd)
-            g_parent_fds[i] = g_parent_fds[--g_nparent_fds];
-    close(fd);
-}
-
-static Proc spawn(const char *name)
-{
-    Proc p;
-    memset(&p, 0, sizeof(p));
-    g_strlcpy(p.name, name, sizeof(p.name));
-    int down[2], up[2];
-    if (pipe2(down, O_CLOEXEC) < 0 || pipe2(up, O_CLOEXEC) < 0) {
-        CU_FAIL("pipe2");
-        p.pid = -1;
-        return p;
-    }
-    g_rd = down[0];
-    g_wr = up[1];
-    fflush(NULL);
-    p.pid = fork();
-    if (p.pid == 0) {
-        for (int i = 0; i < g_nparent_fds; i++)
-            close(g_parent_fds[i]);
-        close(down[1]);
-        close(up[0]);
-        _exit(agent_main());
-    }
-    close(down[0]);
-    close(up[1]);
-    p.rd = up[0];
-    p.wr = down[1];
-    parent_fd_add(p.rd);
-    parent_fd_add(p.wr);
-    CHECKF(p.pid > 0, "cannot fork agent %s", name);
-    return p;
-}
-
-static Msg call(Proc *p, Msg m)
+/* One command to agent a, checked against its want at the scenario's line. */
+static Msg do_op(Agent *a, Msg m, const char *text, int line)
 {
     Msg r;
-    memset(&r, 0, sizeof(r));
-    r.rc = -999;
-    if (p->pid <= 0 || p->done || p->broken)
-        return r;
-    if (!write_full(p->wr, &m, sizeof(m)) || !read_full(p->rd, &r, sizeof(r), 30000 * slow)) {
-        memset(&r, 0, sizeof(r));
-        r.rc = -999;
-        p->broken = true;
-    }
-    return r;
-}
-
-static Msg do_op(Proc *p, Msg m, const char *text, int line)
-{
-    Msg r = call(p, m);
-    if (r.rc == -999)
-        check_impl(false, __FILE__, line, "scenario", "%s: %s: no answer (agent dead?)", p->name,
-                   text);
-    else
-        check_impl(r.rc == m.want, __FILE__, line, "scenario", "%s: %s: returned %d, expected %d",
-                   p->name, text, r.rc, m.want);
+    agent_do_op(a, &m, &r, sizeof(r), text, __FILE__, line);
     return r;
 }
 
@@ -580,48 +405,9 @@ static Msg with_key(Msg m, const char *key2)
 #define DOM(p, want_, key_, ...) \
     do_op(&(p), with_key((Msg){ .want = (want_), __VA_ARGS__ }, (key_)), #__VA_ARGS__, __LINE__)
 
-static int reap(Proc *p)
+static Agent agent(const char *name, int dev)
 {
-    if (p->pid <= 0 || p->done)
-        return -1;
-    int st = 0, res = -1;
-    int64_t end = now_ms() + 15000 * slow;
-    for (;;) {
-        pid_t w = waitpid(p->pid, &st, WNOHANG);
-        if (w == p->pid) {
-            res = WIFSIGNALED(st) ? 128 + WTERMSIG(st) : WEXITSTATUS(st);
-            break;
-        }
-        if (w < 0 || now_ms() > end) {
-            kill(p->pid, SIGKILL);
-            waitpid(p->pid, &st, 0);
-            res = 255;
-            break;
-        }
-        g_usleep(5000);
-    }
-    parent_fd_del(p->rd);
-    parent_fd_del(p->wr);
-    p->done = true;
-    return res;
-}
-
-static void finish_at(Proc *p, int line)
-{
-    if (p->pid <= 0 || p->done)
-        return;
-    Msg r = call(p, (Msg){ .op = OP_EXIT });
-    int st = reap(p);
-    check_impl(r.rc == 0 && st == 0, __FILE__, line, "scenario",
-               "agent %s (pid %d) ended with status %d (its failed checks; 128+ = signal, 255 = "
-               "did not exit)", p->name, (int)p->pid, st);
-}
-
-#define FINISH(p) finish_at(&(p), __LINE__)
-
-static Proc agent(const char *name, int dev)
-{
-    Proc p = spawn(name);
+    Agent p = agent_spawn(name, &g_agent, &g_emu, -1);
     DO(p, ACL_SUCCESS, .op = OP_INIT, .dev = dev);
     return p;
 }
@@ -1278,9 +1064,9 @@ TEST(test_never_satisfied_blocks_only_its_stream)
     fix_still_blocked(&f, "NOR 0xFF..FF", __LINE__);
     EXPECT_ERR(aclrtSynchronizeStreamWithTimeout(f.sw, 50), ACL_ERROR_RT_STREAM_SYNC_TIMEOUT);
     /* abort: the wait and the copy behind it go, once reported */
-    int64_t t0 = now_ms();
+    int64_t t0 = clock_ms();
     EXPECT_OK(aclrtStreamAbort(f.sw));
-    int64_t dt = now_ms() - t0;
+    int64_t dt = clock_ms() - t0;
     CHECKF(dt < 2000 * (int64_t)slow, "aclrtStreamAbort of a waiting stream took %lld ms",
            (long long)dt);
     CHECK(query(f.sw) == ACL_STREAM_STATUS_COMPLETE);
@@ -1353,9 +1139,9 @@ static void force_destroy_child(void)
     for (int i = 0; i < 4; i++)
         EXPECT_OK(aclrtMemsetAsync(d, N, 1, N, s));
     g_usleep(HOLD_MS * 1000);
-    int64_t t0 = now_ms();
+    int64_t t0 = clock_ms();
     EXPECT_OK(aclrtDestroyStreamForce(s));
-    int64_t dt = now_ms() - t0;
+    int64_t dt = clock_ms() - t0;
     CHECKF(dt < 2000 * (int64_t)slow, "aclrtDestroyStreamForce of a waiting stream took %lld ms",
            (long long)dt);
     uint8_t *h = g_malloc(N);
@@ -1372,9 +1158,9 @@ static void force_destroy_child(void)
      * that never ends would hold it as a notify wait would.) */
     EXPECT_OK(aclrtValueWait(w, 2, EQ, s2));
     g_usleep(HOLD_MS * 1000);
-    t0 = now_ms();
+    t0 = clock_ms();
     EXPECT_OK(aclrtDestroyStreamForce(s2));
-    dt = now_ms() - t0;
+    dt = clock_ms() - t0;
     CHECKF(dt < 2000 * (int64_t)slow, "aclrtDestroyStreamForce of a waiting stream took %lld ms",
            (long long)dt);
     EXPECT_OK(aclrtFree(w));
@@ -1403,9 +1189,9 @@ static void abort_child(void)
     EXPECT_OK(aclrtValueWait(w, 1, GEQ, NULL));
     EXPECT_OK(aclrtMemsetAsync(d, N, 9, N, NULL));
     g_usleep(HOLD_MS * 1000);
-    int64_t t0 = now_ms();
+    int64_t t0 = clock_ms();
     EXPECT_OK(aclrtStreamAbort(NULL));
-    int64_t dt = now_ms() - t0;
+    int64_t dt = clock_ms() - t0;
     CHECKF(dt < 2000 * (int64_t)slow, "aclrtStreamAbort of a waiting stream took %lld ms",
            (long long)dt);
     EXPECT_ERR(aclrtSynchronizeStream(NULL), ACL_ERROR_RT_STREAM_ABORT);
@@ -1435,7 +1221,7 @@ TEST(test_abort_while_waiting)
  * condition is false (also after a write of `keep` by the importer); then the
  * importer fills the data half with `seed` and writes `val` behind it on the
  * same stream.  A's copy must hold the importer's data. */
-static void flow_round(Proc *a, Proc *b, uint32_t cmp, uint64_t val, uint64_t keep, uint32_t seed,
+static void flow_round(Agent *a, Agent *b, uint32_t cmp, uint64_t val, uint64_t keep, uint32_t seed,
                        int line)
 {
     Msg before = do_op(a, (Msg){ .op = OP_READ, .slot = 1, .size = HALF }, "read before", line);
@@ -1464,9 +1250,9 @@ static void flow_round(Proc *a, Proc *b, uint32_t cmp, uint64_t val, uint64_t ke
 
 /* A on device 0: mem[0] shared (exported by key, no pid validation), the word
  * at HALF = 0; mem[1] its own. */
-static Proc exporter(uint32_t seed, Msg *mk)
+static Agent exporter(uint32_t seed, Msg *mk)
 {
-    Proc a = agent("A", 0);
+    Agent a = agent("A", 0);
     DO(a, 0, .op = OP_MALLOC, .slot = 0, .size = SZ, .seed = seed);
     DO(a, 0, .op = OP_MALLOC, .slot = 1, .size = SZ, .seed = seed + 1);
     DO(a, 0, .op = OP_WORD, .slot = 0, .arg = HALF, .val = 0);
@@ -1477,8 +1263,8 @@ static Proc exporter(uint32_t seed, Msg *mk)
 TEST(test_two_processes_same_device)
 {
     Msg mk;
-    Proc a = exporter(300, &mk);
-    Proc b = agent("B", 0);
+    Agent a = exporter(300, &mk);
+    Agent b = agent("B", 0);
     DOM(b, 0, mk.key2, .op = OP_MEMIMPORT, .slot = 0);
     FLOW(a, b, GEQ, 1, 0, 301);            /* a sequence counter: 0 -> 1 */
     FLOW(a, b, GEQ, 2, 1, 302);
@@ -1491,36 +1277,36 @@ TEST(test_two_processes_same_device)
     DO(a, 0, .op = OP_SYNC);
     /* the importer's checks: the exporter's buffer, unaligned, flags */
     DO(b, PARAM, .op = OP_VWRITE, .slot = 0, .arg = HALF + 4, .val = 1);
-    FINISH(b);
-    FINISH(a);
+    AGENT_FINISH(b);
+    AGENT_FINISH(a);
 }
 
 TEST(test_two_processes_two_devices)
 {
     Msg mk;
-    Proc a = exporter(310, &mk);
-    Proc c = agent("C", 1);
+    Agent a = exporter(310, &mk);
+    Agent c = agent("C", 1);
     /* device 1 without the import flag: no peer access, the write fails on
      * the device and the word keeps its value */
-    Proc d = agent("D", 1);
+    Agent d = agent("D", 1);
     DOM(d, 0, mk.key2, .op = OP_MEMIMPORT, .slot = 0, .flags = 0);
     DO(a, 0, .op = OP_WORD, .slot = 0, .arg = HALF, .val = 6);
     DO(d, ACL_ERROR_RT_SYS_DMA, .op = OP_WRITEV, .slot = 0, .size = 0, .arg = HALF, .val = 99);
     DO(a, 0, .op = OP_WAITCOPY, .arg = HALF, .val = 6, .flags = EQ, .size = HALF);
     DO(a, 0, .op = OP_SYNC);
-    FINISH(d);
+    AGENT_FINISH(d);
     /* device 1, the import flag that gives the peer access */
     DOM(c, 0, mk.key2, .op = OP_MEMIMPORT, .slot = 0, .flags = PEER_FLAG);
     FLOW(a, c, GEQ, 7, 6, 311);
     FLOW(a, c, EQ, 8, 9, 312);
     /* a same-device importer too, alternating with C */
-    Proc b = agent("B", 0);
+    Agent b = agent("B", 0);
     DOM(b, 0, mk.key2, .op = OP_MEMIMPORT, .slot = 0);
     FLOW(a, b, GEQ, 10, 9, 313);
     FLOW(a, c, GEQ, 11, 10, 314);
-    FINISH(b);
-    FINISH(c);
-    FINISH(a);
+    AGENT_FINISH(b);
+    AGENT_FINISH(c);
+    AGENT_FINISH(a);
 }
 
 /* The waiting process dies with its stream blocked: the emulator reclaims it
@@ -1529,19 +1315,14 @@ TEST(test_two_processes_two_devices)
 TEST(test_waiter_dies)
 {
     Msg mk;
-    Proc a = exporter(320, &mk);
-    Proc b = agent("B", 0);
+    Agent a = exporter(320, &mk);
+    Agent b = agent("B", 0);
     DOM(b, 0, mk.key2, .op = OP_MEMIMPORT, .slot = 0);
     DO(a, 0, .op = OP_WAITCOPY, .arg = HALF, .val = M1, .flags = NOR, .size = HALF);
     DO(a, 0, .op = OP_HANG);
-    kill(a.pid, SIGKILL);
-    int st = reap(&a);
-    CHECKF(st == 128 + SIGKILL, "agent A: status %d after SIGKILL", st);
-    char *line = emu_gone_line(&g_emu, a.pid);
-    CHECKF(line != NULL, "the emulator did not log agent A (pid %d) gone", (int)a.pid);
-    g_free(line);
+    AGENT_KILL(a, &g_emu, NULL);
     DO(b, 0, .op = OP_VWRITE, .slot = 0, .arg = HALF, .val = 5);
-    FINISH(b);
+    AGENT_FINISH(b);
 }
 
 /* ---- main ---- */
