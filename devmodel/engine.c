@@ -42,6 +42,8 @@ struct EngineStream {
     uint32_t abort_upto;    /* abort: tasks up to this number are dropped */
     bool running_cancelled; /* the task running now was interrupted by abort / stop */
     bool running;           /* a task is running now */
+    bool running_waits;     /* ... and it waits (only such a task can be interrupted) */
+    uint32_t *wait_word;    /* the futex a STREAM_WAIT sleeps on, to wake it */
     GThread *worker;
 };
 
@@ -378,6 +380,14 @@ static bool is_event_task(uint32_t type)
            type == EMU_TASK_EVENT_RESET;
 }
 
+/* Tasks that wait for something else: abort, stop and failures interrupt them. */
+static bool is_wait_task(uint32_t type)
+{
+    return type == EMU_TASK_NOTIFY_WAIT || type == EMU_TASK_EVENT_WAIT ||
+           type == EMU_TASK_VALUE_WAIT || type == EMU_TASK_HOST_FUNC ||
+           type == EMU_TASK_STREAM_WAIT;
+}
+
 static void sync_unref(QueuedTask *q)
 {
     if (q->task.type == EMU_TASK_STREAM_WAIT)
@@ -467,6 +477,7 @@ struct EngineGroup {
     GMutex lock;            /* taken before a member's lock */
     GPtrArray *members;     /* EngineStream * */
     int failed;             /* the first failure of a member, or 0 */
+    int refs;               /* the session's table, and a worker spreading a failure */
 };
 
 static void cancel_running(EngineStream *s);
@@ -511,6 +522,9 @@ static int run_stream_wait(EngineStream *s, const QueuedTask *q)
 {
     EmuStreamState *st = q->obj;
     uint32_t seq = (uint32_t)q->task.size;
+    g_mutex_lock(&s->lock);
+    s->wait_word = &st->done;
+    g_mutex_unlock(&s->lock);
     uint64_t spin_until = emu_now_ns() + ENGINE_IDLE_SPIN_NS;
     while (!emu_seq_reached(__atomic_load_n(&st->done, __ATOMIC_ACQUIRE), seq) &&
            emu_poll_step(spin_until))
@@ -523,6 +537,9 @@ static int run_stream_wait(EngineStream *s, const QueuedTask *q)
         emu_futex_wait(&st->done, done, CANCEL_SLICE_NS);
     }
     __atomic_sub_fetch(&st->waiters, 1, __ATOMIC_SEQ_CST);
+    g_mutex_lock(&s->lock);
+    s->wait_word = NULL;
+    g_mutex_unlock(&s->lock);
     return ACL_SUCCESS;
 }
 
@@ -594,6 +611,7 @@ static gpointer stream_worker(gpointer data)
         bool drop = s->drop || s->failed || aborted;
         s->running_cancelled = false;
         s->running = true;
+        s->running_waits = is_wait_task(q->task.type);
         if (!s->drop)   /* an abort or stop interrupts only the task it met */
             __atomic_store_n(&s->cancel, 0, __ATOMIC_RELEASE);
         g_mutex_unlock(&s->lock);
@@ -613,11 +631,15 @@ static gpointer stream_worker(gpointer data)
             !interrupted) {
             s->failed = true;
             __atomic_store_n(&s->state->stopped, err, __ATOMIC_RELEASE);
-            spread = s->group;
+            /* The session may take the stream out of its group meanwhile. */
+            if ((spread = s->group))
+                g_atomic_int_inc(&spread->refs);
         }
         g_mutex_unlock(&s->lock);
-        if (spread)
+        if (spread) {
             group_fail(spread, s, err);
+            engine_group_unref(spread);
+        }
         /* A dropped record still completes, so that nobody waits for it forever. */
         if (drop && q->task.type == EMU_TASK_EVENT_RECORD)
             event_record_ran(q->obj, q->task.size, emu_now_ns() / 1000);
@@ -682,12 +704,13 @@ EngineGroup *engine_group_new(void)
     EngineGroup *g = g_new0(EngineGroup, 1);
     g_mutex_init(&g->lock);
     g->members = g_ptr_array_new();
+    g->refs = 1;
     return g;
 }
 
-void engine_group_free(EngineGroup *g)
+void engine_group_unref(EngineGroup *g)
 {
-    if (!g)
+    if (!g || !g_atomic_int_dec_and_test(&g->refs))
         return;
     g_ptr_array_free(g->members, TRUE);
     g_mutex_clear(&g->lock);
@@ -743,12 +766,15 @@ int engine_stream_stopped(EngineStream *s)
     return err;
 }
 
+/* Interrupts the running task if it waits; a copy or a memset finishes. */
 static void cancel_running(EngineStream *s)
 {
-    if (!s->running)
+    if (!s->running || !s->running_waits)
         return;
     s->running_cancelled = true;
     __atomic_store_n(&s->cancel, 1, __ATOMIC_RELEASE);
+    if (s->wait_word)
+        emu_futex_wake(s->wait_word, INT32_MAX);
 }
 
 void engine_stream_abort(EngineStream *s)
@@ -785,8 +811,11 @@ void engine_stream_destroy(EngineStream *s, bool force)
     g_mutex_lock(&s->lock);
     __atomic_store_n(&s->stopping, true, __ATOMIC_RELEASE);
     s->drop = force;
-    if (force)
+    if (force) {
         __atomic_store_n(&s->cancel, 1, __ATOMIC_RELEASE);
+        if (s->wait_word)
+            emu_futex_wake(s->wait_word, INT32_MAX);
+    }
     g_cond_signal(&s->cond);
     g_mutex_unlock(&s->lock);
     if (force)

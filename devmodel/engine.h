@@ -49,7 +49,8 @@ EngineStream *engine_stream_new(int device, EmuStreamState *state, uint32_t *doo
  * joins a failed group is stopped at once.  Membership is changed by one
  * thread only (the session's); a group is freed after its streams. */
 EngineGroup *engine_group_new(void);
-void engine_group_free(EngineGroup *g);
+/* Drops the creator's reference; a worker spreading a failure holds its own. */
+void engine_group_unref(EngineGroup *g);
 bool engine_group_empty(EngineGroup *g);
 void engine_stream_set_stop_on_failure(EngineStream *s, bool stop, EngineGroup *g);
 /* The error that stopped the stream (its own failure or its group's), or 0. */

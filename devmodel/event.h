@@ -11,7 +11,7 @@
  * wakes it; no polling); an event never recorded does not block.  Reset
  * forgets the records and clears the event's flag (`set`, raised by every
  * record that runs): a wait whose record a reset forgot, or that was queued
- * after a reset, waits for the next record to run, as hardware waits on the
+ * after a reset of a recorded event, waits for the next record to run, as hardware waits on the
  * flag.  A device has DEV_EVENT_MAX (65536) events, shared by
  * every process; an Event holds one from creation, from its first record or
  * never (EventResource).  Reference counted like notifies.  Thread-safe.

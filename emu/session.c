@@ -537,7 +537,7 @@ static Session *session_alloc(EmuServer *srv, int sock)
     s->streams = g_new0(EngineStream *, EMU_CHAN_STREAMS);
     s->notifies = g_hash_table_new_full(g_int64_hash, g_int64_equal, NULL, sess_notify_free);
     s->groups = g_hash_table_new_full(g_direct_hash, g_direct_equal, NULL,
-                                      (GDestroyNotify)engine_group_free);
+                                      (GDestroyNotify)engine_group_unref);
     return s;
 }
 

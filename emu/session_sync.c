@@ -361,7 +361,12 @@ int handle_stream_submit(Session *s, const void *req, uint32_t len, Reply *r)
     case EMU_TASK_STREAM_WAIT:
         /* Another live stream of this session; a stream never waits for itself. */
         if (task.flags || task.value >= EMU_CHAN_STREAMS || task.value == q->stream ||
-            task.size > UINT32_MAX || !session_stream(s, (uint32_t)task.value))
+            task.size > UINT32_MAX)
+            return ACL_ERROR_RT_PARAM_INVALID;
+        EngineStream *other = session_stream(s, (uint32_t)task.value);
+        /* A task queued there already: the wait always ends, and waits alone
+         * cannot form a cycle. */
+        if (!other || !emu_seq_reached(engine_stream_last(other), (uint32_t)task.size))
             return ACL_ERROR_RT_PARAM_INVALID;
         obj = &s->states[task.value];
         break;

@@ -87,6 +87,9 @@ static void note_wait(RtEvent *e, RtStreamMark m)
         e->waits = g_array_new(FALSE, FALSE, sizeof(RtStreamMark));
     for (guint i = e->waits->len; i-- > 0;) {
         RtStreamMark *w = &g_array_index(e->waits, RtStreamMark, i);
+        /* Two threads may note waits of one stream in either order: keep the later. */
+        if (w->id == m.id && emu_seq_reached(w->seq, m.seq))
+            return;
         if (w->id == m.id || mark_done(w))
             g_array_remove_index_fast(e->waits, i);
     }

@@ -579,14 +579,20 @@ static aclError pool_take(const char *api, RtMemPool **pp, aclrtMemPool handle, 
          * until that stream has run the free; the caller does not wait. */
         RtStream *ws = w->stream;
         uint32_t sid = w->sid, seq = w->seq, wait_seq = 0;
+        if (seq_done(sid, seq)) {       /* it ran meanwhile (or its stream is gone) */
+            pool_promote(p, ws);
+            continue;
+        }
         EmuTask t = { .type = EMU_TASK_STREAM_WAIT, .value = sid, .size = seq };
         pthread_mutex_unlock(&pool_lock);   /* a full queue makes the submit wait */
-        aclError err = rt_stream_submit_seq(s, &t, &wait_seq);
+        aclError err = rt_stream_submit_seq(s, &t, &wait_seq), gone;
         pthread_mutex_lock(&pool_lock);
+        if (!(p = *pp = pool_get(api, handle, &gone)))
+            return gone;
+        if (err != ACL_SUCCESS && seq_done(sid, seq))
+            continue;       /* the freeing stream finished and went away meanwhile */
         if (err != ACL_SUCCESS)
             return rt_fail(err, api, "cannot queue the wait for the stream that freed the memory");
-        if (!(p = *pp = pool_get(api, handle, &err)))
-            return err;
         pool_adopt(p, ws, seq, s, wait_seq);
     }
 }

@@ -90,8 +90,8 @@ aclError rt_stream_submit(RtStream *s, const EmuTask *t)
     return rt_stream_submit_seq(s, t, &seq);
 }
 
-/* The number of the last task this thread put on a stream it created
- * (aclrtGetThreadLastTaskId); 0 before the first. */
+/* The number of the last task this thread put on an explicitly created
+ * stream, not a default one (aclrtGetThreadLastTaskId); 0 before the first. */
 static __thread uint32_t t_last_task;
 
 aclError rt_stream_submit_seq(RtStream *s, const EmuTask *t, uint32_t *seq)

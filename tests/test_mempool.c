@@ -589,6 +589,43 @@ static void test_cross_stream_opportunistic(void)
     cross_end(&c, y);
 }
 
+/* The freeing stream is gone (its frees ran): its blocks are reused with no
+ * wait task, even when its slot is empty or now another stream's. */
+static void test_reuse_after_stream_destroyed(void)
+{
+    aclrtMemPool p = make_pool(0, 2 * MiB);
+    set32(p, ACL_RT_MEM_POOL_REUSE_ALLOW_OPPORTUNISTIC, 0);
+    set64(p, ACL_RT_MEM_POOL_ATTR_RELEASE_THRESHOLD, UINT64_MAX);
+    aclrtStream a = NULL, b = NULL, c = NULL;
+    EXPECT_OK(aclrtCreateStream(&a));
+    EXPECT_OK(aclrtCreateStream(&b));
+    void *keep = NULL, *x = NULL, *y = NULL, *z = NULL;
+    EXPECT_OK(aclrtMemPoolMallocAsync(&keep, 512, p, a));
+    EXPECT_OK(aclrtMemPoolMallocAsync(&x, XSIZE, p, b));
+    EXPECT_OK(aclrtMemsetAsync(x, XSIZE, 0x5a, XSIZE, b));
+    EXPECT_OK(aclrtMemPoolFreeAsync(x, b));
+    EXPECT_OK(aclrtDestroyStream(b));
+    EXPECT_OK(aclrtMemPoolMallocAsync(&y, XSIZE, p, a));
+    CHECKF(y == x, "the freed block %p, got %p", x, y);
+    EXPECT_OK(aclrtMemPoolFreeAsync(y, a));
+    EXPECT_OK(aclrtSynchronizeStream(a));
+    /* Again, with the slot of the freeing stream taken by the new stream. */
+    EXPECT_OK(aclrtCreateStream(&b));
+    EXPECT_OK(aclrtMemPoolMallocAsync(&x, XSIZE, p, b));
+    EXPECT_OK(aclrtMemPoolFreeAsync(x, b));
+    EXPECT_OK(aclrtDestroyStream(b));
+    EXPECT_OK(aclrtCreateStream(&c));
+    EXPECT_OK(aclrtMemPoolMallocAsync(&z, XSIZE, p, c));
+    CHECKF(z == x, "the freed block %p, got %p", x, z);
+    EXPECT_OK(aclrtMemPoolFreeAsync(z, c));
+    EXPECT_OK(aclrtMemPoolFreeAsync(keep, a));
+    EXPECT_OK(aclrtSynchronizeStream(a));
+    EXPECT_OK(aclrtSynchronizeStream(c));
+    EXPECT_OK(aclrtMemPoolDestroy(p));
+    EXPECT_OK(aclrtDestroyStream(a));
+    EXPECT_OK(aclrtDestroyStream(c));
+}
+
 /* ---- giving memory back ---- */
 
 static void test_trim(void)
@@ -1092,7 +1129,8 @@ int main(void)
     static const TestDef pools[] = {
         T(test_create_bad), T(test_attrs), T(test_data), T(test_same_stream_reuse),
         T(test_cross_stream_waits), T(test_cross_stream_no_reuse),
-        T(test_cross_stream_opportunistic), T(test_trim), T(test_release_threshold),
+        T(test_cross_stream_opportunistic), T(test_reuse_after_stream_destroyed),
+        T(test_trim), T(test_release_threshold),
         T(test_max_size), T(test_async_bad_args), T(test_no_context),
         T(test_destroy_outstanding), T(test_device_reset), T(test_threads_share_pool),
     };

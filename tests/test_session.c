@@ -843,6 +843,7 @@ static void test_streams_end_to_end(void)
         { .type = EMU_TASK_STREAM_WAIT, .value = EMU_CHAN_STREAMS, .size = 0 },
         { .type = EMU_TASK_STREAM_WAIT, .value = sid2, .size = 0, .flags = 1 },
         { .type = EMU_TASK_STREAM_WAIT, .value = sid2, .size = 1ull << 32 },
+        { .type = EMU_TASK_STREAM_WAIT, .value = sid2, .size = m + 1 },    /* not queued */
     };
     for (unsigned i = 0; i < G_N_ELEMENTS(bad_waits); i++)
         CU_ASSERT_EQUAL(submit(&c, sid, bad_waits[i], NULL), ACL_ERROR_RT_PARAM_INVALID);
