@@ -7,6 +7,7 @@
 #include <glib.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "acl/acl.h"
@@ -136,4 +137,50 @@ int run_checked_child(void (*fn)(void), int *pid)
     if (pid)
         *pid = (int)p;
     return p > 0 ? child_wait(p) : -1;
+}
+
+void check_child(void (*fn)(void), const char *name)
+{
+    int st = run_checked_child(fn, NULL);
+    CHECKF(st == 0, "child '%s' ended with status %d (1..100: failed checks, printed above; "
+                    ">128: killed by signal %d)", name, st, st > 128 ? st - 128 : 0);
+}
+
+/* The address window of all device memory (EMU_VA_WINDOW_* in npuemu/proto.h). */
+#define WINDOW_LO 0x100000000000ull
+#define WINDOW_HI 0x180000000000ull
+
+bool in_dev_window(const void *p)
+{
+    uint64_t a = (uint64_t)(uintptr_t)p;
+    return a >= WINDOW_LO && a < WINDOW_HI;
+}
+
+uint8_t *dev_read(const void *dev, size_t n)
+{
+    uint8_t *h = g_malloc(n);
+    memset(h, 0x5c, n);
+    if (!CHECKF(in_dev_window(dev) && in_dev_window((const uint8_t *)dev + n - 1),
+                "dev_read: %p is not a device pointer (an earlier allocation failed?)", dev))
+        return h;
+    aclError e = aclrtMemcpy(h, n, dev, n, ACL_MEMCPY_DEVICE_TO_HOST);
+    CHECKF(e == ACL_SUCCESS, "aclrtMemcpy D2H of %zu bytes from %p returned %d", n, dev, e);
+    drain_errors();
+    return h;
+}
+
+bool dev_equals(const void *dev, const void *host, size_t n)
+{
+    uint8_t *h = dev_read(dev, n);
+    bool eq = memcmp(h, host, n) == 0;
+    g_free(h);
+    return eq;
+}
+
+bool dev_all_bytes(const void *dev, size_t n, uint8_t v)
+{
+    uint8_t *h = dev_read(dev, n);
+    bool eq = all_bytes(h, n, v);
+    g_free(h);
+    return eq;
 }

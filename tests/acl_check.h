@@ -68,4 +68,17 @@ void fill_pattern(void *buf, size_t n, uint32_t seed);
 uint64_t checksum(const void *buf, size_t n);
 bool all_bytes(const void *buf, size_t n, uint8_t v);
 
+/* Runs fn() as run_checked_child does and checks that the child ended with no
+ * failed check; `name` says which child in the message. */
+void check_child(void (*fn)(void), const char *name);
+
+/* Whether p is inside the device address window. */
+bool in_dev_window(const void *p);
+/* Reads n bytes of device memory at dev (synchronous copy) into a new buffer
+ * (g_free it); a failed read is a failed check and leaves 0x5c bytes. */
+uint8_t *dev_read(const void *dev, size_t n);
+/* Whether device memory at dev holds host[0, n), or n bytes v. */
+bool dev_equals(const void *dev, const void *host, size_t n);
+bool dev_all_bytes(const void *dev, size_t n, uint8_t v);
+
 #endif

@@ -4,10 +4,12 @@
 #define _GNU_SOURCE
 #include "harness.h"
 
+#include <CUnit/Basic.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <glib.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -457,4 +459,167 @@ void agent_kill_at(Agent *a, const TestEmu *e, const char *what, const char *fil
         check_impl(strstr(gone, what) != NULL, file, line, "scenario",
                    "reclaim of %s: \"%s\", expected \"%s\" in it", a->name, gone, what);
     g_free(gone);
+}
+
+/* ---- the API test programs ---- */
+
+aclrtContext g_api_ctx0;
+
+static TestEmu g_api_emu;
+static bool g_api_emu_dead;
+static const char *g_api_prog = "test_api";
+
+typedef struct TestTime {
+    const char *name;
+    double secs;
+} TestTime;
+static TestTime g_times[128];
+static int g_ntimes;
+
+double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static bool api_emu_alive(void)
+{
+    if (!g_api_emu_dead && g_api_emu.pid > 0 && !emu_running(&g_api_emu)) {
+        g_api_emu_dead = true;
+        g_api_emu.pid = 0;
+        fprintf(stderr, "%s: npu-emu exited or died\n", g_api_prog);
+    }
+    return !g_api_emu_dead;
+}
+
+void api_emu_kill(void)
+{
+    kill(g_api_emu.pid, SIGKILL);
+    waitpid(g_api_emu.pid, NULL, 0);
+    g_api_emu.pid = 0;
+    g_api_emu_dead = true;
+}
+
+void api_run_test(const char *name, void (*body)(void))
+{
+    if (!api_emu_alive()) {
+        CU_FAIL("npu-emu died earlier: test not run");
+        return;
+    }
+    double t0 = now_s();
+    body();
+    if (g_ntimes < (int)G_N_ELEMENTS(g_times))
+        g_times[g_ntimes++] = (TestTime){ name, now_s() - t0 };
+}
+
+int api_use_dev0(void)
+{
+    if (aclrtSetDevice(0) != ACL_SUCCESS || aclrtGetCurrentContext(&g_api_ctx0) != ACL_SUCCESS)
+        return 1;
+    drain_errors();
+    return 0;
+}
+
+void use_dev0(void)
+{
+    aclError e = aclrtSetCurrentContext(g_api_ctx0);
+    CHECKF(e == ACL_SUCCESS, "restoring device 0's context returned %d", e);
+    drain_errors();
+}
+
+void run_thread(void *(*fn)(void *), void *arg)
+{
+    pthread_t t;
+    CU_ASSERT_FATAL(pthread_create(&t, NULL, fn, arg) == 0);
+    pthread_join(t, NULL);
+}
+
+bool busy_bufs_alloc(BusyBufs *bz)
+{
+    bz->a = bz->b = NULL;
+    return EXPECT_OK(aclrtMalloc(&bz->a, BUSY_BYTES, ACL_MEM_MALLOC_HUGE_FIRST)) &&
+           EXPECT_OK(aclrtMalloc(&bz->b, BUSY_BYTES, ACL_MEM_MALLOC_HUGE_FIRST)) &&
+           EXPECT_OK(aclrtMemsetD32(bz->a, BUSY_BYTES, 0x5a5a0001u, BUSY_BYTES / 4)) &&
+           EXPECT_OK(aclrtMemset(bz->b, BUSY_BYTES, 0, BUSY_BYTES));
+}
+
+void busy_bufs_free(BusyBufs *bz)
+{
+    EXPECT_OK(aclrtFree(bz->a));
+    EXPECT_OK(aclrtFree(bz->b));
+}
+
+aclrtMallocAttribute attr_of(aclrtMallocAttrType type, uint32_t v)
+{
+    aclrtMallocAttribute a;
+    memset(&a, 0, sizeof(a));
+    a.attr = type;
+    if (type == ACL_RT_MEM_ATTR_MODULE_ID)
+        a.value.moduleId = (uint16_t)v;
+    else
+        a.value.deviceId = v;   /* deviceId and vaFlag share the same 4 bytes */
+    return a;
+}
+
+static bool api_register(const ApiSuite *suites, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        CU_pSuite s = CU_add_suite(suites[i].name, suites[i].init, NULL);
+        if (!s)
+            return false;
+        for (size_t j = 0; j < suites[i].n; j++)
+            if (!CU_add_test(s, suites[i].tests[j].name, suites[i].tests[j].fn))
+                return false;
+    }
+    return true;
+}
+
+int api_run(const char *prog, bool init, const ApiSuite *suites, size_t n)
+{
+    g_api_prog = prog;
+    /* Children inherit this; let their stderr through unbuffered. */
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    if (!emu_start(&g_api_emu, "a2", NULL)) {
+        fprintf(stderr, "%s: cannot start npu-emu\n", prog);
+        emu_stop(&g_api_emu);
+        return 1;
+    }
+    if (CU_initialize_registry() != CUE_SUCCESS) {
+        emu_stop(&g_api_emu);
+        return 1;
+    }
+    bool ok = api_register(suites, n);
+    if (!ok) {
+        fprintf(stderr, "%s: cannot register tests: %s\n", prog, CU_get_error_msg());
+    } else if (init && (aclInit(NULL) != ACL_SUCCESS || api_use_dev0() != 0)) {
+        fprintf(stderr, "%s: cannot initialise device 0\n", prog);
+        ok = false;
+    }
+    if (!ok) {
+        CU_cleanup_registry();
+        emu_stop(&g_api_emu);
+        return 1;
+    }
+
+    double t0 = now_s();
+    CU_basic_set_mode(CU_BRM_VERBOSE);
+    CU_basic_run_tests();
+    double total = now_s() - t0;
+    unsigned failures = CU_get_number_of_failures();
+    unsigned tests_failed = CU_get_number_of_tests_failed();
+    unsigned suites_failed = CU_get_number_of_suites_failed();
+
+    printf("\nRun times:\n");
+    for (int i = 0; i < g_ntimes; i++)
+        printf("  %-36s %8.3f s\n", g_times[i].name, g_times[i].secs);
+    printf("  %-36s %8.3f s\n", "total", total);
+
+    if (init && api_emu_alive()) {
+        aclrtResetDevice(0);
+        aclFinalize();
+    }
+    CU_cleanup_registry();
+    emu_stop(&g_api_emu);
+    return failures || tests_failed || suites_failed ? 1 : 0;
 }

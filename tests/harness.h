@@ -27,7 +27,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "acl/acl_base.h"
+#include "acl/acl_rt.h"
 
 /* Sanitizer builds run several times slower: every time limit is multiplied
  * by TEST_SLOW. */
@@ -135,5 +135,74 @@ aclError agent_expect(aclError rc, aclError want, const char *what, const char *
 /* The usual spellings in a scenario, for an Agent variable a. */
 #define AGENT_FINISH(a) agent_finish_at(&(a), __FILE__, __LINE__)
 #define AGENT_KILL(a, e, what) agent_kill_at(&(a), (e), (what), __FILE__, __LINE__)
+
+/* ---- the aclrt* API test programs (test_api_*.c) ----
+ *
+ * Each is one CUnit program with one emulator of its own (profile a2: 8 x
+ * Ascend910B1, 64 GiB HBM each), which api_run starts.  Most tests run in this
+ * process, with device 0's default context (g_api_ctx0) current on the main
+ * thread; tests of process-wide life cycle run in forked children, which call
+ * aclInit themselves (check_child in acl_check.h).  A test declared with
+ * API_TEST fails at once once the emulator is gone, instead of tripping over
+ * NULL buffers, and its run time is printed after the CUnit summary. */
+
+typedef struct ApiTest {
+    const char *name;
+    void (*fn)(void);
+} ApiTest;
+
+typedef struct ApiSuite {
+    const char *name;
+    int (*init)(void);          /* CUnit suite init (0: ready), or NULL */
+    const ApiTest *tests;
+    size_t n;
+} ApiSuite;
+
+#define API_T(f) { #f, f }
+#define API_SUITE(name, init, tests) { (name), (init), (tests), sizeof(tests) / sizeof((tests)[0]) }
+#define API_TEST(name)                        \
+    static void name##_body(void);            \
+    static void name(void)                    \
+    {                                         \
+        api_run_test(#name, name##_body);     \
+    }                                         \
+    static void name##_body(void)
+
+/* Device 0's default context, the main thread's (api_use_dev0). */
+extern aclrtContext g_api_ctx0;
+
+/* The whole program `prog` (its name in messages): starts the emulator,
+ * registers the suites in order, with `init` calls aclInit and api_use_dev0
+ * first (and resets device 0 and finalizes at the end), runs everything
+ * verbosely and prints each test's run time.  Returns the exit status. */
+int api_run(const char *prog, bool init, const ApiSuite *suites, size_t n);
+/* API_TEST's test: runs body while the emulator lives, and times it. */
+void api_run_test(const char *name, void (*body)(void));
+/* Kills the emulator (SIGKILL) and waits for it; later tests fail at once. */
+void api_emu_kill(void);
+/* aclrtSetDevice(0) on this thread, its context into g_api_ctx0; 0 on success
+ * (a CUnit suite init). */
+int api_use_dev0(void);
+/* Makes g_api_ctx0 current again, checking that it worked. */
+void use_dev0(void);
+/* Runs fn(arg) in a new thread and joins it (a fatal CUnit failure if the
+ * thread cannot be created). */
+void run_thread(void *(*fn)(void *), void *arg);
+/* Seconds on the monotonic clock. */
+double now_s(void);
+
+/* Two device buffers of BUSY_BYTES, `a` filled with a pattern and `b` zeroed:
+ * a copy between them keeps a stream busy for a while, so work queued behind
+ * it has visibly not run yet. */
+#define BUSY_BYTES (256ull << 20)
+typedef struct BusyBufs {
+    void *a, *b;
+} BusyBufs;
+bool busy_bufs_alloc(BusyBufs *bz);
+void busy_bufs_free(BusyBufs *bz);
+
+/* An allocation attribute of `type` with value v (module id, device id or VA
+ * flag; reserved bytes 0). */
+aclrtMallocAttribute attr_of(aclrtMallocAttrType type, uint32_t v);
 
 #endif
