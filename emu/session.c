@@ -774,8 +774,6 @@ void emu_session_reclaim(Session *s)
         if (g_hash_table_lookup(srv->pids, GINT_TO_POINTER(s->pid)) == s)
             g_hash_table_remove(srv->pids, GINT_TO_POINTER(s->pid));
     }
-    if (s->counted && --srv->live == 0)
-        srv->idle_since = g_get_monotonic_time();
     g_mutex_unlock(&srv->lock);
     /* Streams first: their workers write into the channel and touch memory. */
     streams_release(s, -1, true, &streams);
@@ -816,5 +814,12 @@ void emu_session_reclaim(Session *s)
     g_hash_table_destroy(s->groups);   /* every stream is gone by now */
     g_free(s->streams);
     g_mutex_clear(&s->lock);
+    bool counted = s->counted;
     g_free(s);
+    /* Last: a stopping server waits for `live` to reach 0, then frees the
+     * devices and the registry this reclaim has just used. */
+    g_mutex_lock(&srv->lock);
+    if (counted && --srv->live == 0)
+        srv->idle_since = g_get_monotonic_time();
+    g_mutex_unlock(&srv->lock);
 }
