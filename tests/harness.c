@@ -85,10 +85,20 @@ bool emu_start(TestEmu *e, const char *profile, const char *const *extra)
 
 void emu_stop(TestEmu *e)
 {
+    int status = 0;
+    bool bad = false;
     if (e->pid > 0) {
         kill(e->pid, SIGTERM);
-        waitpid(e->pid, NULL, 0);
+        bad = waitpid(e->pid, &status, 0) == e->pid && WIFEXITED(status) &&
+              WEXITSTATUS(status) != 0;
         e->pid = 0;
+    }
+    if (bad) {
+        /* A sanitizer report (or any error) in the emulator fails the test
+         * program, whatever its own checks said; the log stays for reading. */
+        fprintf(stderr, "harness: npu-emu exited with status %d; its log is %s\n",
+                WEXITSTATUS(status), e->log);
+        exit(1);
     }
     if (e->dir[0]) {
         char *cmd = g_strdup_printf("rm -rf '%s'", e->dir);
