@@ -212,13 +212,19 @@ API_TEST(test_memcpy_async_pinned)
     memset(pin, 0xee, N);
     memcpy(pin2, data2, N);
 
-    /* Behind a 256 MiB copy nothing has happened yet when the calls return. */
+    /* Behind a closed gate (and a 256 MiB copy) nothing has happened yet when
+     * the calls return. */
+    aclrtNotify gate = NULL;
+    EXPECT_OK(aclrtCreateNotify(&gate, 0));
+    EXPECT_OK(aclrtWaitAndResetNotify(gate, s, 0));
     EXPECT_OK(aclrtMemcpyAsync(bz.b, BIG, bz.a, BIG, ACL_MEMCPY_DEVICE_TO_DEVICE, s));
     EXPECT_OK(aclrtMemcpyAsync(pin, N, d, N, ACL_MEMCPY_DEVICE_TO_HOST, s));
     EXPECT_OK(aclrtMemcpyAsync(d2, N, pin2, N, ACL_MEMCPY_HOST_TO_DEVICE, s));
     CHECKF(all_bytes(pin, N, 0xee), "D2H into pinned memory is not asynchronous");
     CHECKF(dev_all_bytes(d2, N, 0x77), "H2D from pinned memory is not asynchronous");
+    EXPECT_OK(aclrtRecordNotify(gate, NULL));
     EXPECT_OK(aclrtSynchronizeStream(s));
+    EXPECT_OK(aclrtDestroyNotify(gate));
     CHECKF(memcmp(pin, data, N) == 0, "async D2H into pinned memory: wrong data after sync");
     CHECKF(dev_equals(d2, data2, N), "async H2D from pinned memory: wrong data after sync");
     uint8_t *tail = dev_read((uint8_t *)bz.b + BIG - N, N);

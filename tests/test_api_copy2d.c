@@ -209,11 +209,16 @@ API_TEST(test_memcpy2d_async)
     EXPECT_OK(aclrtMemcpy(d, N, src, N, ACL_MEMCPY_HOST_TO_DEVICE));
     EXPECT_OK(aclrtMemset(d2, N, 0xee, N));
 
-    /* device to device behind a 256 MiB copy: queued, not done, until the sync */
+    /* device to device behind a closed gate and a 256 MiB copy: queued, not
+     * done, until the gate opens */
+    aclrtNotify gate = NULL;
+    EXPECT_OK(aclrtCreateNotify(&gate, 0));
+    EXPECT_OK(aclrtWaitAndResetNotify(gate, s, 0));
     EXPECT_OK(aclrtMemcpyAsync(bz.b, BIG, bz.a, BIG, ACL_MEMCPY_DEVICE_TO_DEVICE, s));
     EXPECT_OK(aclrtMemcpy2dAsync((uint8_t *)d2 + 3, 200, (uint8_t *)d + 9, 333, W, H,
                                  ACL_MEMCPY_DEVICE_TO_DEVICE, s));
     CHECKF(dev_all_bytes(d2, N, 0xee), "async D2D 2D copy ran before the stream reached it");
+    EXPECT_OK(aclrtRecordNotify(gate, NULL));
     EXPECT_OK(aclrtSynchronizeStream(s));
     got = dev_read(d2, N);
     CHECKF(rect_ok(got, N, 3, 200, src + 9, 333, W, H, 0xee), "async D2D 2D copy: wrong bytes");
@@ -221,10 +226,13 @@ API_TEST(test_memcpy2d_async)
 
     /* pinned memory: asynchronous both ways */
     memset(pin, 0x44, N);
+    EXPECT_OK(aclrtWaitAndResetNotify(gate, s, 0));
     EXPECT_OK(aclrtMemcpyAsync(bz.b, BIG, bz.a, BIG, ACL_MEMCPY_DEVICE_TO_DEVICE, s));
     EXPECT_OK(aclrtMemcpy2dAsync(pin, 128, d, 256, W, H, ACL_MEMCPY_DEVICE_TO_HOST, s));
     CHECKF(all_bytes(pin, N, 0x44), "async D2H 2D copy into pinned memory is not asynchronous");
+    EXPECT_OK(aclrtRecordNotify(gate, NULL));
     EXPECT_OK(aclrtSynchronizeStream(s));
+    EXPECT_OK(aclrtDestroyNotify(gate));
     CHECKF(rect_ok(pin, N, 0, 128, src, 256, W, H, 0x44), "async D2H 2D copy: wrong bytes");
     memcpy(pin, src, N);
     EXPECT_OK(aclrtMemset(d2, N, 0xee, N));

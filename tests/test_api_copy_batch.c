@@ -341,25 +341,27 @@ API_TEST(test_memcpy_batch_async)
     BatchFix f;
     BusyBufs bz;
     aclrtStream s = NULL;
+    aclrtNotify gate = NULL;
     size_t fail = 0;
     bz.a = NULL;
     if (!batch_fix_new(&f) || !busy_bufs_alloc(&bz))
         goto out;
     EXPECT_OK(aclrtCreateStream(&s));
+    EXPECT_OK(aclrtCreateNotify(&gate, 0));
     for (int h2d = 1; h2d >= 0; h2d--) {
-        /* pinned memory only: a few copies queued behind a 256 MiB copy are not
-         * done when the call returns (a few: on a loaded 2-CPU host, hundreds
-         * of round trips can outlast the big copy) ... */
+        /* pinned memory only: copies queued behind a closed gate are not done
+         * when the call returns ... */
         batch_fix_setup(&f, h2d);
         for (size_t i = 0; i < NB / 2; i++)
             (h2d ? f.srcs : f.dsts)[i] = (uint8_t *)f.pin + i * SLOT;
         f.attrs[0] = f.attrs[1];
-        EXPECT_OK(aclrtMemcpyAsync(bz.b, BIG, bz.a, BIG, ACL_MEMCPY_DEVICE_TO_DEVICE, s));
+        EXPECT_OK(aclrtWaitAndResetNotify(gate, s, 0));
         EXPECT_OK(aclrtMemcpyBatchAsync(f.dsts, f.destMaxs, f.srcs, f.sizes, 4, f.attrs, f.idx,
                                         1, &fail, s));
         CHECKF(h2d ? dev_all_bytes(f.dev, NB * SLOT, 0xee)
                    : all_bytes(f.pin, NB * SLOT, 0xee),
                "a batch on pinned memory is not asynchronous");
+        EXPECT_OK(aclrtRecordNotify(gate, NULL));
         /* ... and all of them are after the sync */
         EXPECT_OK(BATCH_ASYNC(&f, &fail, s));
         EXPECT_OK(aclrtSynchronizeStream(s));
@@ -388,6 +390,8 @@ API_TEST(test_memcpy_batch_async)
     EXPECT_OK(aclrtSynchronizeStream(s));
     CHECK(batch_fix_untouched(&f, true));
 out:
+    if (gate)
+        EXPECT_OK(aclrtDestroyNotify(gate));
     if (s)
         EXPECT_OK(aclrtDestroyStream(s));
     if (bz.a)
@@ -468,13 +472,22 @@ API_TEST(test_memcpy_async_with_offset)
     CHECKF(memcmp(got + 24, data + 100, 1000) == 0 && all_bytes(got, 24, 0xee) &&
            all_bytes(got + 1024, N - 1024, 0xee), "copy through bases in device memory");
     g_free(got);
-    /* a base changed after the call, before the task runs, is the one used */
+    /* a base changed after the call, before the task runs (the stream is held
+     * at a gate), is the one used */
+    aclrtNotify gate = NULL;
+    aclrtStream opener = NULL;
+    EXPECT_OK(aclrtCreateNotify(&gate, 0));
+    EXPECT_OK(aclrtCreateStream(&opener));
+    EXPECT_OK(aclrtWaitAndResetNotify(gate, NULL, 0));
     EXPECT_OK(aclrtMemcpyAsync(bz.b, BIG, bz.a, BIG, ACL_MEMCPY_DEVICE_TO_DEVICE, NULL));
     EXPECT_OK(aclrtMemcpyAsyncWithOffset(dslot, 500, 0, (const void **)sslot, 500, 0,
                                          ACL_MEMCPY_INNER_DEVICE_TO_DEVICE, NULL));
     void *later = (uint8_t *)b + 8192;
     EXPECT_OK(aclrtMemcpy(dslot, 8, &later, 8, ACL_MEMCPY_HOST_TO_DEVICE));
+    EXPECT_OK(aclrtRecordNotify(gate, opener));
     EXPECT_OK(aclrtSynchronizeStream(NULL));
+    EXPECT_OK(aclrtDestroyStream(opener));
+    EXPECT_OK(aclrtDestroyNotify(gate));
     got = dev_read(b, N);
     CHECKF(memcmp(got + 8192, data, 500) == 0 && all_bytes(got, 24, 0xee),
            "the base was not read when the task ran");
