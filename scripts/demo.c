@@ -5,11 +5,15 @@
  * would be.  The parent starts worker processes; each takes a group of devices,
  * moves a buffer through them (host -> device -> device ... -> host) with
  * synchronous and stream copies, and checks every byte that comes back.  A
- * last worker grabs several GiB and is killed with SIGKILL, to show the
- * emulator taking the memory back.
+ * worker grabs several GiB and is killed with SIGKILL, to show the emulator
+ * taking the memory back.  Last, the documented two-process flow: one process
+ * exports memory and a notify to a whitelisted pid and lets its stream wait;
+ * the other, on another device, imports both, writes and records.
  */
 #define _GNU_SOURCE
 #include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,10 +74,12 @@ static int worker(int first, int count, size_t size)
     /* Host -> first device, synchronously. */
     CHECK(aclrtSetDevice(first));
     CHECK(aclrtMemcpy(buf[0], size, src, size, ACL_MEMCPY_HOST_TO_DEVICE));
-    /* Device -> next device, on each device's own stream. */
+    /* Device -> next device, on each device's own stream; a stream reaches
+     * another device's memory only with peer access, as on hardware. */
     for (int i = 1; i < count; i++) {
         aclrtStream s;
         CHECK(aclrtSetDevice(first + i));
+        CHECK(aclrtDeviceEnablePeerAccess(first + i - 1, 0));
         CHECK(aclrtCreateStream(&s));
         CHECK(aclrtMemcpyAsync(buf[i], size, buf[i - 1], size, ACL_MEMCPY_DEVICE_TO_DEVICE, s));
         CHECK(aclrtSynchronizeStream(s));
@@ -120,6 +126,108 @@ static int hog(int ready_fd)
         return 1;
     pause();
     return 0;
+}
+
+#define IPC_SIZE (64 * MiB)
+
+static void fill(uint8_t *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        p[i] = (uint8_t)(i * 7 + i / 4096);
+}
+
+/* B: imports A's buffer and notify (device 0) from device 1 with peer access,
+ * waits a moment, writes the buffer from its own stream and records. */
+static int producer(int key_fd)
+{
+    char keys[2][65];
+    if (read(key_fd, keys, sizeof(keys)) != (ssize_t)sizeof(keys))
+        return 1;
+    CHECK(aclInit(NULL));
+    CHECK(aclrtSetDevice(1));
+    CHECK(aclrtDeviceEnablePeerAccess(0, 0));
+    void *theirs = NULL, *own = NULL;
+    aclrtNotify n = NULL;
+    aclrtStream s = NULL;
+    CHECK(aclrtIpcMemImportByKey(&theirs, keys[0], ACL_RT_IPC_MEM_IMPORT_FLAG_ENABLE_PEER_ACCESS));
+    CHECK(aclrtNotifyImportByKey(&n, keys[1], ACL_RT_NOTIFY_IMPORT_FLAG_ENABLE_PEER_ACCESS));
+    CHECK(aclrtMalloc(&own, IPC_SIZE, ACL_MEM_MALLOC_HUGE_FIRST));
+    uint8_t *h = malloc(IPC_SIZE);
+    fill(h, IPC_SIZE);
+    CHECK(aclrtMemcpy(own, IPC_SIZE, h, IPC_SIZE, ACL_MEMCPY_HOST_TO_DEVICE));
+    free(h);
+    CHECK(aclrtCreateStream(&s));
+    printf("[pid %d] B: imported A's buffer and notify on device 1; writing in 200 ms\n",
+           (int)getpid());
+    usleep(200000);
+    CHECK(aclrtMemcpyAsync(theirs, IPC_SIZE, own, IPC_SIZE, ACL_MEMCPY_DEVICE_TO_DEVICE, s));
+    CHECK(aclrtRecordNotify(n, s));
+    CHECK(aclrtSynchronizeStream(s));
+    CHECK(aclrtDestroyStream(s));
+    CHECK(aclrtDestroyNotify(n));
+    CHECK(aclrtIpcMemClose(keys[0]));
+    CHECK(aclrtFree(own));
+    CHECK(aclrtResetDevice(1));
+    CHECK(aclFinalize());
+    return 0;
+}
+
+/* A: exports a buffer and a notify to B's pid only; its stream waits for the
+ * notify, then copies the buffer out.  True when B's bytes arrived. */
+static bool ipc_flow(void)
+{
+    printf("\nnpu-demo: two processes, IPC memory and an IPC notify, devices 0 and 1\n");
+    CHECK(aclrtSetDevice(0));
+    void *buf = NULL, *out = NULL;
+    aclrtNotify n = NULL;
+    aclrtStream s = NULL;
+    CHECK(aclrtMalloc(&buf, IPC_SIZE, ACL_MEM_MALLOC_HUGE_FIRST));
+    CHECK(aclrtMemset(buf, IPC_SIZE, 0, IPC_SIZE));
+    CHECK(aclrtMallocHost(&out, IPC_SIZE));
+    CHECK(aclrtCreateNotify(&n, 0));
+    CHECK(aclrtCreateStream(&s));
+    int kp[2];
+    if (pipe(kp) < 0)
+        return false;
+    pid_t b = fork();
+    if (b == 0) {
+        close(kp[1]);
+        _exit(producer(kp[0]));
+    }
+    close(kp[0]);
+    char keys[2][65];
+    int32_t pid = b;
+    CHECK(aclrtIpcMemGetExportKey(buf, IPC_SIZE, keys[0], sizeof(keys[0]),
+                                  ACL_RT_IPC_MEM_EXPORT_FLAG_DEFAULT));
+    CHECK(aclrtIpcMemSetImportPid(keys[0], &pid, 1));
+    CHECK(aclrtNotifyGetExportKey(n, keys[1], sizeof(keys[1]), ACL_RT_NOTIFY_EXPORT_FLAG_DEFAULT));
+    CHECK(aclrtNotifySetImportPid(n, &pid, 1));
+    CHECK(aclrtWaitAndResetNotify(n, s, 0));
+    CHECK(aclrtMemcpyAsync(out, IPC_SIZE, buf, IPC_SIZE, ACL_MEMCPY_DEVICE_TO_HOST, s));
+    printf("[pid %d] A: exported 64 MiB and a notify to pid %d; my stream waits\n",
+           (int)getpid(), (int)b);
+    if (write(kp[1], keys, sizeof(keys)) != (ssize_t)sizeof(keys))
+        return false;
+    close(kp[1]);
+    double t0 = now_s();
+    CHECK(aclrtSynchronizeStream(s));
+    double waited = now_s() - t0;
+    uint8_t *want = malloc(IPC_SIZE);
+    fill(want, IPC_SIZE);
+    bool ok = checksum(out, IPC_SIZE) == checksum(want, IPC_SIZE) &&
+              memcmp(out, want, IPC_SIZE) == 0;
+    free(want);
+    int st;
+    waitpid(b, &st, 0);
+    ok = ok && WIFEXITED(st) && WEXITSTATUS(st) == 0;
+    printf("[pid %d] A: my stream waited %.0f ms for B's record; B's 64 MiB %s\n",
+           (int)getpid(), waited * 1e3, ok ? "arrived intact" : "DID NOT ARRIVE");
+    CHECK(aclrtDestroyStream(s));
+    CHECK(aclrtDestroyNotify(n));
+    CHECK(aclrtFreeHost(out));
+    CHECK(aclrtFree(buf));
+    CHECK(aclrtResetDevice(0));
+    return ok;
 }
 
 static size_t device5_free(void)
@@ -170,6 +278,7 @@ int main(void)
            after == before ? "all of it came back" : "LEAKED");
     failed |= after != before;
     CHECK(aclrtResetDevice(5));
+    failed |= !ipc_flow();
     CHECK(aclFinalize());
     printf("\nnpu-demo: %s\n", failed ? "FAILED" : "all data verified, all memory reclaimed");
     return failed;
