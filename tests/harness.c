@@ -23,6 +23,7 @@
 
 #include "acl/acl.h"
 #include "acl_check.h"
+#include "cu_run.h"
 
 static const unsigned slow = TEST_SLOW;
 
@@ -572,64 +573,149 @@ aclrtMallocAttribute attr_of(aclrtMallocAttrType type, uint32_t v)
     return a;
 }
 
-static bool api_register(const ApiSuite *suites, size_t n)
+/* ---- test_main ---- */
+
+static const TestProgram *g_prog;
+static size_t g_nemus, g_nsuites;
+static bool g_acl_tried, g_acl_ready;
+
+/* Whether the emulator lives, without reaping it if it is gone: emu_stop must
+ * still see how it exited. */
+static bool emu_alive_peek(const TestEmu *e)
 {
-    for (size_t i = 0; i < n; i++) {
-        CU_pSuite s = CU_add_suite(suites[i].name, suites[i].init, NULL);
-        if (!s)
+    siginfo_t si;
+    memset(&si, 0, sizeof(si));
+    return e->pid > 0 && waitid(P_PID, (id_t)e->pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0 &&
+           si.si_pid == 0;
+}
+
+static bool prog_emu_start(const TestProgram *p, const TestEmuDef *d)
+{
+    bool ok = emu_start(d->emu, d->profile, d->args);
+    if (d->started)
+        *d->started = ok;
+    if (!ok)
+        fprintf(stderr, "%s: cannot start the %s npu-emu%s\n", p->name, d->profile,
+                d->started ? " (the tests that need it fail)" : "");
+    return ok || d->started;
+}
+
+static bool acl_setup(const TestProgram *p)
+{
+    if (aclInit(NULL) != ACL_SUCCESS)
+        return false;
+    for (int32_t d = 31; d >= 0; d--)
+        if ((p->devices & DEV(d)) &&
+            (aclrtSetDevice(d) != ACL_SUCCESS ||
+             (p->ctx && aclrtGetCurrentContext(&p->ctx[d]) != ACL_SUCCESS)))
             return false;
-        for (size_t j = 0; j < suites[i].n; j++)
-            if (!CU_add_test(s, suites[i].tests[j].name, suites[i].tests[j].fn))
+    if (p->stream && aclrtCreateStream(p->stream) != ACL_SUCCESS)
+        return false;
+    drain_errors();
+    return true;
+}
+
+static bool acl_teardown(const TestProgram *p)
+{
+    if (g_nemus && !emu_alive_peek(p->emus[g_nemus - 1].emu))
+        return true;            /* the emulator is gone: the tests said so */
+    if (p->stream)
+        aclrtDestroyStream(*p->stream);
+    for (int32_t d = 31; d >= 0; d--)
+        if (p->reset & DEV(d))
+            aclrtResetDevice(d);
+    aclError e = aclFinalize();
+    if (e != ACL_SUCCESS)
+        fprintf(stderr, "%s: aclFinalize returned %d\n", p->name, e);
+    return e == ACL_SUCCESS;
+}
+
+/* The CUnit init of every suite that runs after aclInit: the first one does
+ * the program's aclInit and devices, then each runs the suite's own init. */
+static int acl_suite_init(void)
+{
+    const TestProgram *p = g_prog;
+    if (!g_acl_tried) {
+        g_acl_tried = true;
+        g_acl_ready = acl_setup(p);
+        if (!g_acl_ready)
+            fprintf(stderr, "%s: cannot initialise the devices (aclInit, aclrtSetDevice)\n",
+                    p->name);
+    }
+    if (!g_acl_ready)
+        return 1;
+    const char *name = CU_get_current_suite()->pName;
+    for (size_t i = 0; i < g_nsuites; i++)
+        if (strcmp(p->suites[i].name, name) == 0)
+            return p->suites[i].init ? p->suites[i].init() : 0;
+    return 1;
+}
+
+static bool prog_register(const TestProgram *p)
+{
+    const char *only = p->only_env ? getenv(p->only_env) : NULL;
+    for (size_t i = 0; i < g_nsuites; i++) {
+        const TestSuite *s = &p->suites[i];
+        bool acl = p->devices && i >= p->pre_init;
+        CU_pSuite cs = CU_add_suite(s->name, acl ? acl_suite_init : s->init, s->clean);
+        if (!cs)
+            return false;
+        for (size_t j = 0; j < s->n; j++)
+            if ((!only || strstr(s->tests[j].name, only)) &&
+                !CU_add_test(cs, s->tests[j].name, s->tests[j].fn))
                 return false;
     }
     return true;
 }
 
-int api_run(const char *prog, bool init, const ApiSuite *suites, size_t n)
+int test_main(const TestProgram *p)
 {
+    g_prog = p;
+    while (g_nemus < TEST_MAX_EMUS && p->emus[g_nemus].emu)
+        g_nemus++;
+    while (g_nsuites < TEST_MAX_SUITES && p->suites[g_nsuites].name)
+        g_nsuites++;
+    signal(SIGPIPE, SIG_IGN);
+    setvbuf(stdout, NULL, _IONBF, 0);
+    size_t started = 0;
+    bool ok = true;
+    while (ok && started < g_nemus)
+        ok = prog_emu_start(p, &p->emus[started++]);
+    int rc = 1;
+    if (ok && CU_initialize_registry() == CUE_SUCCESS) {
+        if (prog_register(p)) {
+            double t0 = now_s();
+            rc = cu_run_all();
+            if (g_ntimes > 0) {
+                double total = now_s() - t0;
+                printf("\nRun times:\n");
+                for (int i = 0; i < g_ntimes; i++)
+                    printf("  %-36s %8.3f s\n", g_times[i].name, g_times[i].secs);
+                printf("  %-36s %8.3f s\n", "total", total);
+            }
+        } else {
+            fprintf(stderr, "%s: cannot register tests: %s\n", p->name, CU_get_error_msg());
+            CU_cleanup_registry();
+        }
+    }
+    if (g_acl_ready && !acl_teardown(p))
+        rc = 1;
+    while (started > 0)
+        emu_stop(p->emus[--started].emu);
+    return rc;
+}
+
+int api_run(const char *prog, bool init, const TestSuite *suites, size_t n)
+{
+    TestProgram p = {
+        .name = prog, .emus = { EMU(&g_api_emu, "a2") }, .ctx = &g_api_ctx0,
+        .devices = init ? DEV(0) : 0, .reset = init ? DEV(0) : 0,
+    };
+    if (n > TEST_MAX_SUITES) {
+        fprintf(stderr, "%s: more than %d suites\n", prog, TEST_MAX_SUITES);
+        return 1;
+    }
+    memcpy(p.suites, suites, n * sizeof(*suites));
     g_api_prog = prog;
-    /* Children inherit this; let their stderr through unbuffered. */
-    setvbuf(stdout, NULL, _IOLBF, 0);
-    if (!emu_start(&g_api_emu, "a2", NULL)) {
-        fprintf(stderr, "%s: cannot start npu-emu\n", prog);
-        emu_stop(&g_api_emu);
-        return 1;
-    }
-    if (CU_initialize_registry() != CUE_SUCCESS) {
-        emu_stop(&g_api_emu);
-        return 1;
-    }
-    bool ok = api_register(suites, n);
-    if (!ok) {
-        fprintf(stderr, "%s: cannot register tests: %s\n", prog, CU_get_error_msg());
-    } else if (init && (aclInit(NULL) != ACL_SUCCESS || api_use_dev0() != 0)) {
-        fprintf(stderr, "%s: cannot initialise device 0\n", prog);
-        ok = false;
-    }
-    if (!ok) {
-        CU_cleanup_registry();
-        emu_stop(&g_api_emu);
-        return 1;
-    }
-
-    double t0 = now_s();
-    CU_basic_set_mode(CU_BRM_VERBOSE);
-    CU_basic_run_tests();
-    double total = now_s() - t0;
-    unsigned failures = CU_get_number_of_failures();
-    unsigned tests_failed = CU_get_number_of_tests_failed();
-    unsigned suites_failed = CU_get_number_of_suites_failed();
-
-    printf("\nRun times:\n");
-    for (int i = 0; i < g_ntimes; i++)
-        printf("  %-36s %8.3f s\n", g_times[i].name, g_times[i].secs);
-    printf("  %-36s %8.3f s\n", "total", total);
-
-    if (init && api_emu_alive()) {
-        aclrtResetDevice(0);
-        aclFinalize();
-    }
-    CU_cleanup_registry();
-    emu_stop(&g_api_emu);
-    return failures || tests_failed || suites_failed ? 1 : 0;
+    return test_main(&p);
 }

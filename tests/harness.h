@@ -136,30 +136,92 @@ aclError agent_expect(aclError rc, aclError want, const char *what, const char *
 #define AGENT_FINISH(a) agent_finish_at(&(a), __FILE__, __LINE__)
 #define AGENT_KILL(a, e, what) agent_kill_at(&(a), (e), (what), __FILE__, __LINE__)
 
-/* ---- the aclrt* API test programs (test_api_*.c) ----
+/* ---- the integration test programs (test_*.c) ----
  *
- * Each is one CUnit program with one emulator of its own (profile a2: 8 x
- * Ascend910B1, 64 GiB HBM each), which api_run starts.  Most tests run in this
- * process, with device 0's default context (g_api_ctx0) current on the main
- * thread; tests of process-wide life cycle run in forked children, which call
- * aclInit themselves (check_child in acl_check.h).  A test declared with
- * API_TEST fails at once once the emulator is gone, instead of tripping over
- * NULL buffers, and its run time is printed after the CUnit summary. */
+ * Each is one CUnit program whose main() describes itself in a TestProgram
+ * and hands it to test_main, which
+ *  - starts its emulators in order (the last is this process's: emu_start
+ *    points NPU_EMU_SOCKET at it), and at the end stops them, last first;
+ *  - registers its suites in order, with only the tests whose name contains
+ *    $only_env if that is set, and runs them all verbosely;
+ *  - with `devices`: the suites after the first pre_init ones (those are for
+ *    children that must fork before this process calls aclInit) run
+ *    initialised.  Before the first of them, aclInit, aclrtSetDevice on each
+ *    of `devices`, highest first (so the lowest is current), their default
+ *    contexts into ctx[d], and `stream`; each such suite's own init comes
+ *    after that, and none of them runs if it failed.  After the run, while
+ *    this process's emulator lives: `stream` destroyed, aclrtResetDevice on
+ *    each of `reset`, highest first, and aclFinalize.
+ *
+ * stdout is unbuffered, so that CUnit's lines and the diagnostics on stderr
+ * (this process's and its children's) come out in order, and a forked child
+ * has no buffered output to print twice.  SIGPIPE is ignored: a write to a
+ * dead agent or child fails instead of killing the program.  The exit status
+ * is 0 only if every required emulator started, every assertion passed, every
+ * suite init and cleanup succeeded and aclFinalize did; an emulator that exits
+ * with an error fails the program too (emu_stop). */
 
-typedef struct ApiTest {
+typedef struct TestCase {
     const char *name;
     void (*fn)(void);
-} ApiTest;
+} TestCase;
 
-typedef struct ApiSuite {
+typedef struct TestSuite {
     const char *name;
     int (*init)(void);          /* CUnit suite init (0: ready), or NULL */
-    const ApiTest *tests;
+    int (*clean)(void);         /* CUnit suite cleanup, or NULL */
+    const TestCase *tests;
     size_t n;
-} ApiSuite;
+} TestSuite;
 
-#define API_T(f) { #f, f }
-#define API_SUITE(name, init, tests) { (name), (init), (tests), sizeof(tests) / sizeof((tests)[0]) }
+#define T(f) { #f, f }
+#define SUITE(name, init, clean, tests) \
+    { (name), (init), (clean), (tests), sizeof(tests) / sizeof((tests)[0]) }
+
+typedef struct TestEmuDef {
+    TestEmu *emu;
+    const char *profile;        /* "a2" or "a3" */
+    const char *const *args;    /* extra npu-emu arguments, NULL-terminated, or NULL */
+    /* NULL: the program cannot run without this emulator.  Otherwise it runs
+     * either way and *started says whether the emulator did (the tests that
+     * need it check). */
+    bool *started;
+} TestEmuDef;
+
+#define EMU(emu, profile) { (emu), (profile), NULL, NULL }
+
+/* A device's bit in TestProgram.devices / .reset. */
+#define DEV(d) (1u << (d))
+
+#define TEST_MAX_EMUS 2
+#define TEST_MAX_SUITES 8
+
+typedef struct TestProgram {
+    const char *name;           /* "test_hostmem", in messages */
+    TestEmuDef emus[TEST_MAX_EMUS];         /* up to the first with emu NULL */
+    TestSuite suites[TEST_MAX_SUITES];      /* up to the first with name NULL */
+    size_t pre_init;            /* how many leading suites run before aclInit */
+    uint32_t devices;           /* DEV(d)s set after aclInit; 0: no aclInit / aclFinalize here */
+    uint32_t reset;             /* DEV(d)s reset before aclFinalize */
+    aclrtContext *ctx;          /* if not NULL: ctx[d] = device d's default context */
+    aclrtStream *stream;        /* if not NULL: a stream on the current device, made after
+                                 * the devices are set and destroyed before they are reset */
+    const char *only_env;       /* e.g. "EVENT_ONLY" (for debugging), or NULL */
+} TestProgram;
+
+/* Runs the program p as above; returns the process exit status. */
+int test_main(const TestProgram *p);
+
+/* ---- the aclrt* API test programs (test_api_*.c) ----
+ *
+ * Each is one test program (api_run) with one emulator of its own (profile
+ * a2: 8 x Ascend910B1, 64 GiB HBM each).  Most tests run in this process, with
+ * device 0's default context (g_api_ctx0) current on the main thread; tests of
+ * process-wide life cycle run in forked children, which call aclInit
+ * themselves (check_child in acl_check.h).  A test declared with API_TEST
+ * fails at once once the emulator is gone, instead of tripping over NULL
+ * buffers, and its run time is printed after the CUnit summary. */
+
 #define API_TEST(name)                        \
     static void name##_body(void);            \
     static void name(void)                    \
@@ -171,11 +233,12 @@ typedef struct ApiSuite {
 /* Device 0's default context, the main thread's (api_use_dev0). */
 extern aclrtContext g_api_ctx0;
 
-/* The whole program `prog` (its name in messages): starts the emulator,
- * registers the suites in order, with `init` calls aclInit and api_use_dev0
- * first (and resets device 0 and finalizes at the end), runs everything
- * verbosely and prints each test's run time.  Returns the exit status. */
-int api_run(const char *prog, bool init, const ApiSuite *suites, size_t n);
+/* test_main for the program `prog` made of these suites (at most
+ * TEST_MAX_SUITES), with its own a2 emulator (the one API_TEST watches); with
+ * `init`, device 0 is set (its context into g_api_ctx0) before the first suite
+ * and reset at the end.  Each API_TEST's run time is printed after the CUnit
+ * summary. */
+int api_run(const char *prog, bool init, const TestSuite *suites, size_t n);
 /* API_TEST's test: runs body while the emulator lives, and times it. */
 void api_run_test(const char *name, void (*body)(void));
 /* Kills the emulator (SIGKILL) and waits for it; later tests fail at once. */

@@ -429,14 +429,14 @@ API_TEST(test_async_dma_error)
 
 int main(void)
 {
-    static const ApiTest copies[] = {
-        API_T(test_memcpy_all_kinds), API_T(test_memcpy_bad_args), API_T(test_memcpy_freed),
-        API_T(test_memcpy_freed_small), API_T(test_memcpy_past_segment), API_T(test_memset),
-        API_T(test_memset_d32), API_T(test_memcpy_async_pinned), API_T(test_memcpy_async_pageable),
-        API_T(test_memcpy_async_bad), API_T(test_memcpy_async_default_stream),
-        API_T(test_async_other_device_stream), API_T(test_memset_async),
-        API_T(test_async_dma_error),
+    static const TestCase copies[] = {
+        T(test_memcpy_all_kinds), T(test_memcpy_bad_args), T(test_memcpy_freed),
+        T(test_memcpy_freed_small), T(test_memcpy_past_segment), T(test_memset),
+        T(test_memset_d32), T(test_memcpy_async_pinned), T(test_memcpy_async_pageable),
+        T(test_memcpy_async_bad), T(test_memcpy_async_default_stream),
+        T(test_async_other_device_stream), T(test_memset_async),
+        T(test_async_dma_error),
     };
-    static const ApiSuite suites[] = { API_SUITE("copies", NULL, copies) };
+    static const TestSuite suites[] = { SUITE("copies", NULL, NULL, copies) };
     return api_run("test_api_copy", true, suites, G_N_ELEMENTS(suites));
 }

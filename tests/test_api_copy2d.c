@@ -365,11 +365,11 @@ API_TEST(test_memcpy2d_async_bad)
 
 int main(void)
 {
-    static const ApiTest copies[] = {
-        API_T(test_memcpy2d), API_T(test_memcpy2d_wide_rows), API_T(test_memcpy2d_bad),
-        API_T(test_memcpy2d_async), API_T(test_memcpy2d_async_max_height),
-        API_T(test_memcpy2d_async_bad),
+    static const TestCase copies[] = {
+        T(test_memcpy2d), T(test_memcpy2d_wide_rows), T(test_memcpy2d_bad),
+        T(test_memcpy2d_async), T(test_memcpy2d_async_max_height),
+        T(test_memcpy2d_async_bad),
     };
-    static const ApiSuite suites[] = { API_SUITE("2D copies", NULL, copies) };
+    static const TestSuite suites[] = { SUITE("2D copies", NULL, NULL, copies) };
     return api_run("test_api_copy2d", true, suites, G_N_ELEMENTS(suites));
 }

@@ -614,12 +614,12 @@ API_TEST(test_copy_ext_other_device_stream)
 
 int main(void)
 {
-    static const ApiTest copies[] = {
-        API_T(test_memcpy_batch), API_T(test_memcpy_batch_fail_index),
-        API_T(test_memcpy_batch_bad_args), API_T(test_memcpy_batch_async),
-        API_T(test_memcpy_batch_async_many), API_T(test_memcpy_async_with_offset),
-        API_T(test_copy_ext_other_device_stream),
+    static const TestCase copies[] = {
+        T(test_memcpy_batch), T(test_memcpy_batch_fail_index),
+        T(test_memcpy_batch_bad_args), T(test_memcpy_batch_async),
+        T(test_memcpy_batch_async_many), T(test_memcpy_async_with_offset),
+        T(test_copy_ext_other_device_stream),
     };
-    static const ApiSuite suites[] = { API_SUITE("batch copies", NULL, copies) };
+    static const TestSuite suites[] = { SUITE("batch copies", NULL, NULL, copies) };
     return api_run("test_api_copy_batch", true, suites, G_N_ELEMENTS(suites));
 }

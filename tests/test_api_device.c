@@ -506,23 +506,23 @@ API_TEST(test_primary_ctx_state)
 
 int main(void)
 {
-    static const ApiTest devices[] = {
-        API_T(test_device_queries), API_T(test_device_bad_ids),
-        API_T(test_device_none_in_new_thread), API_T(test_device_per_thread),
-        API_T(test_device_info), API_T(test_device_status), API_T(test_stream_priority_range),
-        API_T(test_device_utilization), API_T(test_device_set_reset_count),
-        API_T(test_device_reset_force), API_T(test_device_reset_frees_memory),
-        API_T(test_visible_devices),
+    static const TestCase devices[] = {
+        T(test_device_queries), T(test_device_bad_ids),
+        T(test_device_none_in_new_thread), T(test_device_per_thread),
+        T(test_device_info), T(test_device_status), T(test_stream_priority_range),
+        T(test_device_utilization), T(test_device_set_reset_count),
+        T(test_device_reset_force), T(test_device_reset_frees_memory),
+        T(test_visible_devices),
     };
-    static const ApiTest contexts[] = {
-        API_T(test_ctx_create_is_current), API_T(test_ctx_switch_device),
-        API_T(test_ctx_destroy_default), API_T(test_ctx_destroy_twice),
-        API_T(test_ctx_destroy_takes_streams), API_T(test_ctx_null_args),
-        API_T(test_ctx_destroyed_current), API_T(test_primary_ctx_state),
+    static const TestCase contexts[] = {
+        T(test_ctx_create_is_current), T(test_ctx_switch_device),
+        T(test_ctx_destroy_default), T(test_ctx_destroy_twice),
+        T(test_ctx_destroy_takes_streams), T(test_ctx_null_args),
+        T(test_ctx_destroyed_current), T(test_primary_ctx_state),
     };
-    static const ApiSuite suites[] = {
-        API_SUITE("devices", NULL, devices),
-        API_SUITE("contexts", NULL, contexts),
+    static const TestSuite suites[] = {
+        SUITE("devices", NULL, NULL, devices),
+        SUITE("contexts", NULL, NULL, contexts),
     };
     return api_run("test_api_device", true, suites, G_N_ELEMENTS(suites));
 }

@@ -298,16 +298,16 @@ API_TEST(test_fault_after_reset)
 
 int main(void)
 {
-    static const ApiTest memory[] = {
-        API_T(test_host_memory), API_T(test_pointer_attributes), API_T(test_host_with_cfg),
-        API_T(test_free_host_with_dev_sync),
+    static const TestCase memory[] = {
+        T(test_host_memory), T(test_pointer_attributes), T(test_host_with_cfg),
+        T(test_free_host_with_dev_sync),
     };
-    static const ApiTest faults[] = {
-        API_T(test_fault_write), API_T(test_fault_read), API_T(test_fault_after_reset),
+    static const TestCase faults[] = {
+        T(test_fault_write), T(test_fault_read), T(test_fault_after_reset),
     };
-    static const ApiSuite suites[] = {
-        API_SUITE("host memory", NULL, memory),
-        API_SUITE("faults", NULL, faults),
+    static const TestSuite suites[] = {
+        SUITE("host memory", NULL, NULL, memory),
+        SUITE("faults", NULL, NULL, faults),
     };
     return api_run("test_api_host", true, suites, G_N_ELEMENTS(suites));
 }

@@ -293,23 +293,23 @@ API_TEST(test_emulator_dies_during_sync)
 
 int main(void)
 {
-    static const ApiTest preinit[] = { API_T(test_preinit) };
-    static const ApiTest init[] = {
-        API_T(test_init_repeat), API_T(test_init_bad_config), API_T(test_finalize_reference),
-        API_T(test_reinit_after_finalize),
+    static const TestCase preinit[] = { T(test_preinit) };
+    static const TestCase init[] = {
+        T(test_init_repeat), T(test_init_bad_config), T(test_finalize_reference),
+        T(test_reinit_after_finalize),
     };
-    static const ApiTest errors[] = {
-        API_T(test_errors_newest_first), API_T(test_errors_per_thread),
+    static const TestCase errors[] = {
+        T(test_errors_newest_first), T(test_errors_per_thread),
     };
-    static const ApiTest fin[] = { API_T(test_finalize) };
-    static const ApiTest death[] = { API_T(test_emulator_dies_during_sync) };
+    static const TestCase fin[] = { T(test_finalize) };
+    static const TestCase death[] = { T(test_emulator_dies_during_sync) };
     /* The error tests allocate: device 0 is set for them, and stays set. */
-    static const ApiSuite suites[] = {
-        API_SUITE("preinit", NULL, preinit),
-        API_SUITE("init", NULL, init),
-        API_SUITE("errors", api_use_dev0, errors),
-        API_SUITE("finalize", NULL, fin),
-        API_SUITE("emulator death", NULL, death),
+    static const TestSuite suites[] = {
+        SUITE("preinit", NULL, NULL, preinit),
+        SUITE("init", NULL, NULL, init),
+        SUITE("errors", api_use_dev0, NULL, errors),
+        SUITE("finalize", NULL, NULL, fin),
+        SUITE("emulator death", NULL, NULL, death),
     };
     return api_run("test_api_init", false, suites, G_N_ELEMENTS(suites));
 }

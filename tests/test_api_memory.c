@@ -694,15 +694,15 @@ API_TEST(test_mem_info_page_sizes)
 
 int main(void)
 {
-    static const ApiTest memory[] = {
-        API_T(test_malloc_bad_args), API_T(test_malloc_policies), API_T(test_malloc_small_slices),
-        API_T(test_malloc_align32_cached), API_T(test_mem_info), API_T(test_mem_no_device),
-        API_T(test_free_bad), API_T(test_malloc_free_race), API_T(test_mem_info_page_sizes),
-        API_T(test_malloc_with_cfg), API_T(test_malloc_with_cfg_bad),
-        API_T(test_malloc_for_task_scheduler), API_T(test_malloc_cfg_no_device),
-        API_T(test_mem_flush_invalidate), API_T(test_check_mem_type), API_T(test_mem_usage_info),
-        API_T(test_free_with_dev_sync),
+    static const TestCase memory[] = {
+        T(test_malloc_bad_args), T(test_malloc_policies), T(test_malloc_small_slices),
+        T(test_malloc_align32_cached), T(test_mem_info), T(test_mem_no_device),
+        T(test_free_bad), T(test_malloc_free_race), T(test_mem_info_page_sizes),
+        T(test_malloc_with_cfg), T(test_malloc_with_cfg_bad),
+        T(test_malloc_for_task_scheduler), T(test_malloc_cfg_no_device),
+        T(test_mem_flush_invalidate), T(test_check_mem_type), T(test_mem_usage_info),
+        T(test_free_with_dev_sync),
     };
-    static const ApiSuite suites[] = { API_SUITE("memory", NULL, memory) };
+    static const TestSuite suites[] = { SUITE("memory", NULL, NULL, memory) };
     return api_run("test_api_memory", true, suites, G_N_ELEMENTS(suites));
 }

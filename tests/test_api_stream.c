@@ -428,14 +428,14 @@ API_TEST(test_queue_full_blocks)
 
 int main(void)
 {
-    static const ApiTest streams[] = {
-        API_T(test_stream_create_destroy), API_T(test_stream_destroy_waits),
-        API_T(test_stream_sync_timeout_args), API_T(test_stream_limit),
-        API_T(test_stream_limit_with_context), API_T(test_stream_available_num),
-        API_T(test_sync_device), API_T(test_sync_device_blocks_only_caller),
-        API_T(test_stale_stream_handle), API_T(test_reset_blocks_only_caller),
-        API_T(test_queue_full_blocks),
+    static const TestCase streams[] = {
+        T(test_stream_create_destroy), T(test_stream_destroy_waits),
+        T(test_stream_sync_timeout_args), T(test_stream_limit),
+        T(test_stream_limit_with_context), T(test_stream_available_num),
+        T(test_sync_device), T(test_sync_device_blocks_only_caller),
+        T(test_stale_stream_handle), T(test_reset_blocks_only_caller),
+        T(test_queue_full_blocks),
     };
-    static const ApiSuite suites[] = { API_SUITE("streams", NULL, streams) };
+    static const TestSuite suites[] = { SUITE("streams", NULL, NULL, streams) };
     return api_run("test_api_stream", true, suites, G_N_ELEMENTS(suites));
 }

@@ -770,25 +770,11 @@ TEST(test_fork_with_thread_running)
 
 /* ---- main ---- */
 
-typedef struct TestDef {
-    const char *name;
-    CU_TestFunc fn;
-} TestDef;
-
-#define T(f) { #f, f }
-
 int main(void)
 {
-    setvbuf(stdout, NULL, _IOLBF, 0);
-    if (!emu_start(&g_emu, "a2", NULL)) {
-        fprintf(stderr, "test_callback: cannot start npu-emu\n");
-        emu_stop(&g_emu);
-        return 1;
-    }
-    if (CU_initialize_registry() != CUE_SUCCESS)
-        return 1;
-    static const TestDef tests[] = {
-        T(test_preinit), T(test_host_func_orders_stream), T(test_host_func_sequence),
+    static const TestCase before[] = { T(test_preinit) };
+    static const TestCase tests[] = {
+        T(test_host_func_orders_stream), T(test_host_func_sequence),
         T(test_several_streams), T(test_callback_calls_memcpy),
         T(test_process_report_in_calling_thread), T(test_no_block_does_not_hold_stream),
         T(test_unsubscribe_with_pending), T(test_destroy_with_pending_callback),
@@ -796,31 +782,11 @@ int main(void)
         T(test_finalize_with_thread_running), T(test_fork_with_thread_running),
     };
     /* The preinit child must fork before this process calls aclInit. */
-    CU_pSuite pre = CU_add_suite("before aclInit", NULL, NULL);
-    CU_pSuite s = CU_add_suite("callbacks", NULL, NULL);
-    bool ok = pre && s && CU_add_test(pre, tests[0].name, tests[0].fn);
-    for (size_t i = 1; ok && i < G_N_ELEMENTS(tests); i++)
-        ok = CU_add_test(s, tests[i].name, tests[i].fn) != NULL;
-    if (!ok) {
-        CU_cleanup_registry();
-        emu_stop(&g_emu);
-        return 1;
-    }
-    CU_basic_set_mode(CU_BRM_VERBOSE);
-    CU_basic_run_suite(pre);
-    unsigned failures = CU_get_number_of_failures();
-    bool ready = aclInit(NULL) == ACL_SUCCESS && aclrtSetDevice(0) == ACL_SUCCESS &&
-                 aclrtGetCurrentContext(&g_ctx0) == ACL_SUCCESS;
-    if (!ready) {
-        fprintf(stderr, "test_callback: cannot initialise device 0\n");
-        CU_cleanup_registry();
-        emu_stop(&g_emu);
-        return 1;
-    }
-    CU_basic_run_suite(s);
-    failures += CU_get_number_of_failures();
-    aclFinalize();
-    CU_cleanup_registry();
-    emu_stop(&g_emu);
-    return failures ? 1 : 0;
+    static const TestProgram prog = {
+        .name = "test_callback", .emus = { EMU(&g_emu, "a2") },
+        .suites = { SUITE("before aclInit", NULL, NULL, before),
+                    SUITE("callbacks", NULL, NULL, tests) },
+        .pre_init = 1, .devices = DEV(0), .ctx = &g_ctx0,
+    };
+    return test_main(&prog);
 }

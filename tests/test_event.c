@@ -37,7 +37,6 @@
 
 #include "acl/acl.h"
 #include "acl_check.h"
-#include "cu_run.h"
 #include "harness.h"
 
 #define KiB (1ull << 10)
@@ -1571,41 +1570,9 @@ TEST(test_ipc_open_refused)
 
 /* ---- main ---- */
 
-static int suite_init(void)
-{
-    if (aclInit(NULL) != ACL_SUCCESS || aclrtSetDevice(0) != ACL_SUCCESS)
-        return 1;
-    drain_errors();
-    return 0;
-}
-
-static int suite_clean(void)
-{
-    aclrtResetDevice(6);
-    aclrtResetDevice(2);
-    aclrtResetDevice(0);
-    return aclFinalize() == ACL_SUCCESS ? 0 : 1;
-}
-
-typedef struct TestDef {
-    const char *name;
-    CU_TestFunc fn;
-} TestDef;
-
-#define T(f) { #f, f }
-
 int main(void)
 {
-    setvbuf(stdout, NULL, _IOLBF, 0);
-    signal(SIGPIPE, SIG_IGN);
-    if (!emu_start(&g_emu, "a2", NULL)) {
-        fprintf(stderr, "test_event: cannot start npu-emu\n");
-        emu_stop(&g_emu);
-        return 1;
-    }
-    if (CU_initialize_registry() != CUE_SUCCESS)
-        return 1;
-    static const TestDef tests[] = {
+    static const TestCase tests[] = {
         T(test_create_flags), T(test_bad_arguments), T(test_ids_and_avail),
         T(test_wait_blocks), T(test_many_waiters), T(test_wait_unrecorded),
         T(test_rerecord), T(test_reset), T(test_query_status), T(test_wait_status_all_waits),
@@ -1615,13 +1582,10 @@ int main(void)
         T(test_record_stream_destroyed), T(test_limit),
         T(test_ipc_same_device), T(test_ipc_two_devices), T(test_ipc_open_refused),
     };
-    const char *only = getenv("EVENT_ONLY");
-    CU_pSuite s = CU_add_suite("events", suite_init, suite_clean);
-    bool ok = s != NULL;
-    for (size_t i = 0; ok && i < G_N_ELEMENTS(tests); i++)
-        if (!only || strstr(tests[i].name, only))
-            ok = CU_add_test(s, tests[i].name, tests[i].fn) != NULL;
-    int rc = ok ? cu_run_all() : 1;
-    emu_stop(&g_emu);
-    return rc;
+    static const TestProgram prog = {
+        .name = "test_event", .emus = { EMU(&g_emu, "a2") },
+        .suites = { SUITE("events", NULL, NULL, tests) },
+        .devices = DEV(0), .reset = DEV(6) | DEV(2) | DEV(0), .only_env = "EVENT_ONLY",
+    };
+    return test_main(&prog);
 }

@@ -956,25 +956,11 @@ TEST(test_preinit)
 
 /* ---- main ---- */
 
-typedef struct TestDef {
-    const char *name;
-    CU_TestFunc fn;
-} TestDef;
-
-#define T(f) { #f, f }
-
 int main(void)
 {
-    setvbuf(stdout, NULL, _IOLBF, 0);
-    if (!emu_start(&g_emu, "a2", NULL)) {
-        fprintf(stderr, "test_hostmem: cannot start npu-emu\n");
-        emu_stop(&g_emu);
-        return 1;
-    }
-    if (CU_initialize_registry() != CUE_SUCCESS)
-        return 1;
-    static const TestDef tests[] = {
-        T(test_preinit), T(test_register_pageable), T(test_register_mmap_large),
+    static const TestCase before[] = { T(test_preinit) };
+    static const TestCase tests[] = {
+        T(test_register_pageable), T(test_register_mmap_large),
         T(test_register_v2), T(test_register_pinned), T(test_register_bad_args),
         T(test_host_mem_map_capabilities), T(test_register_fork),
         T(test_finalize_returns_everything), T(test_managed_alloc), T(test_managed_big_and_many),
@@ -982,38 +968,11 @@ int main(void)
         T(test_p2p_map_unsupported),
     };
     /* The preinit child must fork before this process calls aclInit. */
-    CU_pSuite pre = CU_add_suite("before aclInit", NULL, NULL);
-    CU_pSuite s = CU_add_suite("host memory", NULL, NULL);
-    bool ok = pre && s && CU_add_test(pre, tests[0].name, tests[0].fn);
-    for (size_t i = 1; ok && i < G_N_ELEMENTS(tests); i++)
-        ok = CU_add_test(s, tests[i].name, tests[i].fn) != NULL;
-    if (!ok) {
-        CU_cleanup_registry();
-        emu_stop(&g_emu);
-        return 1;
-    }
-    /* aclInit between the suites. */
-    int rc;
-    {
-        CU_basic_set_mode(CU_BRM_VERBOSE);
-        CU_basic_run_suite(pre);
-        unsigned failures = CU_get_number_of_failures();
-        bool ready = aclInit(NULL) == ACL_SUCCESS && aclrtSetDevice(0) == ACL_SUCCESS &&
-                     aclrtCreateStream(&g_stream) == ACL_SUCCESS;
-        if (!ready) {
-            fprintf(stderr, "test_hostmem: cannot initialise device 0\n");
-            CU_cleanup_registry();
-            emu_stop(&g_emu);
-            return 1;
-        }
-        CU_basic_run_suite(s);
-        failures += CU_get_number_of_failures();
-        aclrtDestroyStream(g_stream);
-        aclrtResetDevice(0);
-        aclFinalize();
-        CU_cleanup_registry();
-        rc = failures ? 1 : 0;
-    }
-    emu_stop(&g_emu);
-    return rc;
+    static const TestProgram prog = {
+        .name = "test_hostmem", .emus = { EMU(&g_emu, "a2") },
+        .suites = { SUITE("before aclInit", NULL, NULL, before),
+                    SUITE("host memory", NULL, NULL, tests) },
+        .pre_init = 1, .devices = DEV(0), .reset = DEV(0), .stream = &g_stream,
+    };
+    return test_main(&prog);
 }

@@ -25,7 +25,6 @@
 
 #include "acl/acl.h"
 #include "acl_check.h"
-#include "cu_run.h"
 #include "harness.h"
 
 #define KiB (1ull << 10)
@@ -1092,41 +1091,10 @@ static void test_allocator_registry(void)
 
 /* ---- main ---- */
 
-typedef struct TestDef {
-    const char *name;
-    CU_TestFunc fn;
-} TestDef;
-
-#define T(f) { #f, f }
-
-static int suite_init(void)
-{
-    if (aclInit(NULL) != ACL_SUCCESS || aclrtSetDevice(0) != ACL_SUCCESS)
-        return 1;
-    drain_errors();
-    return 0;
-}
-
-static int suite_clean(void)
-{
-    aclrtResetDevice(0);
-    return aclFinalize() == ACL_SUCCESS ? 0 : 1;
-}
-
 int main(void)
 {
-    setvbuf(stdout, NULL, _IOLBF, 0);
-    /* The a3 emulator first: emu_start points NPU_EMU_SOCKET at the last one. */
-    if (!emu_start(&g_emu3, "a3", NULL) || !emu_start(&g_emu, "a2", NULL)) {
-        fprintf(stderr, "test_mempool: cannot start npu-emu\n");
-        emu_stop(&g_emu);
-        emu_stop(&g_emu3);
-        return 1;
-    }
-    if (CU_initialize_registry() != CUE_SUCCESS)
-        return 1;
-    static const TestDef before[] = { T(test_preinit), T(test_a3_unsupported) };
-    static const TestDef pools[] = {
+    static const TestCase before[] = { T(test_preinit), T(test_a3_unsupported) };
+    static const TestCase pools[] = {
         T(test_create_bad), T(test_attrs), T(test_data), T(test_same_stream_reuse),
         T(test_cross_stream_waits), T(test_cross_stream_no_reuse),
         T(test_cross_stream_opportunistic), T(test_reuse_after_stream_destroyed),
@@ -1134,19 +1102,13 @@ int main(void)
         T(test_max_size), T(test_async_bad_args), T(test_no_context),
         T(test_destroy_outstanding), T(test_device_reset), T(test_threads_share_pool),
     };
-    static const TestDef allocators[] = { T(test_allocator_desc), T(test_allocator_registry) };
-    CU_pSuite s0 = CU_add_suite("children", NULL, NULL);
-    CU_pSuite s1 = CU_add_suite("memory pools", suite_init, NULL);
-    CU_pSuite s2 = CU_add_suite("allocators", NULL, suite_clean);
-    bool ok = s0 && s1 && s2;
-    for (size_t i = 0; ok && i < G_N_ELEMENTS(before); i++)
-        ok = CU_add_test(s0, before[i].name, before[i].fn) != NULL;
-    for (size_t i = 0; ok && i < G_N_ELEMENTS(pools); i++)
-        ok = CU_add_test(s1, pools[i].name, pools[i].fn) != NULL;
-    for (size_t i = 0; ok && i < G_N_ELEMENTS(allocators); i++)
-        ok = CU_add_test(s2, allocators[i].name, allocators[i].fn) != NULL;
-    int rc = ok ? cu_run_all() : 1;
-    emu_stop(&g_emu);
-    emu_stop(&g_emu3);
-    return rc;
+    static const TestCase allocators[] = { T(test_allocator_desc), T(test_allocator_registry) };
+    static const TestProgram prog = {
+        .name = "test_mempool", .emus = { EMU(&g_emu3, "a3"), EMU(&g_emu, "a2") },
+        .suites = { SUITE("children", NULL, NULL, before),
+                    SUITE("memory pools", NULL, NULL, pools),
+                    SUITE("allocators", NULL, NULL, allocators) },
+        .pre_init = 1, .devices = DEV(0), .reset = DEV(0),
+    };
+    return test_main(&prog);
 }

@@ -42,7 +42,6 @@
 #include <unistd.h>
 
 #include "acl/acl.h"
-#include "cu_run.h"
 #include "harness.h"
 #include "npuemu/futex.h"
 #include "npuemu/proto.h"
@@ -2265,18 +2264,7 @@ int main(int argc, char **argv)
 {
     if (argc == 4 && strcmp(argv[1], "--child-churn") == 0)
         return churn_main(atoi(argv[2]), atoi(argv[3]));
-    signal(SIGPIPE, SIG_IGN);
-    /* Unbuffered, so CUnit's lines and the diagnostics on stderr interleave in order. */
-    setvbuf(stdout, NULL, _IONBF, 0);
-    if (CU_initialize_registry() != CUE_SUCCESS)
-        return 1;
-    CU_pSuite s = CU_add_suite("multiprocess", suite_init, suite_clean);
-    if (!s)
-        return 1;
-    static const struct {
-        const char *name;
-        CU_TestFunc fn;
-    } tests[] = {
+    static const TestCase tests[] = {
         { "every device of a2, alone and two clients at once", test_every_device_timed },
         { "copy round trips with checksums, every direction", test_copy_roundtrips_timed },
         { "streams run concurrently and in order", test_streams_timed },
@@ -2292,10 +2280,12 @@ int main(int argc, char **argv)
         { "aclFinalize then aclInit again", test_reinit_timed },
         { "vmm: expandable segments, sleep/wake, a fault in one stream", test_vmm_flows_timed },
     };
-    /* MP_ONLY=word runs only the tests whose name contains it (for debugging). */
-    const char *only = getenv("MP_ONLY");
-    for (size_t i = 0; i < G_N_ELEMENTS(tests); i++)
-        if ((!only || strstr(tests[i].name, only)) && !CU_add_test(s, tests[i].name, tests[i].fn))
-            return 1;
-    return cu_run_all();
+    /* The suite starts and stops the shared emulator itself.  MP_ONLY=word runs
+     * only the tests whose name contains it (for debugging). */
+    static const TestProgram prog = {
+        .name = "test_multiprocess",
+        .suites = { SUITE("multiprocess", suite_init, suite_clean, tests) },
+        .only_env = "MP_ONLY",
+    };
+    return test_main(&prog);
 }

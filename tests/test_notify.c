@@ -37,7 +37,6 @@
 
 #include "acl/acl.h"
 #include "acl_check.h"
-#include "cu_run.h"
 #include "harness.h"
 
 #define KiB (1ull << 10)
@@ -1031,46 +1030,9 @@ TEST3(test_a3_inter_server)
 
 /* ---- main ---- */
 
-static int suite_init(void)
-{
-    if (aclInit(NULL) != ACL_SUCCESS || aclrtSetDevice(0) != ACL_SUCCESS)
-        return 1;
-    drain_errors();
-    return 0;
-}
-
-static int suite_clean(void)
-{
-    aclrtResetDevice(1);
-    aclrtResetDevice(0);
-    return aclFinalize() == ACL_SUCCESS ? 0 : 1;
-}
-
-typedef struct TestDef {
-    const char *name;
-    CU_TestFunc fn;
-} TestDef;
-
-#define T(f) { #f, f }
-
 int main(void)
 {
-    setvbuf(stdout, NULL, _IOLBF, 0);
-    signal(SIGPIPE, SIG_IGN);
-    static const char *const servers[] = { "--servers", "2", NULL };
-    g_emu3_ok = emu_start(&g_emu3, "a3", servers);
-    /* a2 last: emu_start points NPU_EMU_SOCKET at it, for this process. */
-    if (!emu_start(&g_emu, "a2", NULL)) {
-        fprintf(stderr, "test_notify: cannot start npu-emu\n");
-        emu_stop(&g_emu);
-        emu_stop(&g_emu3);
-        return 1;
-    }
-    if (!g_emu3_ok)
-        fprintf(stderr, "test_notify: cannot start the a3 npu-emu (--servers 2)\n");
-    if (CU_initialize_registry() != CUE_SUCCESS)
-        return 1;
-    static const TestDef tests[] = {
+    static const TestCase tests[] = {
         T(test_bad_arguments), T(test_ids_distinct), T(test_wait_then_record),
         T(test_record_then_wait), T(test_wait_resets), T(test_batch_reset),
         T(test_wait_blocks_only_its_stream), T(test_other_device_stream),
@@ -1078,14 +1040,13 @@ int main(void)
         T(test_two_processes_same_device), T(test_two_processes_two_devices),
         T(test_whitelists), T(test_importer_dies_while_waited_on), T(test_a3_inter_server),
     };
-    const char *only = getenv("NOTIFY_ONLY");
-    CU_pSuite s = CU_add_suite("notifies", suite_init, suite_clean);
-    bool ok = s != NULL;
-    for (size_t i = 0; ok && i < G_N_ELEMENTS(tests); i++)
-        if (!only || strstr(tests[i].name, only))
-            ok = CU_add_test(s, tests[i].name, tests[i].fn) != NULL;
-    int rc = ok ? cu_run_all() : 1;
-    emu_stop(&g_emu);
-    emu_stop(&g_emu3);
-    return rc;
+    /* Without the a3 emulator only its tests fail. */
+    static const char *const servers[] = { "--servers", "2", NULL };
+    static const TestProgram prog = {
+        .name = "test_notify",
+        .emus = { { &g_emu3, "a3", servers, &g_emu3_ok }, EMU(&g_emu, "a2") },
+        .suites = { SUITE("notifies", NULL, NULL, tests) },
+        .devices = DEV(0), .reset = DEV(1) | DEV(0), .only_env = "NOTIFY_ONLY",
+    };
+    return test_main(&prog);
 }

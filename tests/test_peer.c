@@ -569,57 +569,22 @@ TEST(test_preinit)
 
 /* ---- main ---- */
 
-typedef struct TestDef {
-    const char *name;
-    CU_TestFunc fn;
-} TestDef;
-
-#define T(f) { #f, f }
-
 int main(void)
 {
-    setvbuf(stdout, NULL, _IOLBF, 0);
-    if (!emu_start(&g_emu, "a2", NULL)) {
-        fprintf(stderr, "test_peer: cannot start npu-emu\n");
-        emu_stop(&g_emu);
-        return 1;
-    }
-    if (CU_initialize_registry() != CUE_SUCCESS)
-        return 1;
-    static const TestDef tests[] = {
-        T(test_preinit), T(test_can_access_peer), T(test_enable_disable_bad_args),
+    static const TestCase before[] = { T(test_preinit) };
+    static const TestCase tests[] = {
+        T(test_can_access_peer), T(test_enable_disable_bad_args),
         T(test_status_follows), T(test_async_one_directional),
         T(test_sync_copy_needs_peer_access), T(test_reset_drops_peer_access),
         T(test_reference_sample), T(test_topology_a2), T(test_topology_a3), T(test_bare_tgid),
     };
-    /* The preinit child must fork before this process calls aclInit. */
-    CU_pSuite pre = CU_add_suite("before aclInit", NULL, NULL);
-    CU_pSuite s = CU_add_suite("peer access", NULL, NULL);
-    bool ok = pre && s && CU_add_test(pre, tests[0].name, tests[0].fn);
-    for (size_t i = 1; ok && i < G_N_ELEMENTS(tests); i++)
-        ok = CU_add_test(s, tests[i].name, tests[i].fn) != NULL;
-    if (!ok) {
-        CU_cleanup_registry();
-        emu_stop(&g_emu);
-        return 1;
-    }
-    CU_basic_set_mode(CU_BRM_VERBOSE);
-    CU_basic_run_suite(pre);
-    unsigned failures = CU_get_number_of_failures();
-    bool ready = aclInit(NULL) == ACL_SUCCESS;
-    for (int32_t d = NDEV - 1; ready && d >= 0; d--)
-        ready = aclrtSetDevice(d) == ACL_SUCCESS &&
-                aclrtGetCurrentContext(&g_ctx[d]) == ACL_SUCCESS;
-    if (!ready) {
-        fprintf(stderr, "test_peer: cannot initialise device 0\n");
-        CU_cleanup_registry();
-        emu_stop(&g_emu);
-        return 1;
-    }
-    CU_basic_run_suite(s);
-    failures += CU_get_number_of_failures();
-    aclFinalize();
-    CU_cleanup_registry();
-    emu_stop(&g_emu);
-    return failures ? 1 : 0;
+    /* The preinit child must fork before this process calls aclInit.  Then
+     * every device is set, device 0 last: it is current. */
+    static const TestProgram prog = {
+        .name = "test_peer", .emus = { EMU(&g_emu, "a2") },
+        .suites = { SUITE("before aclInit", NULL, NULL, before),
+                    SUITE("peer access", NULL, NULL, tests) },
+        .pre_init = 1, .devices = DEV(NDEV) - 1, .ctx = g_ctx,
+    };
+    return test_main(&prog);
 }

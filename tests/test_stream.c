@@ -689,15 +689,6 @@ TEST(test_stream_limit)
     g_free(all);
 }
 
-/* ---- main ---- */
-
-typedef struct TestDef {
-    const char *name;
-    CU_TestFunc fn;
-} TestDef;
-
-#define T(f) { #f, f }
-
 /* An abort or stop is asked for, not a failure: in a stop-on-failure context
  * it stops neither the stream nor its siblings. */
 TEST(test_abort_in_stop_mode)
@@ -856,17 +847,11 @@ TEST(test_thread_last_task_id)
     EXPECT_OK(aclrtFree(d));
 }
 
+/* ---- main ---- */
+
 int main(void)
 {
-    setvbuf(stdout, NULL, _IOLBF, 0);
-    if (!emu_start(&g_emu, "a2", NULL)) {
-        fprintf(stderr, "test_stream: cannot start npu-emu\n");
-        emu_stop(&g_emu);
-        return 1;
-    }
-    if (CU_initialize_registry() != CUE_SUCCESS)
-        return 1;
-    static const TestDef tests[] = {
+    static const TestCase tests[] = {
         T(test_query), T(test_id_flags_priority), T(test_attributes_and_overflow),
         T(test_stop_on_failure), T(test_failure_mode_default_stream), T(test_abort),
         T(test_abort_in_stop_mode),
@@ -874,24 +859,10 @@ int main(void)
         T(test_state_callbacks), T(test_stream_limit), T(test_thread_last_task_id),
         T(test_reduce_async),
     };
-    CU_pSuite s = CU_add_suite("streams", NULL, NULL);
-    bool ok = s != NULL;
-    for (size_t i = 0; ok && i < G_N_ELEMENTS(tests); i++)
-        ok = CU_add_test(s, tests[i].name, tests[i].fn) != NULL;
-    bool ready = ok && aclInit(NULL) == ACL_SUCCESS && aclrtSetDevice(0) == ACL_SUCCESS &&
-                 aclrtGetCurrentContext(&g_ctx) == ACL_SUCCESS;
-    if (!ready) {
-        fprintf(stderr, "test_stream: cannot initialise device 0\n");
-        CU_cleanup_registry();
-        emu_stop(&g_emu);
-        return 1;
-    }
-    CU_basic_set_mode(CU_BRM_VERBOSE);
-    CU_basic_run_suite(s);
-    unsigned failures = CU_get_number_of_failures();
-    aclrtResetDevice(0);
-    aclFinalize();
-    CU_cleanup_registry();
-    emu_stop(&g_emu);
-    return failures ? 1 : 0;
+    static const TestProgram prog = {
+        .name = "test_stream", .emus = { EMU(&g_emu, "a2") },
+        .suites = { SUITE("streams", NULL, NULL, tests) },
+        .devices = DEV(0), .reset = DEV(0), .ctx = &g_ctx,
+    };
+    return test_main(&prog);
 }

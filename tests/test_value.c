@@ -47,7 +47,6 @@
 
 #include "acl/acl.h"
 #include "acl_check.h"
-#include "cu_run.h"
 #include "harness.h"
 
 #define KiB (1ull << 10)
@@ -1327,41 +1326,9 @@ TEST(test_waiter_dies)
 
 /* ---- main ---- */
 
-static int suite_init(void)
-{
-    if (aclInit(NULL) != ACL_SUCCESS || aclrtSetDevice(0) != ACL_SUCCESS ||
-        aclrtGetCurrentContext(&g_ctx) != ACL_SUCCESS)
-        return 1;
-    drain_errors();
-    return 0;
-}
-
-static int suite_clean(void)
-{
-    aclrtResetDevice(1);
-    aclrtResetDevice(0);
-    return aclFinalize() == ACL_SUCCESS ? 0 : 1;
-}
-
-typedef struct TestDef {
-    const char *name;
-    CU_TestFunc fn;
-} TestDef;
-
-#define T(f) { #f, f }
-
 int main(void)
 {
-    setvbuf(stdout, NULL, _IOLBF, 0);
-    signal(SIGPIPE, SIG_IGN);
-    if (!emu_start(&g_emu, "a2", NULL)) {
-        fprintf(stderr, "test_value: cannot start npu-emu\n");
-        emu_stop(&g_emu);
-        return 1;
-    }
-    if (CU_initialize_registry() != CUE_SUCCESS)
-        return 1;
-    static const TestDef tests[] = {
+    static const TestCase tests[] = {
         T(test_bad_arguments), T(test_before_init), T(test_geq), T(test_eq), T(test_and),
         T(test_nor), T(test_several_waiters), T(test_ordering_by_data),
         T(test_released_by_host_and_other_tasks), T(test_across_threads), T(test_other_device_memory), T(test_vmm),
@@ -1370,13 +1337,10 @@ int main(void)
         T(test_abort_while_waiting), T(test_two_processes_same_device),
         T(test_two_processes_two_devices), T(test_waiter_dies),
     };
-    const char *only = getenv("VALUE_ONLY");
-    CU_pSuite s = CU_add_suite("stream memory operations", suite_init, suite_clean);
-    bool ok = s != NULL;
-    for (size_t i = 0; ok && i < G_N_ELEMENTS(tests); i++)
-        if (!only || strstr(tests[i].name, only))
-            ok = CU_add_test(s, tests[i].name, tests[i].fn) != NULL;
-    int rc = ok ? cu_run_all() : 1;
-    emu_stop(&g_emu);
-    return rc;
+    static const TestProgram prog = {
+        .name = "test_value", .emus = { EMU(&g_emu, "a2") },
+        .suites = { SUITE("stream memory operations", NULL, NULL, tests) },
+        .devices = DEV(0), .reset = DEV(1) | DEV(0), .ctx = &g_ctx, .only_env = "VALUE_ONLY",
+    };
+    return test_main(&prog);
 }

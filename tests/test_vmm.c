@@ -30,7 +30,6 @@
 
 #include "acl/acl.h"
 #include "acl_check.h"
-#include "cu_run.h"
 #include "harness.h"
 
 #define KiB (1ull << 10)
@@ -1634,42 +1633,10 @@ TEST(test_child_dies_with_mappings)
 
 /* ---- main ---- */
 
-static int suite_init(void)
-{
-    return aclInit(NULL) == ACL_SUCCESS && aclrtSetDevice(0) == ACL_SUCCESS &&
-                   aclrtCreateStream(&g_stream) == ACL_SUCCESS
-               ? 0
-               : 1;
-}
-
-static int suite_clean(void)
-{
-    aclrtDestroyStream(g_stream);
-    aclrtResetDevice(0);
-    return aclFinalize() == ACL_SUCCESS ? 0 : 1;
-}
-
-typedef struct TestDef {
-    const char *name;
-    CU_TestFunc fn;
-} TestDef;
-
-#define T(f) { #f, f }
-
 int main(void)
 {
-    setvbuf(stdout, NULL, _IOLBF, 0);
-    /* The a3 emulator first: emu_start points NPU_EMU_SOCKET at the last one. */
-    if (!emu_start(&g_emu3, "a3", NULL) || !emu_start(&g_emu, "a2", NULL)) {
-        fprintf(stderr, "test_vmm: cannot start npu-emu\n");
-        emu_stop(&g_emu);
-        emu_stop(&g_emu3);
-        return 1;
-    }
-    if (CU_initialize_registry() != CUE_SUCCESS)
-        return 1;
-    static const TestDef before[] = { T(test_reserve_nouc_a3) };
-    static const TestDef tests[] = {
+    static const TestCase before[] = { T(test_reserve_nouc_a3) };
+    static const TestCase tests[] = {
         T(test_sample_flow), T(test_granularity), T(test_malloc_physical_bad),
         T(test_malloc_physical_accounting), T(test_malloc_physical_fill_device),
         T(test_host_physical),
@@ -1681,15 +1648,11 @@ int main(void)
         T(test_retain), T(test_set_get_access_rules), T(test_properties),
         T(test_address_range), T(test_pointer_attributes), T(test_child_dies_with_mappings),
     };
-    CU_pSuite s0 = CU_add_suite("children (a3)", NULL, NULL);
-    CU_pSuite s1 = CU_add_suite("virtual memory", suite_init, suite_clean);
-    bool ok = s0 && s1;
-    for (size_t i = 0; ok && i < G_N_ELEMENTS(before); i++)
-        ok = CU_add_test(s0, before[i].name, before[i].fn) != NULL;
-    for (size_t i = 0; ok && i < G_N_ELEMENTS(tests); i++)
-        ok = CU_add_test(s1, tests[i].name, tests[i].fn) != NULL;
-    int rc = ok ? cu_run_all() : 1;
-    emu_stop(&g_emu);
-    emu_stop(&g_emu3);
-    return rc;
+    static const TestProgram prog = {
+        .name = "test_vmm", .emus = { EMU(&g_emu3, "a3"), EMU(&g_emu, "a2") },
+        .suites = { SUITE("children (a3)", NULL, NULL, before),
+                    SUITE("virtual memory", NULL, NULL, tests) },
+        .pre_init = 1, .devices = DEV(0), .reset = DEV(0), .stream = &g_stream,
+    };
+    return test_main(&prog);
 }
