@@ -117,6 +117,30 @@ static int64_t combine_i(uint64_t kind, int64_t a, int64_t b)
     return a < b ? a : b;
 }
 
+/* One signed integer of es bytes (the host is little-endian, as the device). */
+static void combine_int(uint64_t kind, uint8_t *d, const uint8_t *s, size_t es)
+{
+    int64_t a, b;
+    if (es == 1) {
+        a = (int8_t)*d;
+        b = (int8_t)*s;
+    } else if (es == 2) {
+        int16_t x, y;
+        memcpy(&x, d, 2);
+        memcpy(&y, s, 2);
+        a = x;
+        b = y;
+    } else {
+        int32_t x, y;
+        memcpy(&x, d, 4);
+        memcpy(&y, s, 4);
+        a = x;
+        b = y;
+    }
+    uint64_t r = (uint64_t)combine_i(kind, a, b);     /* wraps to es bytes below */
+    memcpy(d, &r, es);
+}
+
 void reduce_apply(uint64_t kind, uint32_t dtype, uint8_t *dst, const uint8_t *src, size_t n)
 {
     size_t es = reduce_elem_size(dtype);
@@ -128,27 +152,11 @@ void reduce_apply(uint64_t kind, uint32_t dtype, uint8_t *dst, const uint8_t *sr
         uint8_t *d = dst + i * es;
         const uint8_t *s = src + i * es;
         switch (dtype) {
-        case ACL_INT8: {
-            int8_t a = (int8_t)*d, b = (int8_t)*s;
-            *d = (uint8_t)combine_i(kind, a, b);
+        case ACL_INT8:
+        case ACL_INT16:
+        case ACL_INT32:
+            combine_int(kind, d, s, es);
             break;
-        }
-        case ACL_INT16: {
-            int16_t a, b;
-            memcpy(&a, d, 2);
-            memcpy(&b, s, 2);
-            uint16_t r = (uint16_t)combine_i(kind, a, b);
-            memcpy(d, &r, 2);
-            break;
-        }
-        case ACL_INT32: {
-            int32_t a, b;
-            memcpy(&a, d, 4);
-            memcpy(&b, s, 4);
-            uint32_t r = (uint32_t)combine_i(kind, a, b);
-            memcpy(d, &r, 4);
-            break;
-        }
         case ACL_FLOAT: {
             float a, b;
             memcpy(&a, d, 4);
