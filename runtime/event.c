@@ -214,6 +214,8 @@ static aclError queue(const char *api, aclrtEvent event, const RtEvent *e, aclrt
     }
     if (err != ACL_SUCCESS)
         return rt_fail(err, api, "cannot queue the task");
+    bool follow = false;
+    RtStreamMark rec = { 0 };
     pthread_mutex_lock(&event_lock);
     if (live && g_hash_table_contains(live, event)) {
         RtEvent *le = event;
@@ -222,11 +224,16 @@ static aclError queue(const char *api, aclrtEvent event, const RtEvent *e, aclrt
             le->record = m;
         } else if (type == EMU_TASK_EVENT_WAIT) {
             note_wait(le, m);
+            follow = le->recorded;
+            rec = le->record;
         } else {
             le->recorded = false;
         }
     }
     pthread_mutex_unlock(&event_lock);
+    /* Stream-ordered pools follow the dependency the wait makes. */
+    if (follow && rec.id != s->id)
+        rt_mempool_event_waited(s, rec.id, rec.seq);
     return ACL_SUCCESS;
 }
 

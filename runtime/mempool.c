@@ -11,7 +11,8 @@
  *  - A block is FREE (any stream may take it), USED (an allocation) or PENDING:
  *    given back by aclrtMemPoolFreeAsync on stream S after S's task `seq`.  S
  *    itself may take a pending block at once (its later tasks run after the
- *    free).  Another stream may take it only once S has run up to `seq`, and
+ *    free), and so may a stream that waited for an event recorded on S after
+ *    the free (REUSE_FOLLOW_EVENT_DEPENDENCIES, the block's `follower`).  Another stream may take it only once S has run up to `seq`, and
  *    only when the pool learns so: when S is synchronised (rt_mempool_synced),
  *    by looking at S's progress (REUSE_ALLOW_OPPORTUNISTIC), or by waiting for
  *    S (REUSE_ALLOW_INTERNAL_DEPENDENCIES, only after growing the pool failed:
@@ -55,6 +56,8 @@ typedef struct PoolBlock {
     RtStream *stream;
     uint32_t sid;
     uint32_t seq;
+    RtStream *follower;     /* PENDING: a stream that waited for an event recorded
+                             * on `stream` at or after `seq`, free for it too */
 } PoolBlock;
 
 struct PoolChunk {
@@ -158,7 +161,7 @@ static void chunk_coalesce(PoolChunk *c)
         PoolBlock *n = b->next;
         bool merge = (b->state == BLOCK_FREE && n->state == BLOCK_FREE) ||
                      (b->state == BLOCK_PENDING && n->state == BLOCK_PENDING &&
-                      b->stream == n->stream);
+                      b->stream == n->stream && b->follower == n->follower);
         if (!merge) {
             b = n;
             continue;
@@ -184,6 +187,7 @@ static void pool_promote(RtMemPool *p, RtStream *s)
             if (b->state == BLOCK_PENDING && (!s || b->stream == s) && seq_done(b->sid, b->seq)) {
                 b->state = BLOCK_FREE;
                 b->stream = NULL;
+                b->follower = NULL;
                 any = true;
             }
         if (any)
@@ -280,9 +284,10 @@ static PoolBlock *best_fit(RtMemPool *p, RtStream *s, uint64_t need, bool others
     for (guint i = 0; i < p->chunks->len; i++) {
         PoolChunk *c = g_ptr_array_index(p->chunks, i);
         for (PoolBlock *b = c->first; b; b = b->next) {
-            bool ok = others ? b->state == BLOCK_PENDING && b->stream != s
+            bool ok = others ? b->state == BLOCK_PENDING && b->stream != s && b->follower != s
                              : b->state == BLOCK_FREE ||
-                                   (b->state == BLOCK_PENDING && b->stream == s);
+                                   (b->state == BLOCK_PENDING &&
+                                    (b->stream == s || b->follower == s));
             if (ok && b->size >= need && (!best || b->size < best->size))
                 best = b;
         }
@@ -306,6 +311,7 @@ static void *carve(RtMemPool *p, PoolBlock *b, uint64_t need)
     }
     b->state = BLOCK_USED;
     b->stream = NULL;
+    b->follower = NULL;
     g_hash_table_insert(allocs, EMU_KEY(b->va), b);
     note_used(p, (int64_t)need);
     return (void *)(uintptr_t)b->va;
@@ -366,6 +372,29 @@ void rt_mempool_synced(RtStream *s, int32_t device)
         pool_check_device(p);
         pool_promote(p, s);
         pool_trim(p, p->release_threshold);
+    }
+    pthread_mutex_unlock(&pool_lock);
+}
+
+void rt_mempool_event_waited(RtStream *waiter, uint32_t rec_sid, uint32_t rec_seq)
+{
+    if (__atomic_load_n(&pool_count, __ATOMIC_RELAXED) == 0)
+        return;
+    pthread_mutex_lock(&pool_lock);
+    GHashTableIter it;
+    gpointer key;
+    g_hash_table_iter_init(&it, pools);
+    while (g_hash_table_iter_next(&it, &key, NULL)) {
+        RtMemPool *p = key;
+        if (p->device != waiter->device || !p->reuse_events)
+            continue;
+        for (guint i = 0; i < p->chunks->len; i++) {
+            PoolChunk *c = g_ptr_array_index(p->chunks, i);
+            for (PoolBlock *b = c->first; b; b = b->next)
+                if (b->state == BLOCK_PENDING && b->sid == rec_sid && b->stream != waiter &&
+                    emu_seq_reached(rec_seq, b->seq))
+                    b->follower = waiter;
+        }
     }
     pthread_mutex_unlock(&pool_lock);
 }
@@ -667,6 +696,7 @@ RT_EXPORT aclError aclrtMemPoolFreeAsync(void *ptr, aclrtStream stream)
     b->stream = s;
     b->sid = s->id;
     b->seq = rt_stream_mark(s);
+    b->follower = NULL;
     note_used(p, -(int64_t)b->size);
     chunk_coalesce(b->chunk);
     if (p->destroyed)

@@ -316,6 +316,10 @@ aclError rt_peer_check_copy(const char *api, const void *dst, const RtMemRef *d,
  * reusable by any stream, and the device's memory pools give idle memory back
  * down to their release threshold.  One atomic load when no pool exists. */
 void rt_mempool_synced(RtStream *s, int32_t device);
+/* Stream `waiter` waits for an event this process recorded on stream `rec_sid`
+ * as its task `rec_seq`: blocks freed there up to that task become the
+ * waiter's to reuse at once (REUSE_FOLLOW_EVENT_DEPENDENCIES). */
+void rt_mempool_event_waited(RtStream *waiter, uint32_t rec_sid, uint32_t rec_seq);
 
 /* ---- memory.c: the pinned host buffer table, for hostreg.c and managed.c ---- */
 /* Records [addr, addr + size) as pinned memory: rt_mem_lookup says RT_MEM_PINNED. */

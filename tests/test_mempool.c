@@ -588,6 +588,67 @@ static void test_cross_stream_opportunistic(void)
     cross_end(&c, y);
 }
 
+/* Event dependencies only (no opportunistic or internal reuse): B may take
+ * what A freed once B waits for an event A recorded after the free.  A is held
+ * at a gate meanwhile, so B's use must land after A's last read. */
+static void event_dependency_round(bool follow)
+{
+    aclrtMemPool p = make_pool(0, 2 * MiB);
+    set32(p, ACL_RT_MEM_POOL_REUSE_ALLOW_OPPORTUNISTIC, 0);
+    set32(p, ACL_RT_MEM_POOL_REUSE_ALLOW_INTERNAL_DEPENDENCIES, 0);
+    set32(p, ACL_RT_MEM_POOL_REUSE_FOLLOW_EVENT_DEPENDENCIES, follow);
+    set64(p, ACL_RT_MEM_POOL_ATTR_RELEASE_THRESHOLD, UINT64_MAX);
+    aclrtStream a = NULL, b = NULL;
+    aclrtNotify gate = NULL;
+    aclrtEvent e = NULL;
+    EXPECT_OK(aclrtCreateStream(&a));
+    EXPECT_OK(aclrtCreateStream(&b));
+    EXPECT_OK(aclrtCreateNotify(&gate, 0));
+    EXPECT_OK(aclrtCreateEvent(&e));
+    uint8_t *out = pinned(XSIZE), *out2 = pinned(XSIZE);
+    memset(out, 0, XSIZE);
+    memset(out2, 0, XSIZE);
+    void *x = NULL, *y = NULL;
+    EXPECT_OK(aclrtMemPoolMallocAsync(&x, XSIZE, p, a));
+    EXPECT_OK(aclrtWaitAndResetNotify(gate, a, 0));
+    EXPECT_OK(aclrtMemsetAsync(x, XSIZE, 0x11, XSIZE, a));
+    EXPECT_OK(aclrtMemcpyAsync(out, XSIZE, x, XSIZE, ACL_MEMCPY_DEVICE_TO_HOST, a));
+    EXPECT_OK(aclrtMemPoolFreeAsync(x, a));
+    /* No dependency yet, and the pool cannot grow. */
+    EXPECT_ERR(aclrtMemPoolMallocAsync(&y, XSIZE, p, b), ACL_ERROR_RT_MEMORY_ALLOCATION);
+    EXPECT_OK(aclrtRecordEvent(e, a));
+    EXPECT_OK(aclrtStreamWaitEvent(b, e));
+    if (follow) {
+        EXPECT_OK(aclrtMemPoolMallocAsync(&y, XSIZE, p, b));
+        CHECKF(y == x, "B waited for A's event after the free: X=%p, got %p", x, y);
+        EXPECT_OK(aclrtMemsetAsync(y, XSIZE, 0x22, XSIZE, b));
+        EXPECT_OK(aclrtMemcpyAsync(out2, XSIZE, y, XSIZE, ACL_MEMCPY_DEVICE_TO_HOST, b));
+        EXPECT_OK(aclrtMemPoolFreeAsync(y, b));
+    } else {
+        EXPECT_ERR(aclrtMemPoolMallocAsync(&y, XSIZE, p, b), ACL_ERROR_RT_MEMORY_ALLOCATION);
+    }
+    CHECK(all_bytes(out, XSIZE, 0));
+    EXPECT_OK(aclrtRecordNotify(gate, NULL));
+    EXPECT_OK(aclrtSynchronizeStream(a));
+    EXPECT_OK(aclrtSynchronizeStream(b));
+    CHECKF(all_bytes(out, XSIZE, 0x11), "A's read of X saw 0x%02x", out[0]);
+    if (follow)
+        CHECKF(all_bytes(out2, XSIZE, 0x22), "B's use of X: 0x%02x", out2[0]);
+    EXPECT_OK(aclrtFreeHost(out));
+    EXPECT_OK(aclrtFreeHost(out2));
+    EXPECT_OK(aclrtDestroyEvent(e));
+    EXPECT_OK(aclrtDestroyNotify(gate));
+    EXPECT_OK(aclrtMemPoolDestroy(p));
+    EXPECT_OK(aclrtDestroyStream(a));
+    EXPECT_OK(aclrtDestroyStream(b));
+}
+
+static void test_cross_stream_event_dependency(void)
+{
+    event_dependency_round(true);
+    event_dependency_round(false);
+}
+
 /* The freeing stream is gone (its frees ran): its blocks are reused with no
  * wait task, even when its slot is empty or now another stream's. */
 static void test_reuse_after_stream_destroyed(void)
@@ -1097,7 +1158,8 @@ int main(void)
     static const TestCase pools[] = {
         T(test_create_bad), T(test_attrs), T(test_data), T(test_same_stream_reuse),
         T(test_cross_stream_waits), T(test_cross_stream_no_reuse),
-        T(test_cross_stream_opportunistic), T(test_reuse_after_stream_destroyed),
+        T(test_cross_stream_opportunistic), T(test_cross_stream_event_dependency),
+        T(test_reuse_after_stream_destroyed),
         T(test_trim), T(test_release_threshold),
         T(test_max_size), T(test_async_bad_args), T(test_no_context),
         T(test_destroy_outstanding), T(test_device_reset), T(test_threads_share_pool),
