@@ -614,7 +614,7 @@ static aclError pool_take(const char *api, RtMemPool **pp, aclrtMemPool handle, 
         }
         EmuTask t = { .type = EMU_TASK_STREAM_WAIT, .value = sid, .size = seq };
         pthread_mutex_unlock(&pool_lock);   /* a full queue makes the submit wait */
-        aclError err = rt_stream_submit_seq(s, &t, &wait_seq), gone;
+        aclError err = rt_stream_submit_internal(s, &t, &wait_seq), gone;
         pthread_mutex_lock(&pool_lock);
         if (!(p = *pp = pool_get(api, handle, &gone)))
             return gone;

@@ -94,7 +94,7 @@ aclError rt_stream_submit(RtStream *s, const EmuTask *t)
  * stream, not a default one (aclrtGetThreadLastTaskId); 0 before the first. */
 static __thread uint32_t t_last_task;
 
-aclError rt_stream_submit_seq(RtStream *s, const EmuTask *t, uint32_t *seq)
+static aclError submit(RtStream *s, const EmuTask *t, uint32_t *seq, bool user)
 {
     if (s->flags & RT_STREAM_NO_HOST_TASKS)
         return rt_fail(ACL_ERROR_RT_FEATURE_NOT_SUPPORT, "stream task",
@@ -120,9 +120,19 @@ aclError rt_stream_submit_seq(RtStream *s, const EmuTask *t, uint32_t *seq)
                                         __ATOMIC_RELAXED))
         ;
     *seq = r.seq;
-    if (!s->is_default)
+    if (user && !s->is_default)
         t_last_task = r.seq;
     return ACL_SUCCESS;
+}
+
+aclError rt_stream_submit_seq(RtStream *s, const EmuTask *t, uint32_t *seq)
+{
+    return submit(s, t, seq, true);
+}
+
+aclError rt_stream_submit_internal(RtStream *s, const EmuTask *t, uint32_t *seq)
+{
+    return submit(s, t, seq, false);
 }
 
 RT_EXPORT aclError aclrtGetThreadLastTaskId(uint32_t *taskId)

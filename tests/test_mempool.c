@@ -542,8 +542,13 @@ static void test_cross_stream_waits(void)
     EXPECT_OK(aclrtCreateNotify(&gate, 0));
     cross_begin(&c, 1, 1, gate);
     void *y = NULL;
+    uint32_t last = 0, after = 0;
+    EXPECT_OK(aclrtGetThreadLastTaskId(&last));
     EXPECT_OK(aclrtMemPoolMallocAsync(&y, XSIZE, c.pool, c.b));
     CHECKF(y == c.x, "the only block that fits is X=%p, got %p", c.x, y);
+    /* The wait the runtime queued is not the thread's task. */
+    EXPECT_OK(aclrtGetThreadLastTaskId(&after));
+    CHECK(after == last);
     EXPECT_OK(aclrtMemsetAsync(y, XSIZE, 0xee, XSIZE, c.b));
     usleep(50000);
     aclrtStreamStatus st = ACL_STREAM_STATUS_RESERVED;
