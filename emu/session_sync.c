@@ -222,6 +222,10 @@ int handle_event_create(Session *s, const void *req, uint32_t len, Reply *r)
     Device *d = session_device(s, q->device);
     if (!d)
         return ACL_ERROR_RT_INVALID_DEVICEID;
+    /* Events that hold no device event cost only memory: still bounded, so a
+     * client creating them in a loop cannot grow the shared emulator. */
+    if (g_hash_table_size(s->notifies) >= EMU_SESSION_SYNC_MAX)
+        return ACL_ERROR_RT_NO_EVENT_RESOURCE;
     if (q->resource > EMU_EVENT_RES_NONE)
         return ACL_ERROR_RT_PARAM_INVALID;
     static const EventResource res[] = { EVENT_RES_NOW, EVENT_RES_AT_RECORD, EVENT_RES_NONE };
@@ -320,6 +324,11 @@ int handle_stream_submit(Session *s, const void *req, uint32_t len, Reply *r)
     EngineStream *st = session_stream(s, q->stream);
     if (!st)
         return ACL_ERROR_RT_PARAM_INVALID;
+    /* A stream a failure stopped (ACL_STOP_ON_FAILURE) takes no new task:
+     * refused before anything is numbered or taken. */
+    int stopped = engine_stream_stopped(st);
+    if (stopped != ACL_SUCCESS)
+        return stopped;
     switch (q->task.type) {
     case EMU_TASK_MEMCPY:
     case EMU_TASK_MEMSET:
@@ -390,8 +399,10 @@ int handle_stream_submit(Session *s, const void *req, uint32_t len, Reply *r)
         return ACL_ERROR_RT_PARAM_INVALID;
     }
     RESP(EmuRespSubmit, p);
-    /* A stream a failure stopped (ACL_STOP_ON_FAILURE) takes no new task. */
-    int stopped = engine_stream_stopped(st);
+    bool numbered = task.type == EMU_TASK_EVENT_RECORD || task.type == EMU_TASK_EVENT_WAIT;
+    p->gen = numbered ? task.size : 0;
+    /* Stopped meanwhile (a failure of its group), or full. */
+    stopped = engine_stream_stopped(st);
     if (stopped == ACL_SUCCESS && engine_stream_submit(st, &task, obj, &p->seq))
         return ACL_SUCCESS;
     if (obj && task.type == EMU_TASK_EVENT_RECORD)

@@ -38,6 +38,7 @@ typedef struct RtEvent {
     bool exported;
     bool recorded;              /* a record of ours is queued (since the last reset) */
     RtStreamMark record;        /* where it is */
+    uint64_t record_gen;        /* its number in the emulator */
     GArray *waits;              /* RtStreamMark: our last wait on it in each stream
                                  * (NULL: none); guarded by event_lock */
 } RtEvent;
@@ -200,15 +201,20 @@ static aclError queue(const char *api, aclrtEvent event, const RtEvent *e, aclrt
                       uint32_t type, uint32_t timeout_s)
 {
     aclError err;
-    RtStream *s = rt_stream_resolve(stream, api, &err);
-    if (!s)
-        return err;
+    RtStream *s;
     EmuTask t = { .type = type, .value = e->handle, .height = timeout_s };
-    RtStreamMark m = { .id = s->id };
-    /* A record that must take a device event waits until one is free. */
+    RtStreamMark m;
+    uint64_t gen = 0;
+    /* A record that must take a device event waits until one is free; the
+     * stream is looked up again each time, as another thread may destroy it. */
     unsigned pause_us = 100;
-    while ((err = rt_stream_submit_seq(s, &t, &m.seq)) == ACL_ERROR_RT_NO_EVENT_RESOURCE &&
-           type == EMU_TASK_EVENT_RECORD) {
+    for (;;) {
+        if (!(s = rt_stream_resolve(stream, api, &err)))
+            return err;
+        m = (RtStreamMark){ .id = s->id };
+        err = rt_stream_submit_gen(s, &t, &m.seq, &gen);
+        if (err != ACL_ERROR_RT_NO_EVENT_RESOURCE || type != EMU_TASK_EVENT_RECORD)
+            break;
         g_usleep(pause_us);
         pause_us = pause_us < 10000 ? pause_us * 2 : 10000;
     }
@@ -220,18 +226,27 @@ static aclError queue(const char *api, aclrtEvent event, const RtEvent *e, aclrt
     if (live && g_hash_table_contains(live, event)) {
         RtEvent *le = event;
         if (type == EMU_TASK_EVENT_RECORD) {
+            /* Threads may note their records in either order: keep the newest. */
+            if (!le->recorded || gen > le->record_gen) {
+                le->record = m;
+                le->record_gen = gen;
+            }
             le->recorded = true;
-            le->record = m;
         } else if (type == EMU_TASK_EVENT_WAIT) {
             note_wait(le, m);
-            follow = le->recorded;
+            /* The pool may follow only a wait that surely waits for our record:
+             * the record the emulator gave it is ours, it has no timeout (a
+             * timed-out wait lets the stream go on), and the event can be
+             * neither reset (plain and Ex events cannot) nor recorded by
+             * another process (IPC). */
+            follow = le->recorded && gen == le->record_gen && timeout_s == 0 &&
+                     (le->kind == EVENT_PLAIN || le->kind == EVENT_EX) && !is_ipc(le);
             rec = le->record;
         } else {
             le->recorded = false;
         }
     }
     pthread_mutex_unlock(&event_lock);
-    /* Stream-ordered pools follow the dependency the wait makes. */
     if (follow && rec.id != s->id)
         rt_mempool_event_waited(s, rec.id, rec.seq);
     return ACL_SUCCESS;
@@ -512,9 +527,11 @@ RT_EXPORT aclError aclrtGetEventId(aclrtEvent event, uint32_t *eventId)
         EmuReqEventQuery q = { .handle = e.handle, .take_id = 1 };
         EmuRespEvent r;
         aclError err = rt_call(EMU_CMD_EVENT_QUERY, &q, sizeof(q), &r, sizeof(r), NULL);
-        if (err != ACL_SUCCESS)
+        if (err == ACL_ERROR_RT_NO_EVENT_RESOURCE)
             return RT_FAIL(err, "device %d has no event left to give the event an id (65536 "
                                 "per device)", e.device);
+        if (err != ACL_SUCCESS)
+            return RT_FAIL(err, "cannot give the event an id");
         e.id = r.id;
         pthread_mutex_lock(&event_lock);
         if (live && g_hash_table_contains(live, event))

@@ -171,6 +171,9 @@ aclError rt_stream_submit_seq(RtStream *s, const EmuTask *t, uint32_t *seq);
 /* The same for a task the runtime adds on its own (not the thread's last task
  * for aclrtGetThreadLastTaskId). */
 aclError rt_stream_submit_internal(RtStream *s, const EmuTask *t, uint32_t *seq);
+/* The same for an event task, giving the emulator's record number (a record:
+ * its own; a wait: the one it waits for). */
+aclError rt_stream_submit_gen(RtStream *s, const EmuTask *t, uint32_t *seq, uint64_t *gen);
 /* Waits for the stream's queued work and collects its error; a stream that a
  * failure stopped (ACL_STOP_ON_FAILURE) reports that failure every time. */
 aclError rt_stream_sync(RtStream *s, int64_t timeout_ms);

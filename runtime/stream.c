@@ -94,7 +94,7 @@ aclError rt_stream_submit(RtStream *s, const EmuTask *t)
  * stream, not a default one (aclrtGetThreadLastTaskId); 0 before the first. */
 static __thread uint32_t t_last_task;
 
-static aclError submit(RtStream *s, const EmuTask *t, uint32_t *seq, bool user)
+static aclError submit(RtStream *s, const EmuTask *t, uint32_t *seq, uint64_t *gen, bool user)
 {
     if (s->flags & RT_STREAM_NO_HOST_TASKS)
         return rt_fail(ACL_ERROR_RT_FEATURE_NOT_SUPPORT, "stream task",
@@ -120,6 +120,8 @@ static aclError submit(RtStream *s, const EmuTask *t, uint32_t *seq, bool user)
                                         __ATOMIC_RELAXED))
         ;
     *seq = r.seq;
+    if (gen)
+        *gen = r.gen;
     if (user && !s->is_default)
         t_last_task = r.seq;
     return ACL_SUCCESS;
@@ -127,12 +129,17 @@ static aclError submit(RtStream *s, const EmuTask *t, uint32_t *seq, bool user)
 
 aclError rt_stream_submit_seq(RtStream *s, const EmuTask *t, uint32_t *seq)
 {
-    return submit(s, t, seq, true);
+    return submit(s, t, seq, NULL, true);
+}
+
+aclError rt_stream_submit_gen(RtStream *s, const EmuTask *t, uint32_t *seq, uint64_t *gen)
+{
+    return submit(s, t, seq, gen, true);
 }
 
 aclError rt_stream_submit_internal(RtStream *s, const EmuTask *t, uint32_t *seq)
 {
-    return submit(s, t, seq, false);
+    return submit(s, t, seq, NULL, false);
 }
 
 RT_EXPORT aclError aclrtGetThreadLastTaskId(uint32_t *taskId)

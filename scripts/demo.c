@@ -210,7 +210,7 @@ static bool ipc_flow(void)
         return false;
     close(kp[1]);
     double t0 = now_s();
-    CHECK(aclrtSynchronizeStream(s));
+    CHECK(aclrtSynchronizeStreamWithTimeout(s, 60000));    /* B may have failed */
     double waited = now_s() - t0;
     uint8_t *want = malloc(IPC_SIZE);
     fill(want, IPC_SIZE);

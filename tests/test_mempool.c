@@ -596,12 +596,18 @@ static void test_cross_stream_opportunistic(void)
 /* Event dependencies only (no opportunistic or internal reuse): B may take
  * what A freed once B waits for an event A recorded after the free.  A is held
  * at a gate meanwhile, so B's use must land after A's last read. */
-static void event_dependency_round(bool follow)
+typedef enum { DEP_FOLLOW, DEP_OFF, DEP_TIMED_WAIT, DEP_RESETTABLE } DepMode;
+
+/* DEP_FOLLOW: the dependency is followed.  Not followed: the switch off; a wait
+ * with a timeout (it lets its stream go on); a resettable event (a reset can
+ * release a wait before the record ran). */
+static void event_dependency_round(DepMode mode)
 {
+    bool follow = mode == DEP_FOLLOW;
     aclrtMemPool p = make_pool(0, 2 * MiB);
     set32(p, ACL_RT_MEM_POOL_REUSE_ALLOW_OPPORTUNISTIC, 0);
     set32(p, ACL_RT_MEM_POOL_REUSE_ALLOW_INTERNAL_DEPENDENCIES, 0);
-    set32(p, ACL_RT_MEM_POOL_REUSE_FOLLOW_EVENT_DEPENDENCIES, follow);
+    set32(p, ACL_RT_MEM_POOL_REUSE_FOLLOW_EVENT_DEPENDENCIES, mode != DEP_OFF);
     set64(p, ACL_RT_MEM_POOL_ATTR_RELEASE_THRESHOLD, UINT64_MAX);
     aclrtStream a = NULL, b = NULL;
     aclrtNotify gate = NULL;
@@ -609,7 +615,10 @@ static void event_dependency_round(bool follow)
     EXPECT_OK(aclrtCreateStream(&a));
     EXPECT_OK(aclrtCreateStream(&b));
     EXPECT_OK(aclrtCreateNotify(&gate, 0));
-    EXPECT_OK(aclrtCreateEvent(&e));
+    if (mode == DEP_RESETTABLE)
+        EXPECT_OK(aclrtCreateEventWithFlag(&e, ACL_EVENT_SYNC));
+    else
+        EXPECT_OK(aclrtCreateEvent(&e));
     uint8_t *out = pinned(XSIZE), *out2 = pinned(XSIZE);
     memset(out, 0, XSIZE);
     memset(out2, 0, XSIZE);
@@ -622,7 +631,10 @@ static void event_dependency_round(bool follow)
     /* No dependency yet, and the pool cannot grow. */
     EXPECT_ERR(aclrtMemPoolMallocAsync(&y, XSIZE, p, b), ACL_ERROR_RT_MEMORY_ALLOCATION);
     EXPECT_OK(aclrtRecordEvent(e, a));
-    EXPECT_OK(aclrtStreamWaitEvent(b, e));
+    if (mode == DEP_TIMED_WAIT)
+        EXPECT_OK(aclrtStreamWaitEventWithTimeout(b, e, 30));
+    else
+        EXPECT_OK(aclrtStreamWaitEvent(b, e));
     if (follow) {
         EXPECT_OK(aclrtMemPoolMallocAsync(&y, XSIZE, p, b));
         CHECKF(y == x, "B waited for A's event after the free: X=%p, got %p", x, y);
@@ -650,8 +662,10 @@ static void event_dependency_round(bool follow)
 
 static void test_cross_stream_event_dependency(void)
 {
-    event_dependency_round(true);
-    event_dependency_round(false);
+    event_dependency_round(DEP_FOLLOW);
+    event_dependency_round(DEP_OFF);
+    event_dependency_round(DEP_TIMED_WAIT);
+    event_dependency_round(DEP_RESETTABLE);
 }
 
 /* The freeing stream is gone (its frees ran): its blocks are reused with no

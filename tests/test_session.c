@@ -1135,6 +1135,30 @@ static const CmdLen cmd_lens[] = {
 };
 #define NCMDLEN (sizeof(cmd_lens) / sizeof(cmd_lens[0]))
 
+/* Events that hold no device event are not limited by the device, but one
+ * session cannot hold more than EMU_SESSION_SYNC_MAX handles. */
+static void test_event_handle_cap(void)
+{
+    Client c;
+    CU_ASSERT_TRUE_FATAL(client_open(&c, 1011));
+    CU_ASSERT_EQUAL_FATAL(device_cmd(&c, EMU_CMD_DEVICE_OPEN, 0, 0, NULL, 0), ACL_SUCCESS);
+    EmuReqEventCreate q = { .device = 0, .resource = EMU_EVENT_RES_NONE };
+    EmuRespNotify r;
+    unsigned made = 0;
+    int rc = ACL_SUCCESS;
+    while (made <= EMU_SESSION_SYNC_MAX &&
+           (rc = call(&c, EMU_CMD_EVENT_CREATE, &q, sizeof(q), &r, sizeof(r), NULL)) ==
+               ACL_SUCCESS)
+        made++;
+    CU_ASSERT_EQUAL(rc, ACL_ERROR_RT_NO_EVENT_RESOURCE);
+    CU_ASSERT_EQUAL(made, EMU_SESSION_SYNC_MAX);
+    /* none of them took a device event */
+    EmuRespEvent avail;
+    CU_ASSERT_EQUAL(device_cmd(&c, EMU_CMD_EVENT_AVAIL, 0, 0, &avail, sizeof(avail)), ACL_SUCCESS);
+    CU_ASSERT_EQUAL(avail.queued, DEV_EVENT_MAX);
+    client_close(&c);
+}
+
 static void test_wrong_req_len(void)
 {
     Client c;
@@ -3411,6 +3435,7 @@ int main(void)
         !CU_add_test(s, "wrong req_len", test_wrong_req_len) ||
         !CU_add_test(s, "unknown cmd, oversized req_len", test_unknown_cmd_and_oversized) ||
         !CU_add_test(s, "device out of range", test_bad_device) ||
+        !CU_add_test(s, "event handles per session are bounded", test_event_handle_cap) ||
         !CU_add_test(s, "a3: devices of the session's server", test_a3_servers) ||
         !CU_add_test(s, "sessions are isolated", test_cross_session) ||
         !CU_add_test(s, "DEVICE_CLOSE releases the device", test_device_close_releases) ||

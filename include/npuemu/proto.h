@@ -28,7 +28,7 @@
 #include <stdint.h>
 
 #define EMU_PROTO_MAGIC   0x4e505545u /* "NPUE" */
-#define EMU_PROTO_VERSION 5u
+#define EMU_PROTO_VERSION 6u
 
 /* Device virtual-address window: real device pointers look like 0x12c041200000. */
 #define EMU_VA_WINDOW_LO    0x100000000000ull /* 16 TiB */
@@ -46,6 +46,9 @@
 #define EMU_CHAN_SLOTS        64
 #define EMU_SLOT_PAYLOAD      1536
 #define EMU_CHAN_STREAMS      32768
+/* Notify and event handles one session may hold (events without a device event
+ * are otherwise unlimited). */
+#define EMU_SESSION_SYNC_MAX  (1u << 18)
 #define EMU_STREAMS_PER_DEVICE 1984 /* A2 / A3 limit per device and process */
 
 typedef enum EmuSlotState {
@@ -533,6 +536,8 @@ typedef struct EmuReqSubmit {
 typedef struct EmuRespSubmit {
     uint32_t seq;             /* the stream is past this task when done reaches seq */
     uint32_t pad;
+    uint64_t gen;             /* EVENT_RECORD: the record's number; EVENT_WAIT: the record
+                               * it waits for (0: none); other tasks 0 */
 } EmuRespSubmit;
 
 /* The socket npu-emu serves and clients look for when NPU_EMU_SOCKET is unset. */
