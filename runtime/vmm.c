@@ -627,25 +627,13 @@ RT_EXPORT aclError aclrtReleaseMemAddress(void *virPtr)
 
 /* ---- mappings ---- */
 
-static aclError map_mem(const char *api, void *virPtr, size_t size, size_t offset,
-                        aclrtDrvMemHandle handle, uint64_t flags, bool access)
+/* Maps the physical memory `h` describes (a copy) at virPtr, inside a
+ * reservation: the part of aclrtMapMem after the handle was found. */
+static aclError map_phys(const char *api, void *virPtr, size_t size, RtPhys h, bool access)
 {
-    RT_CHECK_INIT();
-    if (!virPtr)
-        return rt_fail(ACL_ERROR_RT_PARAM_INVALID, api, "virPtr must not be NULL");
-    if (offset != 0)
-        return rt_fail(ACL_ERROR_RT_PARAM_INVALID, api, "offset must be 0");
-    if (flags != 0)
-        return rt_fail(ACL_ERROR_RT_PARAM_INVALID, api, "flags must be 0");
     pthread_rwlock_rdlock(&vmm_lock);
-    RtPhys *p = phys_live(handle);
-    RtPhys h = p ? *p : (RtPhys){ 0 };
     RtReserve *r = range_at(reserves, (uint64_t)(uintptr_t)virPtr);
     pthread_rwlock_unlock(&vmm_lock);
-    if (!p)
-        return rt_fail(ACL_ERROR_RT_PARAM_INVALID, api,
-                       "%p is not a physical memory handle of this process (or it was freed)",
-                       handle);
     if (size != h.size)
         return rt_fail(ACL_ERROR_RT_PARAM_INVALID, api,
                        "size %zu differs from the handle's size %" PRIu64, size, h.size);
@@ -690,6 +678,27 @@ static aclError map_mem(const char *api, void *virPtr, size_t size, size_t offse
     g_tree_insert(maps, EMU_KEY(va), mp);
     pthread_rwlock_unlock(&vmm_lock);
     return ACL_SUCCESS;
+}
+
+static aclError map_mem(const char *api, void *virPtr, size_t size, size_t offset,
+                        aclrtDrvMemHandle handle, uint64_t flags, bool access)
+{
+    RT_CHECK_INIT();
+    if (!virPtr)
+        return rt_fail(ACL_ERROR_RT_PARAM_INVALID, api, "virPtr must not be NULL");
+    if (offset != 0)
+        return rt_fail(ACL_ERROR_RT_PARAM_INVALID, api, "offset must be 0");
+    if (flags != 0)
+        return rt_fail(ACL_ERROR_RT_PARAM_INVALID, api, "flags must be 0");
+    pthread_rwlock_rdlock(&vmm_lock);
+    RtPhys *p = phys_live(handle);
+    RtPhys h = p ? *p : (RtPhys){ 0 };
+    pthread_rwlock_unlock(&vmm_lock);
+    if (!p)
+        return rt_fail(ACL_ERROR_RT_PARAM_INVALID, api,
+                       "%p is not a physical memory handle of this process (or it was freed)",
+                       handle);
+    return map_phys(api, virPtr, size, h, access);
 }
 
 RT_EXPORT aclError aclrtMapMem(void *virPtr, size_t size, size_t offset, aclrtDrvMemHandle handle,
@@ -898,14 +907,7 @@ RT_EXPORT aclError aclrtMemMapSelectedLink(void *virPtrDst, size_t size, void *v
             break;
         RtPhys tmp = { .id = rr.handle, .size = pc->size, .page_size = pc->page_size,
                        .prop = pc->prop, .refs = 1 };
-        pthread_rwlock_wrlock(&vmm_lock);
-        g_hash_table_add(handles, &tmp);
-        pthread_rwlock_unlock(&vmm_lock);
-        err = map_mem(__func__, (void *)(uintptr_t)(dst + (pc->va - src)), pc->size, 0, &tmp, 0,
-                      true);
-        pthread_rwlock_wrlock(&vmm_lock);
-        g_hash_table_remove(handles, &tmp);
-        pthread_rwlock_unlock(&vmm_lock);
+        err = map_phys(__func__, (void *)(uintptr_t)(dst + (pc->va - src)), pc->size, tmp, true);
         EmuReqPhys fq = { .handle = rr.handle };
         rt_call(EMU_CMD_PHYS_FREE, &fq, sizeof(fq), NULL, 0, NULL);
     }
